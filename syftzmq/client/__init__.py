@@ -1,0 +1,1 @@
+"""The client side: the session that owns the sockets, and worker handles."""

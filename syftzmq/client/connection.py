@@ -1,0 +1,44 @@
+"""One client DEALER socket to one worker, with its own key."""
+
+from __future__ import annotations
+
+import zmq
+
+from ..errors import ProtocolError
+from ..wire import Signer, dumps, loads, pack, unpack
+
+
+class Connection:
+    """Sends requests to one worker and receives its replies (one owner thread)."""
+
+    def __init__(self, context: zmq.Context, identity: str, address: str, key: bytes | None,
+                 send_timeout: float) -> None:
+        self.address = address
+        self.signer = Signer(key)
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, identity.encode())
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        # A full queue (a worker slower than us, or gone) blocks the sender: that is the
+        # backpressure. The send timeout turns "gone" into an error instead of a hang.
+        self.socket.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
+        self.socket.connect(address)
+
+    def send(self, msg: dict) -> None:
+        header, buffers = dumps(msg)
+        self.socket.send_multipart(pack(self.signer, header, buffers), copy=False)
+
+    def receive(self) -> dict | None:
+        """One waiting reply, or ``None`` if nothing is waiting or the reply is invalid."""
+        try:
+            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        try:
+            header, buffers = unpack(self.signer, frames)
+            msg = loads(header, buffers)
+        except ProtocolError:
+            return None
+        return msg if isinstance(msg, dict) else None
+
+    def close(self) -> None:
+        self.socket.close(linger=1000)

@@ -1,0 +1,135 @@
+"""Worker handles: what ``sy.VirtualWorker(...)``, ``sy.Worker(...)`` and ``sy.cluster(...)`` return."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..keys import read_key
+from ..launcher import WorkerProcess, spawn_worker
+from ..protocol import OBJECTS, WorkerRef, message
+from .session import ClientSession, default_session
+
+
+def _key_from(key: bytes | str | None, key_file: str | os.PathLike | None) -> bytes | None:
+    if key is not None:
+        return key.encode() if isinstance(key, str) else key
+    key_file = key_file or os.environ.get("SYFTZMQ_KEY_FILE")
+    return read_key(key_file) if key_file else None
+
+
+class Worker:
+    """A connection to a running worker process.
+
+    ``Worker(hook, id="bob", address="tcp://10.0.0.5:5555", key_file="cluster.key")`` checks
+    that the worker at ``address`` answers, within the session's deadline, as ``bob``.
+    """
+
+    process: WorkerProcess | None = None
+
+    def __init__(self, hook: Any = None, id: str | None = None, address: str | None = None, *,
+                 key: bytes | str | None = None, key_file: str | os.PathLike | None = None,
+                 timeout: float | None = None) -> None:
+        if address is None:
+            raise ValueError("Worker(...) needs the address of a running worker; "
+                             "use VirtualWorker(hook, id=...) to start one")
+        self._session: ClientSession = default_session()
+        self._ref = self._session.connect(address, _key_from(key, key_file), expected_id=id,
+                                          timeout=timeout)
+        self._session.register(self)
+
+    @classmethod
+    def _for_ref(cls, session: ClientSession, ref: WorkerRef) -> "Worker":
+        """A handle for a worker learned from a pointer (no handshake)."""
+        handle = cls.__new__(cls)
+        handle._session = session
+        handle._ref = ref
+        return handle
+
+    @property
+    def id(self) -> str:
+        return self._ref.id
+
+    @property
+    def ref(self) -> WorkerRef:
+        return self._ref
+
+    @property
+    def address(self) -> str | None:
+        return self._ref.address
+
+    @property
+    def _objects(self) -> dict:
+        """A snapshot of the worker's store: id -> tensor, or id -> pointer for stored pointers."""
+        return self._session.objects(self._ref)
+
+    def object_count(self) -> int:
+        return len(self._session.observe(self._ref, message(OBJECTS)))
+
+    def ping(self, timeout: float | None = None) -> dict:
+        return self._session.ping(self._ref, timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Ask the worker to stop; a process this client started is also reaped."""
+        try:
+            self._session.shutdown(self._ref, timeout)
+        finally:
+            if self.process is not None:
+                if not self.process.wait(timeout):
+                    self.process.stop()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Worker, WorkerRef)):
+            return self.id == other.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        try:
+            count: Any = self.object_count()
+        except Exception:
+            count = "?"
+        return f"<Worker id:{self.id} #objects:{count}>"
+
+
+class VirtualWorker(Worker):
+    """Starts a worker *process* on this machine and connects to it.
+
+    The process ends when ``shutdown()`` is called or this client exits — also when this
+    client is killed (see :mod:`syftzmq.launcher`).
+    """
+
+    def __init__(self, hook: Any = None, id: str | None = None, *, timeout: float | None = None,
+                 log_level: str | None = None) -> None:
+        if not id:
+            raise ValueError("VirtualWorker needs an id, e.g. VirtualWorker(hook, id='bob')")
+        session = default_session()
+        key_file = session.cluster_key_file()
+        process = spawn_worker(id, key_file=key_file,
+                               log_level=log_level or os.environ.get("SYFTZMQ_LOG_LEVEL", "WARNING"))
+        session.adopt(process)
+        self.process = process
+        try:
+            super().__init__(hook, id, process.endpoint, key_file=key_file, timeout=timeout)
+        except BaseException:
+            process.stop()
+            raise
+
+
+class LocalWorker:
+    """``sy.local_worker``: the client itself (id ``me``). It holds no remote objects."""
+
+    id = "me"
+
+    @property
+    def ref(self) -> WorkerRef:
+        return default_session().ref
+
+    @property
+    def _objects(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        return "<LocalWorker id:me>"

@@ -1,0 +1,367 @@
+"""The client session: every socket, every pending release, and the ordering rules.
+
+Commands are fire-and-forget: the session records which workers have received commands since
+they were last observed (*dirty* workers). An observation of worker W first flushes every other
+dirty worker (one parallel round trip, skipped when W is the only one), then asks W, which
+flushes whatever it forwarded downstream before answering. So an answer always reflects every
+command issued before it, along chains too; and the common case — commands to one worker, then
+``get`` from it — costs exactly one round trip.
+
+Pointers that die only append their id to a queue (``__del__`` may run inside a socket call, or
+on another thread); the queue is sent as batched ``DEL`` messages before the next message.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import zmq
+from torch.utils import _pytree as pytree
+
+from .. import runtime
+from ..errors import WorkerUnavailable
+from ..ids import new_id, new_token
+from ..pointer import PointerTensor
+from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, SHUTDOWN, STORE,
+                        Ref, WorkerRef, message)
+from ..shapes import TensorMeta
+from .connection import Connection
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..launcher import WorkerProcess
+    from .handle import Worker
+
+DEFAULT_TIMEOUT = float(os.environ.get("SYFTZMQ_TIMEOUT", "5"))
+
+
+@dataclass
+class Stats:
+    """Counters of what this client put on the wire: messages sent and blocking round trips."""
+
+    messages_sent: int = 0
+    round_trips: int = 0
+
+    def snapshot(self) -> "Stats":
+        return Stats(self.messages_sent, self.round_trips)
+
+    def __sub__(self, other: "Stats") -> "Stats":
+        return Stats(self.messages_sent - other.messages_sent, self.round_trips - other.round_trips)
+
+
+class ClientSession:
+    """All of this process's conversations with workers."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.context = zmq.Context()
+        self.ref = WorkerRef("me", None, f"me#{new_token(6)}")
+        self.stats = Stats()
+        self._connections: dict[str, Connection] = {}
+        self._handles: dict[str, "Worker"] = {}
+        self._keys: dict[str, bytes | None] = {}
+        self._default_key: bytes | None = None
+        self._dirty: set[str] = set()
+        self._releases: deque[tuple[WorkerRef, int]] = deque()
+        self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
+        self._processes: list["WorkerProcess"] = []
+        self._lock = threading.RLock()
+        self._closed = False
+        self._cluster_key_file: str | None = None
+        runtime.set_current(runtime.LocalContext(self.ref, self))
+        atexit.register(self.close)
+
+    # ------------------------------------------------------------------ workers
+    def connect(self, address: str, key: bytes | None, expected_id: str | None = None,
+                timeout: float | None = None) -> WorkerRef:
+        """Open a connection to ``address`` and learn who answers there."""
+        with self._lock:
+            self._keys[address] = key
+            self._default_key = key
+            probe = WorkerRef(expected_id or "?", address, f"probe:{new_token()}")
+            connection = Connection(self.context, self.ref.node, address, key, self._send_timeout())
+            self._connections[probe.node] = connection
+            try:
+                info = self._round_trip({probe.node: message(PING)}, {probe.node: probe},
+                                        timeout or self.timeout)[probe.node]
+            except BaseException:
+                del self._connections[probe.node]
+                connection.close()
+                raise
+            ref: WorkerRef = info["ref"]
+            del self._connections[probe.node]
+            if expected_id is not None and ref.id != expected_id:
+                connection.close()
+                raise ValueError(f"the worker at {address} is {ref.id!r}, not {expected_id!r}")
+            old = self._connections.pop(ref.node, None)
+            if old is not None:
+                old.close()
+            self._connections[ref.node] = connection
+            return ref
+
+    def register(self, handle: "Worker") -> None:
+        self._handles[handle.ref.node] = handle
+
+    def adopt(self, process: "WorkerProcess") -> None:
+        """Stop ``process`` when this session closes."""
+        self._processes.append(process)
+
+    def handle(self, ref: WorkerRef) -> Any:
+        """The handle for ``ref``: the user's own if there is one, else a new one."""
+        found = self._handles.get(ref.node)
+        if found is None:
+            from .handle import Worker
+            found = Worker._for_ref(self, ref)
+            self._handles[ref.node] = found
+        return found
+
+    def ref_of(self, worker: Any) -> WorkerRef:
+        """A :class:`WorkerRef` for a handle, a ref, or a worker id this session knows."""
+        if isinstance(worker, WorkerRef):
+            return worker
+        ref = getattr(worker, "ref", None)
+        if isinstance(ref, WorkerRef):
+            return ref
+        if isinstance(worker, str):
+            matches = [h.ref for h in self._handles.values() if h.id == worker]
+            if len(matches) == 1:
+                return matches[0]
+            raise ValueError(f"no single connected worker with id {worker!r}")
+        raise TypeError(f"expected a worker, got {type(worker).__name__}")
+
+    def cluster_key_file(self) -> str:
+        """A key file (0600) shared by the workers this session spawns."""
+        if self._cluster_key_file is None:
+            import tempfile
+
+            from ..keys import write_key_file
+            directory = tempfile.mkdtemp(prefix="syftzmq-")
+            self._cluster_key_file = os.path.join(directory, "cluster.key")
+            write_key_file(self._cluster_key_file)
+        return self._cluster_key_file
+
+    # ------------------------------------------------------------------ fire-and-forget
+    def command(self, location: WorkerRef, op: tuple, args: tuple, kwargs: dict,
+                result_ids: list[int], metas: list[TensorMeta | None] | None = None) -> None:
+        def to_ref(value: Any) -> Any:
+            return Ref(value.id_at_location) if isinstance(value, PointerTensor) else value
+        wire_args, wire_kwargs = pytree.tree_map(to_ref, (args, kwargs))
+        self._send(location, message(CMD, origin=self.ref.node, op=op, args=wire_args,
+                                     kwargs=wire_kwargs, results=result_ids, metas=metas))
+
+    def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor") -> PointerTensor:
+        object_id = new_id()
+        self._send(dest, message(STORE, origin=self.ref.node, id=object_id, obj=tensor))
+        meta = TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad))
+        return self.new_pointer(dest, object_id, meta)
+
+    def store_pointer(self, dest: WorkerRef, pointer: PointerTensor) -> PointerTensor:
+        """Store ``pointer`` itself on ``dest``; its ownership (if it has it) goes along."""
+        object_id = new_id()
+        owning = pointer._owning
+        with self._lock:
+            self._send(dest, message(STORE, origin=self.ref.node, id=object_id,
+                                     obj=pointer._wire_copy(owning=owning)))
+            if owning:
+                self._send(pointer._location, message(
+                    FORK, origin=self.ref.node, id=pointer.id_at_location,
+                    old_owner=self.ref.node, new_owner=dest.node))
+        return self.new_pointer(dest, object_id, pointer._meta)
+
+    def new_pointer(self, location: WorkerRef, object_id: int, meta: TensorMeta | None) -> PointerTensor:
+        pointer = PointerTensor(location, object_id, meta=meta, owning=True, owner=self.ref,
+                                session=self)
+        self._live[pointer.id] = pointer
+        return pointer
+
+    def release(self, location: WorkerRef, object_id: int) -> None:
+        """Called from ``__del__``: queue the delete; it goes out with the next message."""
+        if not self._closed:
+            self._releases.append((location, object_id))
+
+    def _drain_releases(self) -> None:
+        batches: dict[str, tuple[WorkerRef, list[int]]] = {}
+        while self._releases:
+            location, object_id = self._releases.popleft()
+            batches.setdefault(location.node, (location, []))[1].append(object_id)
+        for location, ids in batches.values():
+            self._send_now(location, message(DEL, origin=self.ref.node, ids=ids))
+
+    def _send(self, location: WorkerRef, msg: dict) -> None:
+        with self._lock:
+            if self._releases:
+                self._drain_releases()
+            self._send_now(location, msg)
+
+    def _send_now(self, location: WorkerRef, msg: dict) -> None:
+        connection = self._connection(location)
+        try:
+            connection.send(msg)
+        except zmq.Again:
+            raise WorkerUnavailable(location.id, location.address,
+                                    f"its queue stayed full for {self.timeout:.1f} s") from None
+        self.stats.messages_sent += 1
+        self._dirty.add(location.node)
+
+    def _connection(self, location: WorkerRef) -> Connection:
+        connection = self._connections.get(location.node)
+        if connection is None:
+            if self._closed:
+                raise RuntimeError("the syftzmq session is closed")
+            if not location.address:
+                raise WorkerUnavailable(location.id, None, "no address known")
+            key = self._keys.get(location.address, self._default_key)
+            connection = Connection(self.context, self.ref.node, location.address, key,
+                                    self._send_timeout())
+            self._connections[location.node] = connection
+        return connection
+
+    def _send_timeout(self) -> float:
+        return self.timeout
+
+    # ------------------------------------------------------------------ observations
+    def observe(self, location: WorkerRef, msg: dict, timeout: float | None = None) -> Any:
+        """Ask ``location`` something; the answer reflects every command issued before."""
+        timeout = timeout or self.timeout
+        with self._lock:
+            if self._releases:
+                self._drain_releases()
+            others = {node for node in self._dirty if node != location.node}
+            if others:
+                refs = {node: self._ref_for_node(node) for node in others}
+                self._round_trip({node: message(FLUSH, origin=self.ref.node) for node in others},
+                                 refs, timeout)
+            msg["origin"] = self.ref.node
+            return self._round_trip({location.node: msg}, {location.node: location}, timeout)[location.node]
+
+    def _ref_for_node(self, node: str) -> WorkerRef:
+        handle = self._handles.get(node)
+        if handle is not None:
+            return handle.ref
+        return WorkerRef(node.split("#")[0], self._connections[node].address, node)
+
+    def _round_trip(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
+                    timeout: float) -> dict[str, Any]:
+        """Send one request per worker, wait for every reply; raise the first error."""
+        reqs: dict[int, str] = {}
+        for node, msg in requests.items():
+            req = new_id()
+            msg["req"] = req
+            msg["timeout"] = timeout
+            reqs[req] = node
+            self._send_now(refs[node], msg)
+        self.stats.round_trips += 1
+        replies: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout
+        poller = zmq.Poller()
+        for node in requests:
+            poller.register(self._connections[node].socket, zmq.POLLIN)
+        while len(replies) < len(requests):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = next(node for node in requests if node not in replies)
+                for node in requests:
+                    self._dirty.discard(node)
+                ref = refs[missing]
+                raise WorkerUnavailable(ref.id, ref.address,
+                                        f"no answer within {timeout:.1f} s")
+            ready = dict(poller.poll(int(remaining * 1000) + 1))
+            for node in requests:
+                connection = self._connections[node]
+                if connection.socket not in ready:
+                    continue
+                while (msg := connection.receive()) is not None:
+                    if reqs.get(msg.get("req")) == node:
+                        replies[node] = msg
+        errors = []
+        for node, msg in replies.items():
+            self._dirty.discard(node)
+            if msg.get("error") is not None:
+                errors.append(msg["error"].to_exception())
+        if errors:
+            raise errors[0]
+        return {node: msg["value"] for node, msg in replies.items()}
+
+    def get(self, location: WorkerRef, object_id: int) -> Any:
+        value = self.observe(location, message(GET, id=object_id))
+        if isinstance(value, PointerTensor) and value._owning:
+            self._live[value.id] = value
+        return value
+
+    def info(self, location: WorkerRef, object_id: int) -> TensorMeta:
+        return self.observe(location, message(INFO, id=object_id))
+
+    def objects(self, location: WorkerRef) -> dict:
+        return self.observe(location, message(OBJECTS))
+
+    def move(self, location: WorkerRef, object_id: int, dest: WorkerRef) -> int:
+        new_object_id = new_id()
+        self.observe(location, message(MOVE, id=object_id, dest=dest, new_id=new_object_id))
+        return new_object_id
+
+    def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
+        with self._lock:
+            return self._round_trip({location.node: message(PING)}, {location.node: location},
+                                    timeout or self.timeout)[location.node]
+
+    def shutdown(self, location: WorkerRef, timeout: float | None = None) -> None:
+        with self._lock:
+            self._round_trip({location.node: message(SHUTDOWN, origin=self.ref.node)},
+                             {location.node: location}, timeout or self.timeout)
+            self.forget(location)
+
+    def forget(self, location: WorkerRef) -> None:
+        """Drop the connection to a worker that is gone; its pending releases go too."""
+        with self._lock:
+            self._releases = deque(r for r in self._releases if r[0].node != location.node)
+            self._dirty.discard(location.node)
+            connection = self._connections.pop(location.node, None)
+            if connection is not None:
+                connection.close()
+
+    # ------------------------------------------------------------------ end of life
+    def close(self) -> None:
+        """Free this client's remote objects, stop the workers it started, close sockets."""
+        with self._lock:
+            if self._closed:
+                return
+            for pointer in list(self._live.values()):
+                if pointer._owning and pointer._gone is None:
+                    pointer._relinquish("released at exit")
+                    self._releases.append((pointer._location, pointer.id_at_location))
+            try:
+                self._drain_releases()
+            except Exception:
+                pass
+            self._closed = True
+            for process in self._processes:
+                process.stop()
+            for connection in self._connections.values():
+                connection.close()
+            self._connections.clear()
+            self.context.term()
+            if self._cluster_key_file:
+                try:
+                    os.remove(self._cluster_key_file)
+                    os.rmdir(os.path.dirname(self._cluster_key_file))
+                except OSError:
+                    pass
+
+
+_default: ClientSession | None = None
+
+
+def default_session() -> ClientSession:
+    """This process's session, created on first use."""
+    global _default
+    if _default is None:
+        _default = ClientSession()
+    return _default

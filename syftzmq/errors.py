@@ -1,0 +1,97 @@
+"""Every exception a user of syftzmq can meet, in one place.
+
+Remote failures come back as data (type name, message, traceback) and are re-raised here as a
+class that is both a :class:`RemoteError` and, where the remote type is a builtin exception, an
+instance of that builtin: ``pytest.raises(RuntimeError)`` works on a remote ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from functools import lru_cache
+
+
+class SyftZmqError(Exception):
+    """Base class of everything syftzmq raises on its own account."""
+
+
+class WorkerUnavailable(SyftZmqError, TimeoutError):
+    """A worker did not answer within the deadline, or cannot be reached at all."""
+
+    def __init__(self, worker: str, address: str | None, detail: str = "") -> None:
+        self.worker = worker
+        self.address = address
+        where = f" at {address}" if address else ""
+        super().__init__(f"worker {worker!r}{where} is unavailable" + (f": {detail}" if detail else ""))
+
+
+class ObjectGoneError(SyftZmqError):
+    """A pointer is used after its data was fetched with ``.get()`` (or handed on)."""
+
+
+class WorkerMismatchError(SyftZmqError, ValueError):
+    """One operation names pointers on different workers; nothing was sent."""
+
+
+class ProtocolError(SyftZmqError):
+    """A message does not follow the wire format (wrong frames, version, sizes or signature)."""
+
+
+class NeedsGetError(SyftZmqError, TypeError):
+    """An operation would produce a plain Python value, which a pointer cannot hold."""
+
+
+class RemoteError(SyftZmqError):
+    """An exception raised on a worker, carried back as data.
+
+    ``remote_type`` is the qualified name of the exception type on the worker,
+    ``remote_message`` its message and ``remote_traceback`` the formatted remote traceback.
+    """
+
+    remote_type: str = "Exception"
+    remote_message: str = ""
+    remote_traceback: str = ""
+    worker: str = ""
+
+    def __str__(self) -> str:
+        where = f" on worker {self.worker!r}" if self.worker else ""
+        text = f"{self.remote_type}{where}: {self.remote_message}"
+        if self.remote_traceback:
+            text += "\n\nRemote traceback:\n" + self.remote_traceback
+        return text
+
+
+@lru_cache(maxsize=None)
+def _remote_error_class(remote_type: str) -> type[RemoteError]:
+    """A RemoteError subclass that is also the builtin exception named by ``remote_type``."""
+    name = remote_type.rsplit(".", 1)[-1]
+    builtin = getattr(builtins, name, None)
+    if remote_type.startswith("builtins.") and isinstance(builtin, type) and issubclass(builtin, Exception):
+        if issubclass(builtin, SyftZmqError):  # pragma: no cover - defensive
+            return RemoteError
+        return type(f"Remote{name}", (RemoteError, builtin), {"__module__": __name__})
+    local = {cls.__name__: cls for cls in (ObjectGoneError, WorkerMismatchError, ProtocolError,
+                                            NeedsGetError, WorkerUnavailable, ObjectNotFoundError)}
+    if remote_type.startswith(__name__ + ".") and name in local:
+        return type(f"Remote{name}", (RemoteError, local[name]), {"__module__": __name__,
+                                                                   "__init__": Exception.__init__})
+    return RemoteError
+
+
+class ObjectNotFoundError(SyftZmqError, KeyError):
+    """A worker holds no object under the requested id."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "object not found"
+
+
+def remote_error(remote_type: str, message: str, traceback: str, worker: str = "") -> RemoteError:
+    """Build the exception to raise locally for a failure described by a worker."""
+    cls = _remote_error_class(remote_type)
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.remote_type = remote_type
+    err.remote_message = message
+    err.remote_traceback = traceback
+    err.worker = worker
+    return err

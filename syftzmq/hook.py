@@ -1,0 +1,34 @@
+"""``sy.TorchHook(torch)``: gives local tensors ``send``.
+
+The hook adds methods to ``torch.Tensor``; it replaces nothing torch already has. Pointers do
+not need the hook: they intercept torch through ``__torch_function__``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from .client.handle import LocalWorker
+from .client.session import default_session
+from .pointer import PointerTensor
+
+
+def _send(self: torch.Tensor, worker: Any) -> PointerTensor:
+    """Send this tensor to ``worker``; returns a pointer to it. The local tensor is unchanged."""
+    session = default_session()
+    return session.store_tensor(session.ref_of(worker), self)
+
+
+class TorchHook:
+    """Installs ``torch.Tensor.send``. Creating it twice is harmless."""
+
+    def __init__(self, torch_module: ModuleType = torch) -> None:
+        self.torch = torch_module
+        self.local_worker = LocalWorker()
+        torch_module.Tensor.send = _send
+
+    def __repr__(self) -> str:
+        return "<TorchHook>"

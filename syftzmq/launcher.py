@@ -1,0 +1,118 @@
+"""Starting worker processes and stopping them without leaving any behind.
+
+A child gets the read end of a pipe whose write end only this process holds (``--parent-fd``):
+when this process exits — normally, by exception or by ``kill -9`` — the pipe reaches
+end-of-file and the worker stops. No polling of parent pids, no reliance on signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from .errors import WorkerUnavailable
+from .worker.cli import READY_PREFIX
+
+
+@dataclass
+class WorkerProcess:
+    """A running worker process started by this one."""
+
+    id: str
+    endpoint: str
+    node: str
+    popen: subprocess.Popen
+    _lifeline: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; always reaps the process."""
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(signal.SIGTERM)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.release_lifeline()
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        self.release_lifeline()
+        return True
+
+    def release_lifeline(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+
+def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: str | None = None,
+                 advertise: str | None = None, tie_to_parent: bool = True,
+                 log_level: str | None = None, stderr=None, timeout: float = 30.0) -> WorkerProcess:
+    """Start ``python -m syftzmq.worker`` and wait until it reports its endpoint."""
+    command = [sys.executable, "-m", "syftzmq.worker", "--id", worker_id, "--bind", bind]
+    if key_file:
+        command += ["--key-file", str(key_file)]
+    if advertise:
+        command += ["--advertise", advertise]
+    if log_level:
+        command += ["--log-level", log_level]
+    lifeline = None
+    pass_fds: tuple[int, ...] = ()
+    if tie_to_parent:
+        child_end, lifeline = os.pipe()
+        command += ["--parent-fd", str(child_end)]
+        pass_fds = (child_end,)
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, pass_fds=pass_fds,
+                             env=env, start_new_session=False)
+    if tie_to_parent:
+        os.close(pass_fds[0])
+    process = WorkerProcess(worker_id, "", "", popen, lifeline)
+    try:
+        info = _read_ready_line(popen, timeout)
+    except BaseException:
+        process.stop()
+        raise
+    process.endpoint, process.node = info["endpoint"], info["node"]
+    popen.stdout.close()
+    return process
+
+
+def _read_ready_line(popen: subprocess.Popen, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    assert popen.stdout is not None  # we asked for a pipe
+    fd = popen.stdout.fileno()
+    buffered = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WorkerUnavailable("(starting)", None, f"no ready line within {timeout:.0f} s")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise WorkerUnavailable("(starting)", None,
+                                    f"worker process exited with code {popen.wait()} before it was ready")
+        buffered += chunk
+        for line in buffered.decode(errors="replace").splitlines():
+            if line.startswith(READY_PREFIX):
+                return json.loads(line[len(READY_PREFIX):])

@@ -1,0 +1,93 @@
+"""The vocabulary of messages: kinds, references and failure records.
+
+A message is a dict with ``kind``, ``req`` (a request id when a reply is wanted, else 0),
+``origin`` (the client on whose behalf it travels) and kind-specific fields. Requests travel
+DEALER -> ROUTER, replies come back ROUTER -> DEALER on the same connection.
+
+Commands (``CMD``), stores, deletes and ownership hand-offs (``FORK``) are fire-and-forget: the
+sender chose every id in advance. Observations (``GET``, ``OBJECTS``, ``INFO``, ``MOVE``,
+``FLUSH``) are answered only after the answering worker has flushed everything it forwarded
+downstream, so an answer reflects every command issued before it.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from dataclasses import dataclass
+
+STORE = "store"        # put an object under an id
+CMD = "cmd"            # run an operation, store its results under caller-chosen ids
+DEL = "del"            # drop ids (cascades through stored pointers)
+FORK = "fork"          # ownership of a remote id passes from one process to another
+GET = "get"            # return an object and remove it
+OBJECTS = "objects"    # snapshot of the store
+INFO = "info"          # shape and dtype of an object
+MOVE = "move"          # send an object to another worker, delete it here once stored there
+FLUSH = "flush"        # answer once everything forwarded so far has been applied
+PING = "ping"          # who are you?
+SHUTDOWN = "shutdown"  # stop serving
+REPLY = "reply"
+
+OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN})
+FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK})
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    """How to reach a worker: its id, its address, and its incarnation (``node``)."""
+
+    id: str
+    address: str | None
+    node: str
+
+    def __repr__(self) -> str:
+        return f"WorkerRef({self.id!r}, {self.address!r})"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Stands, inside a command, for the object stored under ``id`` on the receiving worker."""
+
+    id: int
+
+
+@dataclass
+class Failure:
+    """Stored under the result ids of a command that failed; raising it re-raises remotely."""
+
+    type: str
+    message: str
+    traceback: str
+    worker: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, worker: str) -> "Failure":
+        exc_type = type(exc)
+        if isinstance(exc, _remote_error_type()) and getattr(exc, "remote_type", None):
+            return cls(exc.remote_type, exc.remote_message, exc.remote_traceback, exc.worker)
+        name = f"{exc_type.__module__}.{exc_type.__qualname__}"
+        text = "".join(_traceback.format_exception(exc_type, exc, exc.__traceback__))
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        return cls(name, message, text, worker)
+
+    def to_exception(self):
+        from .errors import remote_error
+        return remote_error(self.type, self.message, self.traceback, self.worker)
+
+    def __repr__(self) -> str:
+        return f"<Failure {self.type.rsplit('.', 1)[-1]} on {self.worker}: {self.message}>"
+
+
+def _remote_error_type():
+    from .errors import RemoteError
+    return RemoteError
+
+
+def message(kind: str, *, req: int = 0, origin: str = "", **fields) -> dict:
+    """Build a message dict."""
+    return {"kind": kind, "req": req, "origin": origin, **fields}
+
+
+def reply(req: int, *, value=None, error: Failure | None = None, failures: list | None = None) -> dict:
+    """Build a reply; ``error`` makes it a failed reply, ``failures`` are earlier command errors."""
+    return {"kind": REPLY, "req": req, "value": value, "error": error, "failures": failures or []}

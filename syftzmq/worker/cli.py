@@ -1,0 +1,49 @@
+"""Command line of a worker process.
+
+On start-up the worker prints one line, ``SYFTZMQ-READY {json}``, to stdout: launchers read the
+bound endpoint and incarnation from it (binding ``tcp://127.0.0.1:*`` picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from ..keys import read_key
+from .server import WorkerServer
+
+READY_PREFIX = "SYFTZMQ-READY "
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="syftzmq-worker", description="Run a syftzmq worker.")
+    parser.add_argument("--id", required=True, help="the worker's id, e.g. bob")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:*",
+                        help="ZMQ endpoint to bind (default: a free loopback port)")
+    parser.add_argument("--advertise", default=None,
+                        help="address other processes should use to reach this worker "
+                             "(default: the bound endpoint)")
+    parser.add_argument("--key-file", default=os.environ.get("SYFTZMQ_KEY_FILE"),
+                        help="file holding the cluster key (or env SYFTZMQ_KEY_FILE)")
+    parser.add_argument("--parent-fd", type=int, default=None,
+                        help="exit when this inherited pipe reaches end-of-file (parent died)")
+    parser.add_argument("--log-level", default=os.environ.get("SYFTZMQ_LOG_LEVEL", "INFO"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    key = read_key(args.key_file) if args.key_file else None
+    server = WorkerServer(args.id, args.bind, key=key, advertise=args.advertise,
+                          parent_fd=args.parent_fd)
+    server.install_signal_handlers()
+    print(READY_PREFIX + json.dumps({"id": server.ref.id, "endpoint": server.ref.address,
+                                     "node": server.ref.node, "pid": os.getpid()}), flush=True)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # later prints must not fill the ready pipe
+    server.serve_forever()
+    return 0

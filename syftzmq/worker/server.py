@@ -1,0 +1,400 @@
+"""The worker process's event loop: one ROUTER for requests, one DEALER per peer, no blocking.
+
+Everything happens on one thread. Commands are applied in arrival order per sender. An
+observation (``GET``, ``OBJECTS``, ``INFO``, ``MOVE``, ``FLUSH``) first flushes every peer this
+worker has forwarded to since its last flush, *asynchronously*: the loop keeps serving while the
+peers' acknowledgements are outstanding, then performs the observation and replies. Because ZMQ
+keeps order per connection, a peer's flush acknowledgement means every command forwarded to it
+before has been applied (and, recursively, everything it forwarded in turn).
+
+A worker never dies because of a message: every handler failure becomes an error reply, or a
+stored failure that the client sees at its next observation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from .. import runtime
+from ..errors import ProtocolError, WorkerUnavailable
+from ..ids import new_id, new_token
+from ..pointer import PointerTensor
+from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, REPLY, SHUTDOWN,
+                        STORE, Failure, WorkerRef, message, reply)
+from ..shapes import TensorMeta
+from ..wire import Signer, dumps, loads, pack, unpack
+from .execute import DependencyFailed, run_command
+from .peers import Peers
+from .store import ObjectStore
+
+log = logging.getLogger("syftzmq.worker")
+
+MAX_FAILURES_KEPT = 100
+DEFAULT_PEER_TIMEOUT = 4.0
+BATCH = 256  # messages read from one socket before looking at the others
+
+
+@dataclass
+class _Waiter:
+    """A reply this worker expects from a peer, with what to do on reply or on timeout."""
+
+    deadline: float
+    on_reply: Callable[[dict], None]
+    on_timeout: Callable[[], None]
+
+
+@dataclass
+class _Join:
+    """Runs ``then`` once ``pending`` acknowledgements have arrived (or timed out)."""
+
+    pending: int
+    then: Callable[[], None]
+    done: bool = field(default=False)
+
+    def arrive(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0 and not self.done:
+            self.done = True
+            self.then()
+
+
+class WorkerServer:
+    """A worker: binds a ROUTER at ``bind`` and serves until stopped."""
+
+    def __init__(self, worker_id: str, bind: str = "tcp://127.0.0.1:*", *, key: bytes | None = None,
+                 advertise: str | None = None, parent_fd: int | None = None) -> None:
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.LINGER, 1000)
+        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.bind(bind)
+        self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}")
+        runtime.set_current(runtime.LocalContext(self.ref, None))
+        self.signer = Signer(key)
+        self.store = ObjectStore()
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        self.peers = Peers(self.context, self.ref.node, self.signer, self.poller)
+        self.waiting: dict[int, _Waiter] = {}
+        self.failures: dict[str, list[Failure]] = {}
+        self.dirty: set[str] = set()
+        self.parent_fd = parent_fd
+        if parent_fd is not None:
+            self.poller.register(parent_fd, zmq.POLLIN)
+        self.counters = {"messages": 0, "rejected": 0, "errors": 0}
+        self._stop_reason: str | None = None
+        self._wakeup_r: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM stop the loop cleanly; the wakeup fd interrupts a waiting poll."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        os.set_blocking(read_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self._wakeup_r = read_fd
+        self.poller.register(read_fd, zmq.POLLIN)
+
+        def stop(signum: int, _frame: Any) -> None:
+            self._stop_reason = signal.Signals(signum).name
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    def serve_forever(self) -> str:
+        log.info("worker %s serving at %s (incarnation %s)", self.ref.id, self.endpoint, self.ref.node)
+        try:
+            while self._stop_reason is None:
+                events = dict(self.poller.poll(self._poll_timeout_ms()))
+                if self.router in events:
+                    self._drain(self.router, self._on_request)
+                for sock in self.peers.sockets():
+                    if sock in events:
+                        self._drain(sock, self._on_peer_reply)
+                if self.parent_fd is not None and self.parent_fd in events:
+                    if not os.read(self.parent_fd, 64):
+                        self._stop_reason = "parent process exited"
+                if self._wakeup_r is not None and self._wakeup_r in events:
+                    try:
+                        os.read(self._wakeup_r, 64)
+                    except BlockingIOError:
+                        pass
+                self._expire_waiters()
+        finally:
+            self.close()
+        log.info("worker %s stopped: %s", self.ref.id, self._stop_reason)
+        return self._stop_reason or "stopped"
+
+    def close(self) -> None:
+        self.peers.close()
+        self.router.close(linger=1000)
+        self.context.term()
+
+    def _poll_timeout_ms(self) -> int:
+        if not self.waiting:
+            return 1000
+        soonest = min(w.deadline for w in self.waiting.values())
+        return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
+
+    def _expire_waiters(self) -> None:
+        now = time.monotonic()
+        for req in [r for r, w in self.waiting.items() if w.deadline <= now]:
+            self.waiting.pop(req).on_timeout()
+
+    # ------------------------------------------------------------------ receiving
+    def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:
+        for _ in range(BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.counters["messages"] += 1
+            try:
+                handle(frames)
+            except Exception:  # never let a message kill the loop
+                self.counters["errors"] += 1
+                log.exception("unexpected error while handling a message")
+
+    def _decode(self, frames: list) -> dict:
+        header, buffers = unpack(self.signer, frames)
+        msg = loads(header, buffers)
+        if not isinstance(msg, dict) or not isinstance(msg.get("kind"), str):
+            raise ProtocolError("message is not a syftzmq message dict")
+        return msg
+
+    def _on_request(self, frames: list) -> None:
+        identity = frames[0].bytes
+        try:
+            msg = self._decode(frames[1:])
+        except ProtocolError as exc:
+            self.counters["rejected"] += 1
+            log.warning("dropped a message from %r: %s", identity[:64], exc)
+            if "signature" not in str(exc) and "unsigned" not in str(exc) and "replayed" not in str(exc):
+                self._send_reply(identity, reply(0, error=Failure.from_exception(exc, self.ref.id)))
+            return
+        sender = identity.decode(errors="replace")
+        handler = self._handlers().get(msg["kind"])
+        if handler is None:
+            self._fail(identity, msg, ProtocolError(f"unknown message kind {msg['kind']!r}"))
+            return
+        try:
+            handler(sender, identity, msg)
+        except Exception as exc:
+            self._fail(identity, msg, exc)
+
+    def _on_peer_reply(self, frames: list) -> None:
+        try:
+            msg = self._decode(frames)
+        except ProtocolError as exc:
+            self.counters["rejected"] += 1
+            log.warning("dropped a reply from a peer: %s", exc)
+            return
+        waiter = self.waiting.pop(msg.get("req", 0), None)
+        if waiter is not None:
+            waiter.on_reply(msg)
+
+    def _handlers(self) -> dict[str, Callable[[str, bytes, dict], None]]:
+        return {STORE: self._on_store, CMD: self._on_command, DEL: self._on_delete,
+                FORK: self._on_fork, GET: self._on_get, OBJECTS: self._on_objects,
+                INFO: self._on_info, MOVE: self._on_move, FLUSH: self._on_flush,
+                PING: self._on_ping, SHUTDOWN: self._on_shutdown}
+
+    # ------------------------------------------------------------------ sending
+    def _send_reply(self, identity: bytes, msg: dict) -> None:
+        header, buffers = dumps(msg)
+        try:
+            self.router.send_multipart([identity, *pack(self.signer, header, buffers)], copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the requester is gone
+            log.info("could not reply to %r: %s", identity[:64], exc)
+
+    def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
+        self.peers.send(peer, msg)
+        self.dirty.add(peer.node)
+
+    def _fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
+        """Report a failed request: as a reply if one is awaited, else at the next observation."""
+        failure = Failure.from_exception(exc, self.ref.id)
+        if msg.get("req"):
+            self._send_reply(identity, reply(msg["req"], error=failure))
+        else:
+            self._record_failure(msg.get("origin", ""), failure)
+        log.info("request %s failed: %s", msg.get("kind"), failure.message)
+
+    def _record_failure(self, origin: str, failure: Failure) -> None:
+        kept = self.failures.setdefault(origin, [])
+        if len(kept) < MAX_FAILURES_KEPT:
+            kept.append(failure)
+
+    # ------------------------------------------------------------------ fire-and-forget requests
+    def _on_store(self, sender: str, identity: bytes, msg: dict) -> None:
+        self.store.put(msg["id"], msg["obj"], msg.get("owner") or sender)
+        if msg.get("req"):
+            self._send_reply(identity, reply(msg["req"], value=True))
+
+    def _on_command(self, sender: str, identity: bytes, msg: dict) -> None:
+        try:
+            forward = run_command(self.store, msg, sender, self.ref)
+        except Exception as exc:
+            failure = exc.failure if isinstance(exc, DependencyFailed) else \
+                Failure.from_exception(exc, self.ref.id)
+            for result_id in msg.get("results", []):
+                if result_id not in self.store:
+                    self.store.put(result_id, failure, sender)
+            self._record_failure(msg.get("origin", ""), failure)
+            return
+        if forward is not None:
+            self._send_peer(forward.to, forward.message)
+
+    def _on_delete(self, sender: str, identity: bytes, msg: dict) -> None:
+        for object_id in msg["ids"]:
+            self._cascade(self.store.delete(object_id, sender))
+
+    def _on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
+        self._cascade(self.store.fork(msg["id"], msg["old_owner"], msg["new_owner"]))
+
+    def _cascade(self, removed: list[Any]) -> None:
+        """A removed owning pointer deletes its target, one hop further down the chain."""
+        for obj in removed:
+            if isinstance(obj, PointerTensor) and obj._owning:
+                self._send_peer(obj._location, message(DEL, ids=[obj.id_at_location]))
+
+    def _hand_over(self, pointer: PointerTensor, new_owner: str) -> None:
+        """Tell a pointer's target holder that the pointer now belongs to ``new_owner``."""
+        if pointer._owning:
+            self._send_peer(pointer._location, message(
+                FORK, id=pointer.id_at_location, old_owner=self.ref.node, new_owner=new_owner))
+
+    # ------------------------------------------------------------------ observations
+    def _observe(self, identity: bytes, msg: dict, action: Callable[[], Any]) -> None:
+        """Flush downstream, then perform ``action`` and reply — unless earlier commands failed."""
+        def finish() -> None:
+            failures = self.failures.pop(msg.get("origin", ""), [])
+            if failures:
+                self._send_reply(identity, reply(msg["req"], error=failures[0], failures=failures[1:]))
+                return
+            try:
+                value = action()
+            except Exception as exc:
+                self._send_reply(identity, reply(msg["req"], error=Failure.from_exception(exc, self.ref.id)))
+                return
+            if value is not _DEFERRED:
+                self._send_reply(identity, reply(msg["req"], value=value))
+
+        self._flush_downstream(msg, finish)
+
+    def _flush_downstream(self, msg: dict, then: Callable[[], None]) -> None:
+        targets, self.dirty = self.dirty, set()
+        if not targets:
+            then()
+            return
+        origin = msg.get("origin", "")
+        timeout = float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
+        join = _Join(len(targets), then)
+        for node in targets:
+            peer = self.peers.refs[node]
+            req = new_id()
+            self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout))
+            self.waiting[req] = _Waiter(time.monotonic() + timeout,
+                                        self._flush_acknowledged(origin, join),
+                                        self._flush_timed_out(origin, peer, join))
+
+    def _flush_acknowledged(self, origin: str, join: _Join) -> Callable[[dict], None]:
+        def on_reply(ack: dict) -> None:
+            for failure in ([ack["error"]] if ack.get("error") else []) + list(ack.get("failures", [])):
+                self._record_failure(origin, failure)
+            join.arrive()
+        return on_reply
+
+    def _flush_timed_out(self, origin: str, peer: WorkerRef, join: _Join) -> Callable[[], None]:
+        def on_timeout() -> None:
+            exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
+                                    f"{self.ref.id!r} while flushing a chain")
+            self._record_failure(origin, Failure.from_exception(exc, self.ref.id))
+            join.arrive()
+        return on_timeout
+
+    def _on_flush(self, sender: str, identity: bytes, msg: dict) -> None:
+        self._observe(identity, msg, lambda: True)
+
+    def _on_get(self, sender: str, identity: bytes, msg: dict) -> None:
+        def take() -> Any:
+            obj = self.store.get(msg["id"])
+            if isinstance(obj, Failure):
+                self.store.take(msg["id"])
+                raise obj.to_exception()
+            self.store.take(msg["id"])
+            if isinstance(obj, PointerTensor):
+                self._hand_over(obj, sender)
+                return obj._wire_copy(owning=obj._owning)
+            return obj
+        self._observe(identity, msg, take)
+
+    def _on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
+        def snapshot() -> dict:
+            return {object_id: obj._wire_copy(owning=False, owner=self.ref)
+                    if isinstance(obj, PointerTensor) else obj
+                    for object_id, obj in self.store.items()}
+        self._observe(identity, msg, snapshot)
+
+    def _on_info(self, sender: str, identity: bytes, msg: dict) -> None:
+        def describe() -> TensorMeta | None:
+            obj = self.store.get(msg["id"])
+            if isinstance(obj, Failure):
+                raise obj.to_exception()
+            if isinstance(obj, PointerTensor):
+                return obj._meta
+            return TensorMeta(obj.shape, obj.dtype, bool(getattr(obj, "requires_grad", False)))
+        self._observe(identity, msg, describe)
+
+    def _on_move(self, sender: str, identity: bytes, msg: dict) -> None:
+        """Store the object on the destination; delete it here only once the destination has it."""
+        def start() -> Any:
+            obj = self.store.get(msg["id"])
+            if isinstance(obj, Failure):
+                raise obj.to_exception()
+            dest: WorkerRef = msg["dest"]
+            owner = self.store.owner(msg["id"]) or sender
+            payload = obj._wire_copy(owning=obj._owning) if isinstance(obj, PointerTensor) else obj
+            req = new_id()
+            timeout = float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
+            self.peers.send(dest, message(STORE, req=req, origin=msg.get("origin", ""),
+                                          id=msg["new_id"], obj=payload, owner=owner))
+            self.waiting[req] = _Waiter(time.monotonic() + timeout,
+                                        lambda ack: self._move_stored(identity, msg, obj, ack),
+                                        lambda: self._move_failed(identity, msg, dest))
+            return _DEFERRED
+        self._observe(identity, msg, start)
+
+    def _move_stored(self, identity: bytes, msg: dict, obj: Any, ack: dict) -> None:
+        if ack.get("error"):
+            self._send_reply(identity, reply(msg["req"], error=ack["error"]))
+            return
+        if msg["id"] in self.store and self.store.get(msg["id"]) is obj:
+            self.store.take(msg["id"])
+        if isinstance(obj, PointerTensor):
+            self._hand_over(obj, msg["dest"].node)
+        self._send_reply(identity, reply(msg["req"], value=msg["new_id"]))
+
+    def _move_failed(self, identity: bytes, msg: dict, dest: WorkerRef) -> None:
+        exc = WorkerUnavailable(dest.id, dest.address, f"move from {self.ref.id!r} got no "
+                                f"confirmation; the data stays on {self.ref.id!r}")
+        self._send_reply(identity, reply(msg["req"], error=Failure.from_exception(exc, self.ref.id)))
+
+    def _on_ping(self, sender: str, identity: bytes, msg: dict) -> None:
+        self._send_reply(identity, reply(msg["req"], value={"ref": self.ref, "objects": len(self.store)}))
+
+    def _on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
+        self._send_reply(identity, reply(msg["req"], value=True))
+        self._stop_reason = f"shutdown requested by {sender}"
+
+
+_DEFERRED = object()

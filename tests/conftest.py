@@ -1,0 +1,89 @@
+"""Shared fixtures: three real worker processes for the whole run, and leak checks.
+
+Every test must leave the workers' stores empty (checked after each test), and the run must
+leave no worker process behind (checked after the last fixture is torn down).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+import syftzmq as sy
+
+RUN_MARK = f"syftzmq-test-{uuid.uuid4().hex}"
+os.environ["SYFTZMQ_TEST_RUN"] = RUN_MARK  # inherited by every worker this run starts
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_processes_of_this_run() -> list[int]:
+    """Pids of live worker processes started (directly or not) by this test run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"syftzmq" not in cmdline or b"worker" not in cmdline:
+                continue
+            if RUN_MARK.encode() in (entry / "environ").read_bytes():
+                status = (entry / "status").read_text()
+                if "State:\tZ" not in status:
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def hook():
+    return sy.TorchHook(torch)
+
+
+@pytest.fixture(scope="session")
+def workers(hook):
+    started = {name: sy.VirtualWorker(hook, id=name) for name in ("bob", "alice", "carol")}
+    yield started
+    for worker in started.values():
+        worker.shutdown()
+
+
+@pytest.fixture
+def bob(workers):
+    return workers["bob"]
+
+
+@pytest.fixture
+def alice(workers):
+    return workers["alice"]
+
+
+@pytest.fixture
+def carol(workers):
+    return workers["carol"]
+
+
+@pytest.fixture(autouse=True)
+def stores_left_empty(request):
+    """After each test that used the shared workers, nothing may be left in their stores."""
+    yield
+    if "workers" not in request.fixturenames:
+        return
+    workers = request.getfixturevalue("workers")
+    gc.collect()
+    leftovers = {name: w._objects for name, w in workers.items()}
+    leftovers = {name: objs for name, objs in leftovers.items() if objs}
+    assert not leftovers, f"objects left behind on workers: {leftovers}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    sy.default_session().close()
+    alive = worker_processes_of_this_run()  # close() has reaped every worker it started
+    if alive:
+        print(f"\nERROR: worker processes left running after the suite: {alive}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
