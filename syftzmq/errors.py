@@ -7,7 +7,7 @@ instance of that builtin: ``pytest.raises(RuntimeError)`` works on a remote ``Ru
 
 from __future__ import annotations
 
-import builtins
+import sys
 from functools import lru_cache
 
 
@@ -63,18 +63,29 @@ class RemoteError(SyftZmqError):
 
 @lru_cache(maxsize=None)
 def _remote_error_class(remote_type: str) -> type[RemoteError]:
-    """A RemoteError subclass that is also the builtin exception named by ``remote_type``."""
-    name = remote_type.rsplit(".", 1)[-1]
-    builtin = getattr(builtins, name, None)
-    if remote_type.startswith("builtins.") and isinstance(builtin, type) and issubclass(builtin, Exception):
-        if issubclass(builtin, SyftZmqError):  # pragma: no cover - defensive
-            return RemoteError
-        return type(f"Remote{name}", (RemoteError, builtin), {"__module__": __name__})
-    local = {cls.__name__: cls for cls in (ObjectGoneError, WorkerMismatchError, ProtocolError,
-                                            NeedsGetError, WorkerUnavailable, ObjectNotFoundError)}
-    if remote_type.startswith(__name__ + ".") and name in local:
-        return type(f"Remote{name}", (RemoteError, local[name]), {"__module__": __name__,
-                                                                   "__init__": Exception.__init__})
+    """A RemoteError subclass that is also the remote exception's own type where possible.
+
+    The type is looked up among modules this process has *already* imported (nothing is
+    imported on a remote's say-so); if it is unknown or cannot be combined, the nearest
+    combinable base class on its MRO is used, down to plain :class:`RemoteError`.
+    """
+    module_name, _, qualname = remote_type.rpartition(".")
+    found: object = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        return RemoteError
+    for base in found.__mro__:
+        if base is Exception or not issubclass(base, Exception):
+            break
+        if issubclass(base, RemoteError):
+            return base
+        try:
+            return type(f"Remote{base.__name__}", (RemoteError, base),
+                        {"__module__": __name__, "__init__": Exception.__init__,
+                         "__str__": RemoteError.__str__})
+        except TypeError:  # incompatible instance layouts
+            continue
     return RemoteError
 
 

@@ -79,10 +79,7 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
         child_end, lifeline = os.pipe()
         command += ["--parent-fd", str(child_end)]
         pass_fds = (child_end,)
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, pass_fds=pass_fds,
-                             env=env, start_new_session=False)
+    popen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, pass_fds=pass_fds)
     if tie_to_parent:
         os.close(pass_fds[0])
     process = WorkerProcess(worker_id, "", "", popen, lifeline)
@@ -113,6 +110,8 @@ def _read_ready_line(popen: subprocess.Popen, timeout: float) -> dict:
             raise WorkerUnavailable("(starting)", None,
                                     f"worker process exited with code {popen.wait()} before it was ready")
         buffered += chunk
-        for line in buffered.decode(errors="replace").splitlines():
-            if line.startswith(READY_PREFIX):
-                return json.loads(line[len(READY_PREFIX):])
+        while b"\n" in buffered:  # only whole lines
+            line, buffered = buffered.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            if text.startswith(READY_PREFIX):
+                return json.loads(text[len(READY_PREFIX):])

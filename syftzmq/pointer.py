@@ -105,6 +105,13 @@ class PointerTensor:
         if self._gone is not None:
             raise ObjectGoneError(f"{self!r} cannot be used: its target was {self._gone}")
 
+    def _check_owning(self, action: str) -> None:
+        self._check_usable()
+        if not self._owning:
+            raise ObjectGoneError(
+                f"{self!r} does not own its target (it was handed on with .send(), or is a "
+                f"snapshot from _objects), so it cannot {action} it; use the owning pointer")
+
     def _relinquish(self, reason: str) -> None:
         """This pointer no longer owns nor reaches its target (data fetched or handed on)."""
         self._owning = False
@@ -144,7 +151,7 @@ class PointerTensor:
 
         On a pointer to a pointer this returns the middle pointer, which then owns the data.
         """
-        self._check_usable()
+        self._check_owning("get")
         value = self._require_session().get(self._location, self.id_at_location)
         self._relinquish("fetched with .get()")
         return value
@@ -164,7 +171,7 @@ class PointerTensor:
 
     def move(self, worker: Any) -> "PointerTensor":
         """Move the target straight from its holder to ``worker``; this pointer follows it."""
-        self._check_usable()
+        self._check_owning("move")
         session = self._require_session()
         dest = session.ref_of(worker)
         if dest.node == self._location.node:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import traceback as _traceback
 from dataclasses import dataclass
 
+from .ids import new_id
+
 STORE = "store"        # put an object under an id
 CMD = "cmd"            # run an operation, store its results under caller-chosen ids
 DEL = "del"            # drop ids (cascades through stored pointers)
@@ -83,11 +85,27 @@ def _remote_error_type():
     return RemoteError
 
 
+def routing_identity(node: str) -> bytes:
+    """A fresh ZMQ routing identity for one connection of process ``node``.
+
+    Identities must be unique per connection: a ROUTER ignores a second connection that claims
+    an identity it already knows, and a stale reconnecting socket would claim exactly that.
+    """
+    return f"{node}|{new_id():x}".encode()
+
+
+def sender_node(identity: bytes) -> str:
+    """The process (incarnation) behind a routing identity."""
+    return identity.decode(errors="replace").split("|", 1)[0]
+
+
 def message(kind: str, *, req: int = 0, origin: str = "", **fields) -> dict:
-    """Build a message dict."""
-    return {"kind": kind, "req": req, "origin": origin, **fields}
+    """Build a message dict. ``nonce`` makes every message unique, so that two identical
+    commands are never mistaken for a replay."""
+    return {"kind": kind, "req": req, "origin": origin, "nonce": new_id(), **fields}
 
 
 def reply(req: int, *, value=None, error: Failure | None = None, failures: list | None = None) -> dict:
     """Build a reply; ``error`` makes it a failed reply, ``failures`` are earlier command errors."""
-    return {"kind": REPLY, "req": req, "value": value, "error": error, "failures": failures or []}
+    return {"kind": REPLY, "req": req, "nonce": new_id(), "value": value, "error": error,
+            "failures": failures or []}

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
 import zmq
 
 from ..errors import ProtocolError
+from ..protocol import routing_identity
 from ..wire import Signer, dumps, loads, pack, unpack
+
+log = logging.getLogger("syftzmq.client")
 
 
 class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
 
-    def __init__(self, context: zmq.Context, identity: str, address: str, key: bytes | None,
+    def __init__(self, context: zmq.Context, node: str, address: str, key: bytes | None,
                  send_timeout: float) -> None:
         self.address = address
         self.signer = Signer(key)
         self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, identity.encode())
+        self.socket.setsockopt(zmq.IDENTITY, routing_identity(node))
         self.socket.setsockopt(zmq.LINGER, 1000)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
         # backpressure. The send timeout turns "gone" into an error instead of a hang.
@@ -36,7 +41,8 @@ class Connection:
         try:
             header, buffers = unpack(self.signer, frames)
             msg = loads(header, buffers)
-        except ProtocolError:
+        except ProtocolError as exc:
+            log.warning("dropped an invalid reply from %s: %s", self.address, exc)
             return None
         return msg if isinstance(msg, dict) else None
 

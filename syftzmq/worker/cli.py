@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     server = WorkerServer(args.id, args.bind, key=key, advertise=args.advertise,
                           parent_fd=args.parent_fd)
     server.install_signal_handlers()
-    print(READY_PREFIX + json.dumps({"id": server.ref.id, "endpoint": server.ref.address,
-                                     "node": server.ref.node, "pid": os.getpid()}), flush=True)
+    ready = READY_PREFIX + json.dumps({"id": server.ref.id, "endpoint": server.ref.address,
+                                       "node": server.ref.node, "pid": os.getpid()})
+    try:
+        os.write(sys.stdout.fileno(), (ready + "\n").encode())  # one write: the line arrives whole
+    except BrokenPipeError:  # nobody is reading; the worker serves all the same
+        pass
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # later prints must not fill the ready pipe
     server.serve_forever()
     return 0

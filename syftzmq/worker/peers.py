@@ -11,7 +11,7 @@ import logging
 
 import zmq
 
-from ..protocol import WorkerRef
+from ..protocol import WorkerRef, routing_identity
 from ..wire import Signer, dumps, pack
 
 log = logging.getLogger("syftzmq.worker")
@@ -32,7 +32,7 @@ class Peers:
             if not peer.address:
                 raise ValueError(f"worker {peer.id!r} has no address to connect to")
             sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.IDENTITY, self._own_node.encode())
+            sock.setsockopt(zmq.IDENTITY, routing_identity(self._own_node))
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, 0)  # the loop must never block on a slow peer
             sock.connect(peer.address)

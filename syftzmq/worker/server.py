@@ -27,7 +27,7 @@ from ..errors import ProtocolError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..pointer import PointerTensor
 from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, REPLY, SHUTDOWN,
-                        STORE, Failure, WorkerRef, message, reply)
+                        STORE, Failure, WorkerRef, message, reply, sender_node)
 from ..shapes import TensorMeta
 from ..wire import Signer, dumps, loads, pack, unpack
 from .execute import DependencyFailed, run_command
@@ -73,6 +73,7 @@ class WorkerServer:
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.setsockopt(zmq.SNDHWM, 0)
         self.router.bind(bind)
@@ -181,7 +182,8 @@ class WorkerServer:
             if "signature" not in str(exc) and "unsigned" not in str(exc) and "replayed" not in str(exc):
                 self._send_reply(identity, reply(0, error=Failure.from_exception(exc, self.ref.id)))
             return
-        sender = identity.decode(errors="replace")
+        sender = sender_node(identity)
+        log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         handler = self._handlers().get(msg["kind"])
         if handler is None:
             self._fail(identity, msg, ProtocolError(f"unknown message kind {msg['kind']!r}"))

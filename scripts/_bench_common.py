@@ -1,0 +1,360 @@
+"""Shared pieces of ``scripts/bench.py``: run settings, samples, and process-level probes.
+
+Every system's cases report :class:`Measurement` objects built from wall-clock samples taken with
+``time.perf_counter``; the report module turns them into one table. The probes here read what the
+operating system knows (a process's resident memory, the bytes that crossed this process's TCP
+sockets), so no number depends on the library under test counting itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import statistics
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+MiB = 1 << 20
+GiB = 1 << 30
+SCRIPTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Config:
+    """How much work each case does; ``--quick`` trades repetitions and sizes for time."""
+
+    quick: bool
+    reps_small: int            # cases 1 and 5: sub-millisecond measurements
+    reps_pipelined: int
+    pipelined_ops: int
+    reps_bulk: int             # cases 3 and 4
+    bulk_mib: tuple[int, ...]
+    move_mib: int
+    chain_depths: tuple[int, ...]
+    fedavg_workers: tuple[int, ...]
+    fedavg_reps: int
+    memory_big_mib: int
+    memory_big_tensors: int
+    memory_small_tensors: int
+    deadline_s: float          # the whole run; a watchdog ends it (and its children) after this
+
+
+QUICK = Config(quick=True, reps_small=15, reps_pipelined=3, pipelined_ops=3_000, reps_bulk=3,
+               bulk_mib=(1, 64), move_mib=64, chain_depths=(1, 2, 4, 8),
+               fedavg_workers=(2, 4, 8), fedavg_reps=3, memory_big_mib=256,
+               memory_big_tensors=64, memory_small_tensors=10_000, deadline_s=180)
+FULL = Config(quick=False, reps_small=30, reps_pipelined=5, pipelined_ops=10_000, reps_bulk=5,
+              bulk_mib=(1, 64, 256), move_mib=256, chain_depths=(1, 2, 4, 8),
+              fedavg_workers=(2, 4, 8), fedavg_reps=5, memory_big_mib=1024,
+              memory_big_tensors=256, memory_small_tensors=100_000, deadline_s=1800)
+
+
+# ---------------------------------------------------------------------------------------- names
+# Rows of different systems line up in the table by (case, name): every module names them here.
+ROUND_TRIP = "(p + p).get(), 4 floats"
+
+
+def pipelined_name(ops: int) -> str:
+    return f"{ops} pipelined ops + get"
+
+
+def bulk_name(direction: str, mib: int) -> str:
+    return f"{direction} {mib} MiB"
+
+
+def move_name(mib: int) -> str:
+    return f"move {mib} MiB A->B"
+
+
+def chain_name(depth: int) -> str:
+    return f"(chain + 1).get(), depth {depth}"
+
+
+def traffic_name(mib: int) -> str:
+    return f"client TCP bytes, {move_name(mib)}"
+
+
+def fedavg_name(workers: int) -> str:
+    return f"FedAvg round, {workers} workers"
+
+
+MEMORY_IDLE = "worker RSS, idle"
+
+
+def memory_stored_name(total: int, tensors: int) -> str:
+    return f"worker RSS, {size_name(total)} in {tensors} tensors"
+
+
+def overhead_name(count: int) -> str:
+    return f"per-object overhead, {count} x 4 floats"
+
+
+def size_name(nbytes: float) -> str:
+    """1073741824 -> '1 GiB', 268435456 -> '256 MiB' (sizes in row names)."""
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if abs(nbytes) >= scale:
+            return f"{nbytes / scale:g} {unit}"
+    return f"{nbytes:g} B"
+
+
+# ---------------------------------------------------------------------------------------- results
+@dataclass
+class Measurement:
+    """Samples of one quantity for one system.
+
+    ``samples`` are seconds for timings (``unit == "s"``) or plain values otherwise (bytes).
+    ``work`` is what one timed sample accomplished (operations or bytes), so a rate can be
+    shown next to the time; ``work_unit`` names it.
+    """
+
+    case: int
+    name: str
+    system: str
+    samples: list[float]
+    unit: str = "s"
+    work: float | None = None
+    work_unit: str = ""
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p90(self) -> float:
+        """Nearest-rank 90th percentile: the slow tail for timings."""
+        ordered = sorted(self.samples)
+        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+    @property
+    def rate(self) -> float | None:
+        """Work per second at the median time, e.g. ops/s or bytes/s."""
+        if self.work is None or self.unit != "s" or self.median <= 0:
+            return None
+        return self.work / self.median
+
+    def to_json(self) -> dict:
+        return {"case": self.case, "name": self.name, "system": self.system, "unit": self.unit,
+                "median": self.median, "p90": self.p90, "n": len(self.samples),
+                "samples": self.samples, "work": self.work, "work_unit": self.work_unit,
+                "rate_per_s": self.rate, "note": self.note}
+
+
+@dataclass
+class Notice:
+    """A case (or part of one) that could not run, with the reason shown to the reader."""
+
+    case: int
+    system: str
+    text: str
+
+
+@dataclass
+class Results:
+    """Everything one run produced, in the order it was measured."""
+
+    measurements: list[Measurement] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def add(self, *items: Measurement) -> None:
+        self.measurements.extend(items)
+
+    def notice(self, case: int, system: str, text: str) -> None:
+        self.notices.append(Notice(case, system, text))
+        print(f"  case {case} [{system}]: {text}", flush=True)
+
+    def find(self, case: int, name: str, system: str) -> Measurement | None:
+        return next((m for m in self.measurements
+                     if (m.case, m.name, m.system) == (case, name, system)), None)
+
+
+# ---------------------------------------------------------------------------------------- timing
+def sample(run_once: Callable[[], float], reps: int, warmup: int = 1) -> list[float]:
+    """Call ``run_once`` ``warmup + reps`` times; keep the last ``reps`` returned durations.
+
+    ``run_once`` times itself (with :func:`stopwatch`) so untimed setup and cleanup can live in
+    the same function as the timed part. The warm-up pays one-time costs (lazy connections,
+    first-call compilation of shape inference, page faults) outside the samples.
+    """
+    for _ in range(warmup):
+        run_once()
+    return [run_once() for _ in range(reps)]
+
+
+def timings(action: Callable[[], object], reps: int, warmup: int = 1) -> list[float]:
+    """Durations of ``reps`` calls of ``action`` (after ``warmup`` untimed ones)."""
+    return sample(lambda: stopwatch(action), reps, warmup)
+
+
+def stopwatch(action: Callable[[], object]) -> float:
+    """Seconds ``action`` took, by ``time.perf_counter``."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------- probes
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` (VmRSS in /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked at offset 120, tcpi_bytes_received at 128.
+_TCP_INFO_LEN = 136
+_BYTES_ACKED_AT = 120
+
+
+def _tcp_counters() -> dict[str, tuple[int, int]]:
+    """(bytes sent and acknowledged, bytes received) of every TCP socket this process holds."""
+    counters: dict[str, tuple[int, int]] = {}
+    for fd_name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd_name}")
+            if not link.startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(fd_name)))
+        except OSError:
+            continue  # closed meanwhile
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+                if len(info) >= _TCP_INFO_LEN:
+                    counters[link] = struct.unpack_from("QQ", info, _BYTES_ACKED_AT)
+        except OSError:
+            pass
+        finally:
+            sock.close()  # closes our duplicate only
+    return counters
+
+
+class ClientTraffic:
+    """Bytes that crossed this process's TCP sockets while the ``with`` block ran.
+
+    The kernel's per-socket counters see every byte any thread of this process (ZeroMQ's I/O
+    threads included) put on or took off a TCP connection, so the count does not rely on the
+    library under test. It cannot see shared-memory transports, and a socket closed inside the
+    block loses its count (``lost_sockets`` says so).
+    """
+
+    def __enter__(self) -> "ClientTraffic":
+        self._before = _tcp_counters()
+        self.sent = self.received = self.lost_sockets = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = _tcp_counters()
+        for key, (sent, received) in after.items():
+            old_sent, old_received = self._before.get(key, (0, 0))
+            self.sent += sent - old_sent
+            self.received += received - old_received
+        self.lost_sockets = len(set(self._before) - set(after))
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.received
+
+
+# ---------------------------------------------------------------------------------------- safety
+class Watchdog:
+    """The deadline of the whole run: past it, kill every adopted child and exit.
+
+    Individual waits have their own deadlines; this is the backstop for a wait that has none we
+    can set (``torch.distributed.rpc`` rendezvous and graceful shutdown can block indefinitely).
+    syftzmq workers need no adoption: they exit when this process does (their lifeline pipe).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._pids: set[int] = set()
+        self._timer = threading.Timer(seconds, self._fire, args=(seconds,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def adopt(self, pid: int) -> None:
+        self._pids.add(pid)
+
+    def release(self, pid: int) -> None:
+        self._pids.discard(pid)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _fire(self, seconds: float) -> None:
+        print(f"\nbench: the run exceeded its {seconds:.0f} s deadline; killing children "
+              f"{sorted(self._pids)} and exiting", file=sys.stderr, flush=True)
+        kill_all(self._pids)
+        os._exit(3)
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    """SIGKILL each pid that still exists (only pids this process started are ever passed)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def spawn_helper(module: str, function: str, *args: str, watchdog: Watchdog) -> subprocess.Popen:
+    """Run ``module.function(*args)`` (a ``scripts/_bench_*`` module) in a new Python process.
+
+    The child's stdin is a pipe only we write to: closing it (or our death) tells the child to
+    exit, see :func:`exit_with_parent`. Its stdout carries its ready line.
+    """
+    code = (f"import sys; sys.path.insert(0, {SCRIPTS_DIR!r}); import {module}; "
+            f"{module}.{function}(*sys.argv[1:])")
+    popen = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    watchdog.adopt(popen.pid)
+    return popen
+
+
+def read_line(popen: subprocess.Popen, timeout: float) -> str:
+    """The child's next stdout line, waiting at most ``timeout`` seconds."""
+    assert popen.stdout is not None  # spawn_helper always asks for a pipe
+    ready, _, _ = select.select([popen.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"helper process {popen.pid} said nothing within {timeout:.0f} s")
+    line = popen.stdout.readline()
+    if not line:
+        raise RuntimeError(f"helper process {popen.pid} exited with code {popen.wait(timeout)}")
+    return line.strip()
+
+
+def stop_helper(popen: subprocess.Popen, watchdog: Watchdog, timeout: float = 5.0) -> None:
+    """Close the child's lifeline, wait up to ``timeout``, then kill it; always reaps it."""
+    try:
+        if popen.stdin is not None:
+            popen.stdin.close()
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(timeout)
+    finally:
+        if popen.stdout is not None:
+            popen.stdout.close()
+        watchdog.release(popen.pid)
+
+
+def exit_with_parent() -> None:
+    """In a helper: exit as soon as stdin reaches end-of-file (the parent closed it or died)."""
+    def watch() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader's lock makes
+        # the interpreter abort at a normal exit.
+        while os.read(0, 4096):
+            pass
+        os._exit(0)
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()

@@ -1,0 +1,272 @@
+"""From measurements to verdicts, one table, a JSON file and an optional chart.
+
+A *verdict* annotates one row: the ratio syftzmq/that row (medians, so below 1 means syftzmq is
+faster for times) and, where issue 4 sets one, the target and PASS/MISS. Every target is
+written as a ratio limit here, in one list, next to the words of the spec it encodes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+from _bench_common import (MEMORY_IDLE, ROUND_TRIP, Config, Measurement, MiB, Notice, Results,
+                           bulk_name, chain_name, fedavg_name, move_name, pipelined_name,
+                           size_name, traffic_name)
+
+SYFT = "syftzmq"
+SEND_PEER = "syftzmq one-way send"
+DERIVED = "syftzmq (derived)"
+KiB = 1024
+
+
+@dataclass
+class Verdict:
+    """The ratio shown on row (case, name, system), and its target if it has one."""
+
+    case: int
+    name: str
+    system: str
+    ratio: float
+    limit: float | None = None   # PASS when ratio <= limit (or < limit if strict)
+    target: str = ""
+    strict: bool = False
+
+    @property
+    def result(self) -> str:
+        if self.limit is None:
+            return ""
+        ok = self.ratio < self.limit if self.strict else self.ratio <= self.limit
+        return "PASS" if ok else "MISS"
+
+
+# ---------------------------------------------------------------------------------------- verdicts
+def judge(results: Results, config: Config) -> list[Verdict]:
+    """Derived rows first (they are rows too), then a ratio for every peer row."""
+    _derive(results, config)
+    targets = _targets(config)
+    verdicts = []
+    for row in results.measurements:
+        if row.system in (SYFT, DERIVED) or row.unit != "s":
+            continue
+        mine = results.find(row.case, row.name, SYFT)
+        if mine is None or row.median <= 0:
+            continue
+        limit, text = targets.get((row.case, row.name, row.system), (None, ""))
+        verdicts.append(Verdict(row.case, row.name, row.system, mine.median / row.median,
+                                limit, text))
+    verdicts += _absolute_verdicts(results, config)
+    return verdicts
+
+
+def _targets(config: Config) -> dict[tuple[int, str, str], tuple[float, str]]:
+    """Issue 4's targets as limits on syftzmq-time / peer-time (the size is the largest run)."""
+    ops, big = config.pipelined_ops, max(config.bulk_mib)
+    targets = {
+        (1, ROUND_TRIP, "raw zmq"): (1.5, "<=1.5x raw pyzmq RTT"),
+        (1, ROUND_TRIP, "torch.rpc"): (1 / 3, "<=0.33x (3x faster)"),
+        (2, pipelined_name(ops), "torch.rpc"): (1 / 6, "<=0.17x (6x the rate)"),
+        (2, pipelined_name(ops), "raw zmq"): (2.0, "<=2x (50% of the rate)"),
+        (4, move_name(config.move_mib), SEND_PEER): (1.2, "<=1.2x one-way send"),
+        (6, fedavg_name(2), "local sequential"): (1.2, "<=1.2x one process"),
+    }
+    for direction in ("send", "get"):
+        name = bulk_name(direction, big)
+        targets[(3, name, "memcpy")] = (3.0, "<=3x memcpy time")
+        targets[(3, name, "torch.rpc")] = (0.5, "<=0.5x (2x throughput)")
+    return targets
+
+
+def _derive(results: Results, config: Config) -> None:
+    """Rows computed from other rows: chain growth per hop (least squares over the medians)."""
+    depths = [(d, results.find(5, chain_name(d), SYFT)) for d in config.chain_depths]
+    points = [(d, m.median) for d, m in depths if m is not None]
+    if len(points) >= 2:
+        results.add(Measurement(5, "latency growth per extra hop", DERIVED, [_slope(points)],
+                                note="least-squares slope of the medians over depth"))
+
+
+def _slope(points: Sequence[tuple[float, float]]) -> float:
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def _absolute_verdicts(results: Results, config: Config) -> list[Verdict]:
+    """Targets measured against a quantity rather than a peer: bytes, per-hop growth, memory."""
+    verdicts = []
+    moved = config.move_mib * MiB
+    client_bytes = results.find(4, traffic_name(config.move_mib), SYFT)
+    if client_bytes is not None:
+        verdicts.append(Verdict(4, client_bytes.name, SYFT, max(client_bytes.samples) / moved,
+                                0.01, f"no payload (<1% of {size_name(moved)})"))
+    growth = results.find(5, "latency growth per extra hop", DERIVED)
+    single = results.find(5, chain_name(1), SYFT)
+    if growth is not None and single is not None:
+        verdicts.append(Verdict(5, growth.name, DERIVED, growth.median / single.median, 1.2,
+                                "<=1.2x depth-1 time"))
+    idle = results.find(7, MEMORY_IDLE, SYFT)
+    stored = next((m for m in results.measurements if m.case == 7 and m.work), None)
+    if idle is not None and stored is not None:
+        budget = stored.work + idle.median
+        verdicts.append(Verdict(7, stored.name, SYFT, stored.median / budget, 1.1,
+                                "<=1.1x (stored + idle)"))
+    overhead = next((m for m in results.measurements
+                     if m.case == 7 and m.name.startswith("per-object")), None)
+    if overhead is not None:
+        verdicts.append(Verdict(7, overhead.name, SYFT, overhead.median / KiB, 1.0,
+                                "< 1 KiB", strict=True))
+    return verdicts
+
+
+# ---------------------------------------------------------------------------------------- formatting
+def format_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def format_bytes(value: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", KiB)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def format_value(row: Measurement, value: float) -> str:
+    return format_time(value) if row.unit == "s" else format_bytes(value)
+
+
+def format_rate(row: Measurement) -> str:
+    rate = row.rate
+    if rate is None:
+        return ""
+    if row.work_unit == "B":
+        return f"{rate / 1e9:.3g} GB/s"
+    return f"{rate / 1e3:.3g}k {row.work_unit}/s"
+
+
+HEADER = ("case", "measurement", "system", "median", "p90", "rate", "syftzmq/peer", "target",
+          "result")
+
+
+def table_rows(results: Results, verdicts: Iterable[Verdict]) -> list[tuple[str, ...]]:
+    by_row = {(v.case, v.name, v.system): v for v in verdicts}
+    rows = []
+    for row in sorted(results.measurements, key=lambda m: m.case):  # stable: measured order
+        verdict = by_row.get((row.case, row.name, row.system))
+        rows.append((str(row.case), row.name, row.system, format_value(row, row.median),
+                     format_value(row, row.p90) if len(row.samples) > 1 else "",
+                     format_rate(row), f"{verdict.ratio:.3g}x" if verdict else "",
+                     verdict.target if verdict else "", verdict.result if verdict else ""))
+    return rows
+
+
+def render_table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in (HEADER, *rows)) for i in range(len(HEADER))]
+    right = {3, 4, 5, 6}  # numbers
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out, previous_case = [line(HEADER), line(tuple("-" * w for w in widths))], None
+    for cells in rows:
+        if previous_case is not None and cells[0] != previous_case:
+            out.append("")
+        out.append(line(cells if cells[0] != previous_case else ("", *cells[1:])))
+        previous_case = cells[0]
+    return "\n".join(out)
+
+
+def render_notes(results: Results) -> str:
+    """How each row was measured, and what could not run."""
+    lines = ["how rows were measured:"]
+    seen = set()
+    for row in results.measurements:
+        key = (row.case, row.system, row.note)
+        if row.note and key not in seen:
+            seen.add(key)
+            lines.append(f"  case {row.case} {row.system}: {row.note}")
+    if results.notices:
+        lines.append("not run / reported:")
+        lines += [f"  case {n.case} {n.system}: {n.text}" for n in results.notices]
+    return "\n".join(lines)
+
+
+def summary(verdicts: Sequence[Verdict]) -> str:
+    judged = [v for v in verdicts if v.limit is not None]
+    passed = sum(v.result == "PASS" for v in judged)
+    return f"targets: {passed} PASS, {len(judged) - passed} MISS of {len(judged)}"
+
+
+# ---------------------------------------------------------------------------------------- outputs
+def write_json(path: str, config: Config, results: Results, verdicts: Sequence[Verdict],
+               elapsed_s: float) -> None:
+    import torch
+    import zmq
+    document = {
+        "config": asdict(config),
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+                    "cpus": _cpu_count(), "platform": platform.platform()},
+        "elapsed_s": elapsed_s,
+        "measurements": [m.to_json() for m in results.measurements],
+        "verdicts": [{**asdict(v), "result": v.result} for v in verdicts],
+        "notices": [asdict(n) for n in results.notices],
+    }
+    with open(path, "w") as handle:
+        json.dump(document, handle, indent=1)
+
+
+def _cpu_count() -> int | None:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
+    """Draw the table as one bar chart per case (log scale); returns what happened."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: --plot skipped"
+    cases = sorted({m.case for m in results.measurements})
+    by_row = {(v.case, v.name, v.system): v for v in verdicts}
+    figure, axes = plt.subplots(len(cases), 1, figsize=(11, 2.2 + 0.9 * len(results.measurements)
+                                                       / max(1, len(cases))) if cases else (6, 2),
+                                squeeze=False)
+    for axis, case in zip(axes[:, 0], cases):
+        rows = [m for m in results.measurements if m.case == case and m.median > 0]
+        labels = [f"{m.name} | {m.system}" for m in rows]
+        colors = [_color(m.system) for m in rows]
+        axis.barh(range(len(rows)), [m.median for m in rows], color=colors)
+        axis.set_yticks(range(len(rows)), labels, fontsize=7)
+        axis.invert_yaxis()
+        axis.set_xscale("log")
+        axis.set_title(f"case {case}", fontsize=9, loc="left")
+        for index, m in enumerate(rows):
+            verdict = by_row.get((m.case, m.name, m.system))
+            text = format_value(m, m.median)
+            if verdict is not None:
+                text += f"  {verdict.ratio:.3g}x {verdict.result}".rstrip()
+            axis.text(m.median, index, " " + text, va="center", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return f"chart written to {path}"
+
+
+def _color(system: str) -> str:
+    palette = {SYFT: "tab:blue", DERIVED: "tab:blue", SEND_PEER: "tab:cyan", "torch.rpc": "tab:orange",
+               "raw zmq": "tab:green", "memcpy": "tab:gray", "local sequential": "tab:purple"}
+    return palette.get(system, "tab:olive")
+
+
+__all__ = ["Verdict", "judge", "table_rows", "render_table", "render_notes", "summary",
+           "write_json", "plot", "Notice"]

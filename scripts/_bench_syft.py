@@ -1,0 +1,318 @@
+"""syftzmq's side of every case, through its public pointer API only.
+
+Commands on pointers are fire-and-forget, so a timing must end with an observation that
+guarantees the work was done: ``get`` where the spec says so, and ``worker.ping()`` after a
+``send`` (one connection, handled in order: the ping's answer comes after the store).
+"""
+
+from __future__ import annotations
+
+import os
+
+# The library's default deadline (5 s) is meant for interactive use; a 10,000-command backlog or
+# a 256 MiB transfer on a loaded two-core machine can approach it. A deadline, not a speed-up.
+os.environ.setdefault("SYFTZMQ_TIMEOUT", "60")
+
+from typing import Any, Callable, Sequence  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import _bench_fedavg as fedavg  # noqa: E402
+import syftzmq as sy  # noqa: E402
+from _bench_common import (MEMORY_IDLE, MiB, ROUND_TRIP, ClientTraffic, Config,  # noqa: E402
+                           Measurement, Results, Watchdog, bulk_name, chain_name, fedavg_name,
+                           memory_stored_name, move_name, overhead_name, pipelined_name,
+                           rss_bytes, sample, stopwatch, timings, traffic_name)
+
+SYSTEM = "syftzmq"
+LOCAL = "local sequential"
+SEND_PEER = "syftzmq one-way send"
+
+
+class Unsupported(Exception):
+    """The library lacks something a case needs; the case is reported, not crashed."""
+
+
+# ---------------------------------------------------------------------------------------- driver
+def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -> None:
+    """Cases 1-6 on one pool of workers, then case 7 on fresh workers of its own."""
+    hook = sy.TorchHook(torch)
+    pooled = sorted(cases & {1, 2, 3, 4, 5, 6})
+    if pooled:
+        workers = _spawn(hook, [f"w{i}" for i in range(1, _pool_size(config, cases) + 1)])
+        try:
+            for case in pooled:
+                _guarded(case, results, lambda case=case: POOL_CASES[case](workers, config, results))
+        finally:
+            _shutdown(workers)
+    if 7 in cases:
+        _guarded(7, results, lambda: _memory(hook, config, results))
+
+
+def _pool_size(config: Config, cases: set[int]) -> int:
+    needed = [2]
+    if 5 in cases:
+        needed.append(max(config.chain_depths))
+    if 6 in cases:
+        needed.append(max(config.fedavg_workers) + 1)  # the last one aggregates
+    return max(needed)
+
+
+def _spawn(hook: Any, names: Sequence[str]) -> list[Any]:
+    workers: list[Any] = []
+    try:
+        for name in names:
+            workers.append(sy.VirtualWorker(hook, id=name))
+    except BaseException:
+        _shutdown(workers)
+        raise
+    return workers
+
+
+def _shutdown(workers: Sequence[Any]) -> None:
+    for worker in workers:
+        try:
+            worker.shutdown()
+        except Exception as exc:  # the process is reaped by shutdown() even when it fails
+            print(f"  syftzmq: shutting down {worker.id} failed: {exc}", flush=True)
+
+
+def _guarded(case: int, results: Results, run_case: Callable[[], None]) -> None:
+    """Run one case; a missing capability or a failure becomes a notice, and the run goes on."""
+    try:
+        run_case()
+    except (Unsupported, NotImplementedError, AttributeError, sy.NeedsGetError) as exc:
+        results.notice(case, SYSTEM, f"not supported yet: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        results.notice(case, SYSTEM, f"failed: {type(exc).__name__}: {exc}")
+
+
+def _check(condition: bool, what: str) -> None:
+    """Results are verified once per case, outside the timings: a fast wrong answer is no result."""
+    if not condition:
+        raise RuntimeError(f"wrong result: {what}")
+
+
+def _send_stored(tensor: torch.Tensor, worker: Any) -> Any:
+    """``send`` is fire-and-forget; the ping's answer proves the worker has stored the tensor."""
+    pointer = tensor.send(worker)
+    worker.ping()
+    return pointer
+
+
+# ---------------------------------------------------------------------------------------- cases 1-3
+def _round_trip(workers: Sequence[Any], config: Config, results: Results) -> None:
+    pointer = torch.ones(4).send(workers[0])
+    _check(torch.equal((pointer + pointer).get(), torch.full((4,), 2.0)), "p + p")
+    results.add(Measurement(1, ROUND_TRIP, SYSTEM,
+                            timings(lambda: (pointer + pointer).get(), config.reps_small)))
+
+
+def _pipelined(workers: Sequence[Any], config: Config, results: Results) -> None:
+    ops = config.pipelined_ops
+    pointer = torch.ones(4).send(workers[0])
+
+    def burst() -> torch.Tensor:
+        value = pointer
+        for _ in range(ops):
+            value = value + 1
+        return value.get()
+
+    before = sy.stats()
+    _check(torch.equal(burst(), torch.full((4,), 1.0 + ops)), "pipelined sum")
+    used = sy.stats() - before
+    results.add(Measurement(2, pipelined_name(ops), SYSTEM, timings(burst, config.reps_pipelined),
+                            work=ops, work_unit="ops",
+                            note=f"p = p + 1 chain; {used.messages_sent / ops:.2f} messages/op, "
+                                 f"{used.round_trips} round trip(s)"))
+
+
+def _bulk(workers: Sequence[Any], config: Config, results: Results) -> None:
+    for mib in config.bulk_mib:
+        tensor = torch.rand(mib * MiB // 4)
+        _check(torch.equal(_send_stored(tensor, workers[0]).get(), tensor), f"{mib} MiB")
+
+        def round_once() -> tuple[float, float]:
+            held: list[Any] = []
+            send = stopwatch(lambda: held.append(_send_stored(tensor, workers[0])))
+            get = stopwatch(lambda: held[0].get())
+            return send, get
+
+        send, get = zip(*sample(round_once, config.reps_bulk))
+        results.add(Measurement(3, bulk_name("send", mib), SYSTEM, list(send), work=mib * MiB,
+                                work_unit="B", note="x.send(w); w.ping()"),
+                    Measurement(3, bulk_name("get", mib), SYSTEM, list(get), work=mib * MiB,
+                                work_unit="B", note="p.get()"))
+
+
+# ---------------------------------------------------------------------------------------- case 4
+def _move(workers: Sequence[Any], config: Config, results: Results) -> None:
+    """Move A->B, against a one-way send of the same tensor; count the client's TCP bytes."""
+    mib, source, dest = config.move_mib, workers[0], workers[1]
+    tensor = torch.rand(mib * MiB // 4)
+    _check(torch.equal(_send_stored(tensor, source).move(dest).get(), tensor), "moved data")
+
+    def move_once() -> tuple[float, float, float, float]:
+        held: list[Any] = []
+        with ClientTraffic() as send_traffic:
+            send = stopwatch(lambda: held.append(_send_stored(tensor, source)))
+        with ClientTraffic() as move_traffic:
+            move = stopwatch(lambda: held[0].move(dest))
+        return move, send, float(move_traffic.total), float(send_traffic.total)
+
+    move, send, move_bytes, send_bytes = (list(column) for column in
+                                          zip(*sample(move_once, config.reps_bulk)))
+    name = move_name(mib)
+    results.add(Measurement(4, name, SYSTEM, move, work=mib * MiB, work_unit="B",
+                            note="p.move(B): A sends to B directly"),
+                Measurement(4, name, SEND_PEER, send, work=mib * MiB, work_unit="B",
+                            note="x.send(A); A.ping()"),
+                Measurement(4, traffic_name(mib), SYSTEM, move_bytes, unit="B",
+                            note="kernel TCP counters of this process"),
+                Measurement(4, traffic_name(mib), SEND_PEER, send_bytes,
+                            unit="B", note="the counter sees a send's payload"))
+
+
+# ---------------------------------------------------------------------------------------- case 5
+def _chain(workers: Sequence[Any], depth: int) -> Any:
+    """A pointer chain client -> w{depth} -> ... -> w1 (data), one process per hop."""
+    pointer = torch.ones(4).send(workers[0])
+    for worker in workers[1:depth]:
+        pointer = pointer.send(worker)
+    return pointer
+
+
+def _unwrap(value: Any, hops: int) -> Any:
+    for _ in range(hops):
+        value = value.get()
+    return value
+
+
+def _chains(workers: Sequence[Any], config: Config, results: Results) -> None:
+    """``(chain + 1).get()``: the outermost worker answers only after the op reached the data.
+
+    The answer is the next pointer of the chain (the data itself at depth 1); the worker's
+    flush-before-answer rule guarantees the addition was applied at every hop before it replies.
+    """
+    for depth in config.chain_depths:
+        chain = _chain(workers, depth)
+        _check(torch.equal(_unwrap((chain + 1).get(), depth - 1), torch.full((4,), 2.0)),
+               f"chain of depth {depth}")
+        results.add(Measurement(5, chain_name(depth), SYSTEM,
+                                timings(lambda: (chain + 1).get(), config.reps_small),
+                                note="get returns the next pointer; the op reached the data"))
+
+
+# ---------------------------------------------------------------------------------------- case 6
+def _autograd_gap(worker: Any) -> str | None:
+    """Why autograd cannot train through pointers, or ``None`` if it can."""
+    weight = torch.zeros(fedavg.CLASSES, fedavg.FEATURES, requires_grad=True).send(worker)
+    inputs = torch.ones(2, fedavg.FEATURES).send(worker)
+    loss = F.linear(inputs, weight).sum()
+    try:
+        torch.autograd.grad(loss, [weight])
+    except Exception as exc:
+        return f"torch.autograd.grad on pointers raises {type(exc).__name__}: {exc}"
+    try:
+        loss.backward()
+        weight.grad
+    except Exception as exc:
+        return f"loss.backward() runs, but {type(exc).__name__}: {exc}"
+    return None
+
+
+def _fedavg(workers: Sequence[Any], config: Config, results: Results) -> None:
+    if not hasattr(torch.nn.Module, "send"):
+        results.notice(6, SYSTEM, "not supported yet: nn.Module has no .send(); nn.Linear(784, 10)"
+                                  " is trained as weight and bias tensor pointers instead")
+    gap = _autograd_gap(workers[0])
+    if gap:
+        results.notice(6, SYSTEM, f"not supported yet: {gap}; both sides use closed-form gradients")
+    aggregator = workers[-1]
+    initial = fedavg.initial_model()
+    for count in config.fedavg_workers:
+        shards = fedavg.make_shards(count)
+        expected = fedavg.local_round(initial, shards)
+        local = timings(lambda: fedavg.local_round(initial, shards), config.fedavg_reps)
+        remote_shards = [[(x.send(w), y.send(w)) for x, y in shard]
+                         for w, shard in zip(workers, shards)]
+        got: list[tuple[torch.Tensor, torch.Tensor]] = []
+        remote = sample(lambda: _remote_round(workers[:count], aggregator, initial, remote_shards,
+                                              got), config.fedavg_reps)
+        _check(all(torch.allclose(g, e, atol=1e-5) for g, e in zip(got[-1], expected)),
+               f"FedAvg with {count} workers")
+        name = fedavg_name(count)
+        results.add(Measurement(6, name, SYSTEM, remote,
+                                note=f"{fedavg.STEPS} steps x batch {fedavg.BATCH}, move, average"),
+                    Measurement(6, name, LOCAL, local, note="same arithmetic, one process"))
+
+
+def _remote_round(workers: Sequence[Any], aggregator: Any, initial: tuple[torch.Tensor, ...],
+                  shards: Sequence[Sequence[fedavg.Batch]],
+                  got: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Timed: the training, the models' move to the aggregator, the average and its get."""
+    models = [(initial[0].send(w), initial[1].send(w)) for w in workers]
+    for worker in workers:
+        worker.ping()  # the starting model is in place: sending it is setup, not the round
+
+    def round_() -> None:
+        fedavg.train_interleaved(models, shards)
+        moved = [(w.move(aggregator), b.move(aggregator)) for w, b in models]
+        got.append((fedavg.average([w for w, _ in moved]).get(),
+                    fedavg.average([b for _, b in moved]).get()))
+
+    return stopwatch(round_)
+
+
+# ---------------------------------------------------------------------------------------- case 7
+def _memory(hook: Any, config: Config, results: Results) -> None:
+    """Each measurement on a fresh worker, so neither inherits the other's heap."""
+    big = _on_fresh_worker(hook, "mem-big", lambda w: _store_big(w, config))
+    small = _on_fresh_worker(hook, "mem-small", lambda w: _store_small(w, config))
+    results.add(*big, *small)
+
+
+def _on_fresh_worker(hook: Any, name: str, measure: Callable[[Any], list[Measurement]]
+                     ) -> list[Measurement]:
+    (worker,) = _spawn(hook, [name])
+    try:
+        warm = torch.ones(4).send(worker)
+        (warm + 1).get()  # the worker's first command imports and allocates what any use needs
+        del warm
+        worker.object_count()
+        return measure(worker)
+    finally:
+        _shutdown([worker])
+
+
+def _store_big(worker: Any, config: Config) -> list[Measurement]:
+    pid, total, count = worker.process.pid, config.memory_big_mib * MiB, config.memory_big_tensors
+    chunk = torch.rand(total // count // 4)
+    idle = rss_bytes(pid)
+    pointers = [chunk.send(worker) for _ in range(count)]
+    worker.ping()
+    stored = rss_bytes(pid)
+    del pointers
+    _check(worker.object_count() == 0, "store emptied")
+    freed = rss_bytes(pid)
+    return [Measurement(7, MEMORY_IDLE, SYSTEM, [float(idle)], unit="B"),
+            Measurement(7, memory_stored_name(total, count), SYSTEM, [float(stored)], unit="B",
+                        work=total, note=f"{total} bytes stored"),
+            Measurement(7, "worker RSS, after deleting them", SYSTEM, [float(freed)], unit="B")]
+
+
+def _store_small(worker: Any, config: Config) -> list[Measurement]:
+    pid, count = worker.process.pid, config.memory_small_tensors
+    idle = rss_bytes(pid)
+    pointers = [torch.ones(4).send(worker) for _ in range(count)]
+    worker.ping()
+    per_object = (rss_bytes(pid) - idle) / count - 16  # minus the four floats themselves
+    del pointers
+    worker.object_count()
+    return [Measurement(7, overhead_name(count), SYSTEM, [per_object],
+                        unit="B", note="RSS growth / count - 16 payload bytes")]
+
+
+POOL_CASES: dict[int, Callable[[Sequence[Any], Config, Results], None]] = {
+    1: _round_trip, 2: _pipelined, 3: _bulk, 4: _move, 5: _chains, 6: _fedavg}

@@ -1,0 +1,108 @@
+"""Issue 4's benchmark: syftzmq against torch.distributed.rpc, raw pyzmq and memcpy, on one machine.
+
+    python scripts/bench.py [--quick] [--json PATH] [--plot out.png] [--cases 1,3,7]
+
+Cases: 1 round trip, 2 pipelined operations, 3 bulk send/get, 4 worker-to-worker move, 5 pointer
+chains, 6 federated averaging, 7 worker memory. Each system runs in its own phase (floors, then
+torch.rpc, then syftzmq) so that no system's processes compete with another's measurements;
+every process a phase starts is stopped before the next phase begins. The table shows medians
+and p90s, the ratio syftzmq/peer, and issue 4's targets with PASS/MISS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the _bench_* helpers
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
+
+import torch  # noqa: E402
+
+import _bench_report as report  # noqa: E402
+from _bench_common import (FULL, QUICK, Config, Measurement, MiB, Results, Watchdog,  # noqa: E402
+                           bulk_name, timings)
+
+ALL_CASES = frozenset(range(1, 8))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions and smaller sizes; finishes in under a minute")
+    parser.add_argument("--json", metavar="PATH", help="write every sample and verdict here")
+    parser.add_argument("--plot", metavar="PNG", help="draw the table as a chart (matplotlib)")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7", type=_case_set,
+                        help="comma-separated case numbers to run (default: all)")
+    return parser.parse_args(argv)
+
+
+def _case_set(text: str) -> frozenset[int]:
+    cases = frozenset(int(part) for part in text.split(",") if part.strip())
+    if not cases <= ALL_CASES:
+        raise argparse.ArgumentTypeError(f"cases are 1-7, got {sorted(cases - ALL_CASES)}")
+    return cases
+
+
+def memcpy_floor(config: Config, cases: frozenset[int], results: Results) -> None:
+    """The floor for bulk bytes: ``clone`` of the same tensor in this process."""
+    if 3 not in cases:
+        return
+    for mib in config.bulk_mib:
+        tensor = torch.rand(mib * MiB // 4)
+        samples = timings(tensor.clone, config.reps_bulk)
+        for direction in ("send", "get"):
+            results.add(Measurement(3, bulk_name(direction, mib), "memcpy", samples,
+                                    work=mib * MiB, work_unit="B", note="tensor.clone()"))
+
+
+def run_phases(config: Config, cases: frozenset[int], results: Results, watchdog: Watchdog) -> None:
+    """One phase per system; a phase that fails is reported and the others still run."""
+    import _bench_syft
+    import _bench_torch_rpc
+    import _bench_zmq
+    phases = [("memcpy", lambda: memcpy_floor(config, cases, results)),
+              ("raw zmq", lambda: _bench_zmq.run(config, set(cases), results, watchdog)),
+              ("torch.rpc", lambda: _bench_torch_rpc.run(config, set(cases), results, watchdog)),
+              ("syftzmq", lambda: _bench_syft.run(config, set(cases), results, watchdog))]
+    for name, phase in phases:
+        started = time.perf_counter()
+        print(f"[{name}] running ...", flush=True)
+        try:
+            phase()
+        except Exception as exc:
+            results.notice(0, name, f"phase failed: {type(exc).__name__}: {exc}")
+        print(f"[{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = QUICK if args.quick else FULL
+    watchdog = Watchdog(config.deadline_s)
+    started = time.perf_counter()
+    results = Results()
+    try:
+        run_phases(config, args.cases, results, watchdog)
+    finally:
+        watchdog.cancel()
+    elapsed = time.perf_counter() - started
+    verdicts = report.judge(results, config)
+    mode = "quick" if config.quick else "full"
+    print(f"\nsyftzmq benchmark ({mode} run, {elapsed:.1f} s, "
+          f"{len(os.sched_getaffinity(0))} cores, torch {torch.__version__})\n")
+    print(report.render_table(report.table_rows(results, verdicts)))
+    print()
+    print(report.summary(verdicts))
+    print(report.render_notes(results))
+    if args.json:
+        report.write_json(args.json, config, results, verdicts, elapsed)
+        print(f"results written to {args.json}")
+    if args.plot:
+        print(report.plot(args.plot, results, verdicts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

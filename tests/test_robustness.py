@@ -1,0 +1,93 @@
+"""A worker never dies because of a message: bad input is dropped or answered, never fatal."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+
+import pytest
+import torch
+import zmq
+
+import syftzmq as sy
+from syftzmq.keys import read_key
+from syftzmq.protocol import PING, message
+from syftzmq.wire import PROTOCOL, Signer, dumps, pack
+
+
+@pytest.fixture
+def raw(bob):
+    """A raw DEALER to bob, speaking with the cluster key, and a helper to await a reply."""
+    context = zmq.Context.instance()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(bob.address)
+    signer = Signer(read_key(sy.default_session().cluster_key_file()))
+
+    def reply(timeout_ms: int = 3000) -> dict | None:
+        if not sock.poll(timeout_ms):
+            return None
+        frames = sock.recv_multipart()
+        return pickle.loads(frames[2], buffers=frames[3:])
+
+    yield sock, signer, reply
+    sock.close()
+
+
+def test_garbage_is_dropped_and_the_worker_keeps_serving(bob, raw):
+    sock, signer, _ = raw
+    rng = random.Random(7)
+    for i in range(300):
+        kind = i % 5
+        if kind == 0:
+            frames = [os.urandom(rng.randint(0, 64)) for _ in range(rng.randint(1, 6))]
+        elif kind == 1:
+            frames = [b"not-syftzmq/9", b"", b"header"]
+        elif kind == 2:
+            frames = [PROTOCOL, os.urandom(32), os.urandom(100)]       # bad signature
+        elif kind == 3:
+            frames = [PROTOCOL, b""] + [b"x"] * rng.randint(0, 3)       # unsigned / truncated
+        else:
+            frames = pack(signer, *dumps(message(PING, req=i)))[:2]     # truncated valid message
+        sock.send_multipart(frames)
+    assert bob.ping()["ref"].id == "bob"
+    assert torch.equal((torch.ones(2).send(bob) + 1).get(), torch.full((2,), 2.0))
+
+
+def test_authenticated_junk_gets_an_error_reply_naming_the_problem(bob, raw):
+    sock, signer, reply = raw
+    sock.send_multipart(pack(signer, b"\x80\x05not a pickle", []))
+    answer = reply()
+    assert answer is not None and "cannot deserialize" in answer["error"].message
+
+    sock.send_multipart(pack(signer, *dumps(message("launch_missiles", req=99))))
+    answer = reply()
+    assert answer["req"] == 99 and "unknown message kind 'launch_missiles'" in answer["error"].message
+
+    sock.send_multipart(pack(signer, *dumps(message("get", req=100, id="not-an-id"))))
+    answer = reply()
+    assert answer["req"] == 100 and "no object with id" in answer["error"].message
+    assert bob.ping()["ref"].id == "bob"
+
+
+def test_tensor_whose_bytes_do_not_match_its_shape_is_rejected(bob, raw):
+    sock, signer, reply = raw
+    header, buffers = dumps(message("store", req=5, id=1, obj=torch.zeros(4096)))
+    sock.send_multipart(pack(signer, header, [buffers[0][:100]]))  # 100 bytes for 16 KiB
+    answer = reply()
+    assert "needs 16384 bytes, got 100" in answer["error"].message
+    assert bob._objects == {}
+
+
+def test_unsigned_and_replayed_messages_are_dropped_silently(bob, raw):
+    sock, signer, reply = raw
+    frames = pack(signer, *dumps(message(PING, req=1)))
+    sock.send_multipart(frames)
+    assert reply()["value"]["ref"].id == "bob"
+    sock.send_multipart(frames)                          # replay
+    sock.send_multipart(pack(Signer(None), *dumps(message(PING, req=2))))  # unsigned
+    sock.send_multipart(pack(Signer(b"wrong key"), *dumps(message(PING, req=3))))
+    sock.send_multipart(pack(signer, *dumps(message(PING, req=4))))
+    # one connection keeps order: had any of the three been answered, it would come first
+    assert reply()["req"] == 4
