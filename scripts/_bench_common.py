@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import os
 import signal
+import select
 import socket
 import statistics
-import select
 import struct
 import subprocess
 import sys
@@ -45,21 +45,31 @@ class Config:
     memory_big_mib: int
     memory_big_tensors: int
     memory_small_tensors: int
+    syftzmq_timeout_s: float   # the library's deadline for one observation (SYFTZMQ_TIMEOUT)
     deadline_s: float          # the whole run; a watchdog ends it (and its children) after this
 
 
 QUICK = Config(quick=True, reps_small=15, reps_pipelined=3, pipelined_ops=3_000, reps_bulk=3,
-               bulk_mib=(1, 64), move_mib=64, chain_depths=(1, 2, 4, 8),
-               fedavg_workers=(2, 4, 8), fedavg_reps=3, memory_big_mib=256,
-               memory_big_tensors=64, memory_small_tensors=10_000, deadline_s=180)
+               bulk_mib=(1, 64), move_mib=64, chain_depths=(1, 2, 4), fedavg_workers=(2, 4),
+               fedavg_reps=3, memory_big_mib=256, memory_big_tensors=64,
+               memory_small_tensors=5_000, syftzmq_timeout_s=20, deadline_s=180)
 FULL = Config(quick=False, reps_small=30, reps_pipelined=5, pipelined_ops=10_000, reps_bulk=5,
               bulk_mib=(1, 64, 256), move_mib=256, chain_depths=(1, 2, 4, 8),
               fedavg_workers=(2, 4, 8), fedavg_reps=5, memory_big_mib=1024,
-              memory_big_tensors=256, memory_small_tensors=100_000, deadline_s=1800)
+              memory_big_tensors=256, memory_small_tensors=100_000, syftzmq_timeout_s=60,
+              deadline_s=1800)
 
 
 # ---------------------------------------------------------------------------------------- names
 # Rows of different systems line up in the table by (case, name): every module names them here.
+SYFT = "syftzmq"
+SYFT_SEND = "syftzmq one-way send"  # case 4's yardstick for a move
+SYFT_DERIVED = "syftzmq (derived)"   # computed from other syftzmq rows
+RAW_ZMQ = "raw zmq"
+TORCH = "torch.rpc"
+MEMCPY = "memcpy"
+LOCAL = "local sequential"
+SYSTEMS = (SYFT, SYFT_SEND, SYFT_DERIVED, RAW_ZMQ, TORCH, MEMCPY, LOCAL)  # table order in a case
 ROUND_TRIP = "(p + p).get(), 4 floats"
 
 
@@ -81,6 +91,9 @@ def chain_name(depth: int) -> str:
 
 def traffic_name(mib: int) -> str:
     return f"client TCP bytes, {move_name(mib)}"
+
+
+HOP_GROWTH = "latency growth per extra hop"
 
 
 def fedavg_name(workers: int) -> str:
@@ -203,6 +216,11 @@ def stopwatch(action: Callable[[], object]) -> float:
 
 
 # ---------------------------------------------------------------------------------------- probes
+def cpu_count() -> int:
+    """CPUs this process may run on (what the benchmark actually gets)."""
+    return len(os.sched_getaffinity(0))
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` (VmRSS in /proc/<pid>/status)."""
     with open(f"/proc/{pid}/status") as status:

@@ -12,13 +12,12 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-from _bench_common import (MEMORY_IDLE, ROUND_TRIP, Config, Measurement, MiB, Notice, Results,
-                           bulk_name, chain_name, fedavg_name, move_name, pipelined_name,
+from _bench_common import (HOP_GROWTH, LOCAL, MEMCPY, MEMORY_IDLE, RAW_ZMQ, ROUND_TRIP, SYFT,
+                           SYFT_DERIVED, SYFT_SEND, SYSTEMS, TORCH, Config, Measurement, MiB,
+                           Results, bulk_name, chain_name, cpu_count, fedavg_name,
+                           memory_stored_name, move_name, overhead_name, pipelined_name,
                            size_name, traffic_name)
 
-SYFT = "syftzmq"
-SEND_PEER = "syftzmq one-way send"
-DERIVED = "syftzmq (derived)"
 KiB = 1024
 
 
@@ -44,12 +43,11 @@ class Verdict:
 
 # ---------------------------------------------------------------------------------------- verdicts
 def judge(results: Results, config: Config) -> list[Verdict]:
-    """Derived rows first (they are rows too), then a ratio for every peer row."""
-    _derive(results, config)
+    """A ratio for every peer row, plus the targets on absolute quantities (call derive first)."""
     targets = _targets(config)
     verdicts = []
     for row in results.measurements:
-        if row.system in (SYFT, DERIVED) or row.unit != "s":
+        if row.system in (SYFT, SYFT_DERIVED) or row.unit != "s":
             continue
         mine = results.find(row.case, row.name, SYFT)
         if mine is None or row.median <= 0:
@@ -65,26 +63,26 @@ def _targets(config: Config) -> dict[tuple[int, str, str], tuple[float, str]]:
     """Issue 4's targets as limits on syftzmq-time / peer-time (the size is the largest run)."""
     ops, big = config.pipelined_ops, max(config.bulk_mib)
     targets = {
-        (1, ROUND_TRIP, "raw zmq"): (1.5, "<=1.5x raw pyzmq RTT"),
-        (1, ROUND_TRIP, "torch.rpc"): (1 / 3, "<=0.33x (3x faster)"),
-        (2, pipelined_name(ops), "torch.rpc"): (1 / 6, "<=0.17x (6x the rate)"),
-        (2, pipelined_name(ops), "raw zmq"): (2.0, "<=2x (50% of the rate)"),
-        (4, move_name(config.move_mib), SEND_PEER): (1.2, "<=1.2x one-way send"),
-        (6, fedavg_name(2), "local sequential"): (1.2, "<=1.2x one process"),
+        (1, ROUND_TRIP, RAW_ZMQ): (1.5, "<=1.5x raw pyzmq RTT"),
+        (1, ROUND_TRIP, TORCH): (1 / 3, "<=0.33x (3x faster)"),
+        (2, pipelined_name(ops), TORCH): (1 / 6, "<=0.17x (6x the rate)"),
+        (2, pipelined_name(ops), RAW_ZMQ): (2.0, "<=2x (50% of the rate)"),
+        (4, move_name(config.move_mib), SYFT_SEND): (1.2, "<=1.2x one-way send"),
+        (6, fedavg_name(2), LOCAL): (1.2, "<=1.2x one process"),
     }
     for direction in ("send", "get"):
         name = bulk_name(direction, big)
-        targets[(3, name, "memcpy")] = (3.0, "<=3x memcpy time")
-        targets[(3, name, "torch.rpc")] = (0.5, "<=0.5x (2x throughput)")
+        targets[(3, name, MEMCPY)] = (3.0, "<=3x memcpy time")
+        targets[(3, name, TORCH)] = (0.5, "<=0.5x (2x throughput)")
     return targets
 
 
-def _derive(results: Results, config: Config) -> None:
+def derive(results: Results, config: Config) -> None:
     """Rows computed from other rows: chain growth per hop (least squares over the medians)."""
     depths = [(d, results.find(5, chain_name(d), SYFT)) for d in config.chain_depths]
     points = [(d, m.median) for d, m in depths if m is not None]
     if len(points) >= 2:
-        results.add(Measurement(5, "latency growth per extra hop", DERIVED, [_slope(points)],
+        results.add(Measurement(5, HOP_GROWTH, SYFT_DERIVED, [_slope(points)],
                                 note="least-squares slope of the medians over depth"))
 
 
@@ -103,26 +101,25 @@ def _absolute_verdicts(results: Results, config: Config) -> list[Verdict]:
     if client_bytes is not None:
         verdicts.append(Verdict(4, client_bytes.name, SYFT, max(client_bytes.samples) / moved,
                                 0.01, f"no payload (<1% of {size_name(moved)})"))
-    growth = results.find(5, "latency growth per extra hop", DERIVED)
+    growth = results.find(5, HOP_GROWTH, SYFT_DERIVED)
     single = results.find(5, chain_name(1), SYFT)
     if growth is not None and single is not None:
-        verdicts.append(Verdict(5, growth.name, DERIVED, growth.median / single.median, 1.2,
+        verdicts.append(Verdict(5, growth.name, SYFT_DERIVED, growth.median / single.median, 1.2,
                                 "<=1.2x depth-1 time"))
     idle = results.find(7, MEMORY_IDLE, SYFT)
-    stored = next((m for m in results.measurements if m.case == 7 and m.work), None)
+    big = config.memory_big_mib * MiB
+    stored = results.find(7, memory_stored_name(big, config.memory_big_tensors), SYFT)
     if idle is not None and stored is not None:
-        budget = stored.work + idle.median
-        verdicts.append(Verdict(7, stored.name, SYFT, stored.median / budget, 1.1,
+        verdicts.append(Verdict(7, stored.name, SYFT, stored.median / (big + idle.median), 1.1,
                                 "<=1.1x (stored + idle)"))
-    overhead = next((m for m in results.measurements
-                     if m.case == 7 and m.name.startswith("per-object")), None)
+    overhead = results.find(7, overhead_name(config.memory_small_tensors), SYFT)
     if overhead is not None:
         verdicts.append(Verdict(7, overhead.name, SYFT, overhead.median / KiB, 1.0,
                                 "< 1 KiB", strict=True))
     return verdicts
 
 
-# ---------------------------------------------------------------------------------------- formatting
+# ------------------------------------------------------------------------------------ formatting
 def format_time(seconds: float) -> str:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if abs(seconds) >= scale:
@@ -154,10 +151,20 @@ HEADER = ("case", "measurement", "system", "median", "p90", "rate", "syftzmq/pee
           "result")
 
 
+def ordered(measurements: Sequence[Measurement]) -> list[Measurement]:
+    """By case, then by measurement in the order first measured, then syftzmq before its peers."""
+    first_seen: dict[tuple[int, str], int] = {}
+    for index, row in enumerate(measurements):
+        first_seen.setdefault((row.case, row.name), index)
+    rank = {system: position for position, system in enumerate(SYSTEMS)}
+    return sorted(measurements, key=lambda m: (m.case, first_seen[(m.case, m.name)],
+                                               rank.get(m.system, len(rank))))
+
+
 def table_rows(results: Results, verdicts: Iterable[Verdict]) -> list[tuple[str, ...]]:
     by_row = {(v.case, v.name, v.system): v for v in verdicts}
     rows = []
-    for row in sorted(results.measurements, key=lambda m: m.case):  # stable: measured order
+    for row in ordered(results.measurements):
         verdict = by_row.get((row.case, row.name, row.system))
         rows.append((str(row.case), row.name, row.system, format_value(row, row.median),
                      format_value(row, row.p90) if len(row.samples) > 1 else "",
@@ -213,7 +220,7 @@ def write_json(path: str, config: Config, results: Results, verdicts: Sequence[V
         "config": asdict(config),
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
-                    "cpus": _cpu_count(), "platform": platform.platform()},
+                    "cpus": cpu_count(), "platform": platform.platform()},
         "elapsed_s": elapsed_s,
         "measurements": [m.to_json() for m in results.measurements],
         "verdicts": [{**asdict(v), "result": v.result} for v in verdicts],
@@ -221,11 +228,6 @@ def write_json(path: str, config: Config, results: Results, verdicts: Sequence[V
     }
     with open(path, "w") as handle:
         json.dump(document, handle, indent=1)
-
-
-def _cpu_count() -> int | None:
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
@@ -237,19 +239,23 @@ def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
     except ImportError:
         return "matplotlib is not installed: --plot skipped"
     cases = sorted({m.case for m in results.measurements})
+    if not cases:
+        return "nothing was measured: --plot skipped"
     by_row = {(v.case, v.name, v.system): v for v in verdicts}
-    figure, axes = plt.subplots(len(cases), 1, figsize=(11, 2.2 + 0.9 * len(results.measurements)
-                                                       / max(1, len(cases))) if cases else (6, 2),
-                                squeeze=False)
+    height = 0.8 * len(cases) + 0.25 * len(results.measurements)
+    figure, axes = plt.subplots(len(cases), 1, figsize=(12, height), squeeze=False)
     for axis, case in zip(axes[:, 0], cases):
-        rows = [m for m in results.measurements if m.case == case and m.median > 0]
+        in_case = [m for m in ordered(results.measurements) if m.case == case and m.median > 0]
+        unit = "s" if any(m.unit == "s" for m in in_case) else "B"  # one axis, one unit
+        rows = [m for m in in_case if m.unit == unit]
         labels = [f"{m.name} | {m.system}" for m in rows]
         colors = [_color(m.system) for m in rows]
         axis.barh(range(len(rows)), [m.median for m in rows], color=colors)
         axis.set_yticks(range(len(rows)), labels, fontsize=7)
         axis.invert_yaxis()
         axis.set_xscale("log")
-        axis.set_title(f"case {case}", fontsize=9, loc="left")
+        axis.set_title(f"case {case} ({'seconds' if unit == 's' else 'bytes'}, log scale)",
+                       fontsize=9, loc="left")
         for index, m in enumerate(rows):
             verdict = by_row.get((m.case, m.name, m.system))
             text = format_value(m, m.median)
@@ -263,10 +269,7 @@ def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
 
 
 def _color(system: str) -> str:
-    palette = {SYFT: "tab:blue", DERIVED: "tab:blue", SEND_PEER: "tab:cyan", "torch.rpc": "tab:orange",
-               "raw zmq": "tab:green", "memcpy": "tab:gray", "local sequential": "tab:purple"}
+    palette = {SYFT: "tab:blue", SYFT_DERIVED: "tab:blue", SYFT_SEND: "tab:cyan",
+               TORCH: "tab:orange", RAW_ZMQ: "tab:green", MEMCPY: "tab:gray", LOCAL: "tab:purple"}
     return palette.get(system, "tab:olive")
 
-
-__all__ = ["Verdict", "judge", "table_rows", "render_table", "render_notes", "summary",
-           "write_json", "plot", "Notice"]

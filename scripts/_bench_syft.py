@@ -7,31 +7,17 @@ guarantees the work was done: ``get`` where the spec says so, and ``worker.ping(
 
 from __future__ import annotations
 
-import os
+from typing import Any, Callable, Sequence
 
-# The library's default deadline (5 s) is meant for interactive use; a 10,000-command backlog or
-# a 256 MiB transfer on a loaded two-core machine can approach it. A deadline, not a speed-up.
-os.environ.setdefault("SYFTZMQ_TIMEOUT", "60")
+import torch
+import torch.nn.functional as F
 
-from typing import Any, Callable, Sequence  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import _bench_fedavg as fedavg  # noqa: E402
-import syftzmq as sy  # noqa: E402
-from _bench_common import (MEMORY_IDLE, MiB, ROUND_TRIP, ClientTraffic, Config,  # noqa: E402
-                           Measurement, Results, Watchdog, bulk_name, chain_name, fedavg_name,
-                           memory_stored_name, move_name, overhead_name, pipelined_name,
-                           rss_bytes, sample, stopwatch, timings, traffic_name)
-
-SYSTEM = "syftzmq"
-LOCAL = "local sequential"
-SEND_PEER = "syftzmq one-way send"
-
-
-class Unsupported(Exception):
-    """The library lacks something a case needs; the case is reported, not crashed."""
+import _bench_fedavg as fedavg
+import syftzmq as sy
+from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_SEND, ClientTraffic, Config,
+                           Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
+                           fedavg_name, memory_stored_name, move_name, overhead_name,
+                           pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
 
 
 # ---------------------------------------------------------------------------------------- driver
@@ -43,7 +29,8 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
         workers = _spawn(hook, [f"w{i}" for i in range(1, _pool_size(config, cases) + 1)])
         try:
             for case in pooled:
-                _guarded(case, results, lambda case=case: POOL_CASES[case](workers, config, results))
+                _guarded(case, results,
+                         lambda case=case: POOL_CASES[case](workers, config, results))
         finally:
             _shutdown(workers)
     if 7 in cases:
@@ -82,10 +69,10 @@ def _guarded(case: int, results: Results, run_case: Callable[[], None]) -> None:
     """Run one case; a missing capability or a failure becomes a notice, and the run goes on."""
     try:
         run_case()
-    except (Unsupported, NotImplementedError, AttributeError, sy.NeedsGetError) as exc:
-        results.notice(case, SYSTEM, f"not supported yet: {type(exc).__name__}: {exc}")
+    except (NotImplementedError, AttributeError, TypeError, sy.NeedsGetError) as exc:
+        results.notice(case, SYFT, f"not supported yet: {type(exc).__name__}: {exc}")
     except Exception as exc:
-        results.notice(case, SYSTEM, f"failed: {type(exc).__name__}: {exc}")
+        results.notice(case, SYFT, f"failed: {type(exc).__name__}: {exc}")
 
 
 def _check(condition: bool, what: str) -> None:
@@ -105,7 +92,7 @@ def _send_stored(tensor: torch.Tensor, worker: Any) -> Any:
 def _round_trip(workers: Sequence[Any], config: Config, results: Results) -> None:
     pointer = torch.ones(4).send(workers[0])
     _check(torch.equal((pointer + pointer).get(), torch.full((4,), 2.0)), "p + p")
-    results.add(Measurement(1, ROUND_TRIP, SYSTEM,
+    results.add(Measurement(1, ROUND_TRIP, SYFT,
                             timings(lambda: (pointer + pointer).get(), config.reps_small)))
 
 
@@ -122,7 +109,7 @@ def _pipelined(workers: Sequence[Any], config: Config, results: Results) -> None
     before = sy.stats()
     _check(torch.equal(burst(), torch.full((4,), 1.0 + ops)), "pipelined sum")
     used = sy.stats() - before
-    results.add(Measurement(2, pipelined_name(ops), SYSTEM, timings(burst, config.reps_pipelined),
+    results.add(Measurement(2, pipelined_name(ops), SYFT, timings(burst, config.reps_pipelined),
                             work=ops, work_unit="ops",
                             note=f"p = p + 1 chain; {used.messages_sent / ops:.2f} messages/op, "
                                  f"{used.round_trips} round trip(s)"))
@@ -140,9 +127,9 @@ def _bulk(workers: Sequence[Any], config: Config, results: Results) -> None:
             return send, get
 
         send, get = zip(*sample(round_once, config.reps_bulk))
-        results.add(Measurement(3, bulk_name("send", mib), SYSTEM, list(send), work=mib * MiB,
+        results.add(Measurement(3, bulk_name("send", mib), SYFT, list(send), work=mib * MiB,
                                 work_unit="B", note="x.send(w); w.ping()"),
-                    Measurement(3, bulk_name("get", mib), SYSTEM, list(get), work=mib * MiB,
+                    Measurement(3, bulk_name("get", mib), SYFT, list(get), work=mib * MiB,
                                 work_unit="B", note="p.get()"))
 
 
@@ -164,13 +151,13 @@ def _move(workers: Sequence[Any], config: Config, results: Results) -> None:
     move, send, move_bytes, send_bytes = (list(column) for column in
                                           zip(*sample(move_once, config.reps_bulk)))
     name = move_name(mib)
-    results.add(Measurement(4, name, SYSTEM, move, work=mib * MiB, work_unit="B",
+    results.add(Measurement(4, name, SYFT, move, work=mib * MiB, work_unit="B",
                             note="p.move(B): A sends to B directly"),
-                Measurement(4, name, SEND_PEER, send, work=mib * MiB, work_unit="B",
+                Measurement(4, name, SYFT_SEND, send, work=mib * MiB, work_unit="B",
                             note="x.send(A); A.ping()"),
-                Measurement(4, traffic_name(mib), SYSTEM, move_bytes, unit="B",
+                Measurement(4, traffic_name(mib), SYFT, move_bytes, unit="B",
                             note="kernel TCP counters of this process"),
-                Measurement(4, traffic_name(mib), SEND_PEER, send_bytes,
+                Measurement(4, traffic_name(mib), SYFT_SEND, send_bytes,
                             unit="B", note="the counter sees a send's payload"))
 
 
@@ -199,36 +186,34 @@ def _chains(workers: Sequence[Any], config: Config, results: Results) -> None:
         chain = _chain(workers, depth)
         _check(torch.equal(_unwrap((chain + 1).get(), depth - 1), torch.full((4,), 2.0)),
                f"chain of depth {depth}")
-        results.add(Measurement(5, chain_name(depth), SYSTEM,
+        results.add(Measurement(5, chain_name(depth), SYFT,
                                 timings(lambda: (chain + 1).get(), config.reps_small),
                                 note="get returns the next pointer; the op reached the data"))
 
 
 # ---------------------------------------------------------------------------------------- case 6
-def _autograd_gap(worker: Any) -> str | None:
-    """Why autograd cannot train through pointers, or ``None`` if it can."""
+def _autograd_gaps(worker: Any) -> list[str]:
+    """What stops autograd from training through pointers (empty when nothing does)."""
     weight = torch.zeros(fedavg.CLASSES, fedavg.FEATURES, requires_grad=True).send(worker)
     inputs = torch.ones(2, fedavg.FEATURES).send(worker)
     loss = F.linear(inputs, weight).sum()
-    try:
-        torch.autograd.grad(loss, [weight])
-    except Exception as exc:
-        return f"torch.autograd.grad on pointers raises {type(exc).__name__}: {exc}"
-    try:
-        loss.backward()
-        weight.grad
-    except Exception as exc:
-        return f"loss.backward() runs, but {type(exc).__name__}: {exc}"
-    return None
+    attempts = {"torch.autograd.grad(loss, [w])": lambda: torch.autograd.grad(loss, [weight]),
+                "loss.backward(); w.grad": lambda: (loss.backward(), weight.grad)}
+    gaps = []
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+        except Exception as exc:
+            gaps.append(f"{what} raises {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return gaps if len(gaps) == len(attempts) else []
 
 
 def _fedavg(workers: Sequence[Any], config: Config, results: Results) -> None:
     if not hasattr(torch.nn.Module, "send"):
-        results.notice(6, SYSTEM, "not supported yet: nn.Module has no .send(); nn.Linear(784, 10)"
+        results.notice(6, SYFT, "not supported yet: nn.Module has no .send(); nn.Linear(784, 10)"
                                   " is trained as weight and bias tensor pointers instead")
-    gap = _autograd_gap(workers[0])
-    if gap:
-        results.notice(6, SYSTEM, f"not supported yet: {gap}; both sides use closed-form gradients")
+    for gap in _autograd_gaps(workers[0]):
+        results.notice(6, SYFT, f"not supported yet: {gap} (both sides use closed-form gradients)")
     aggregator = workers[-1]
     initial = fedavg.initial_model()
     for count in config.fedavg_workers:
@@ -237,32 +222,31 @@ def _fedavg(workers: Sequence[Any], config: Config, results: Results) -> None:
         local = timings(lambda: fedavg.local_round(initial, shards), config.fedavg_reps)
         remote_shards = [[(x.send(w), y.send(w)) for x, y in shard]
                          for w, shard in zip(workers, shards)]
-        got: list[tuple[torch.Tensor, torch.Tensor]] = []
-        remote = sample(lambda: _remote_round(workers[:count], aggregator, initial, remote_shards,
-                                              got), config.fedavg_reps)
-        _check(all(torch.allclose(g, e, atol=1e-5) for g, e in zip(got[-1], expected)),
-               f"FedAvg with {count} workers")
+        rounds = sample(lambda: _remote_round(workers[:count], aggregator, initial, remote_shards),
+                        config.fedavg_reps)
+        _check(all(torch.allclose(got, want, atol=1e-5)
+                   for got, want in zip(rounds[-1][1], expected)), f"FedAvg with {count} workers")
+        remote = [seconds for seconds, _ in rounds]
         name = fedavg_name(count)
-        results.add(Measurement(6, name, SYSTEM, remote,
+        results.add(Measurement(6, name, SYFT, remote,
                                 note=f"{fedavg.STEPS} steps x batch {fedavg.BATCH}, move, average"),
                     Measurement(6, name, LOCAL, local, note="same arithmetic, one process"))
 
 
 def _remote_round(workers: Sequence[Any], aggregator: Any, initial: tuple[torch.Tensor, ...],
-                  shards: Sequence[Sequence[fedavg.Batch]],
-                  got: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+                  shards: Sequence[Sequence[fedavg.Batch]]) -> tuple[float, tuple[Any, Any]]:
     """Timed: the training, the models' move to the aggregator, the average and its get."""
     models = [(initial[0].send(w), initial[1].send(w)) for w in workers]
     for worker in workers:
         worker.ping()  # the starting model is in place: sending it is setup, not the round
+    averaged: list[Any] = []
 
     def round_() -> None:
         fedavg.train_interleaved(models, shards)
         moved = [(w.move(aggregator), b.move(aggregator)) for w, b in models]
-        got.append((fedavg.average([w for w, _ in moved]).get(),
-                    fedavg.average([b for _, b in moved]).get()))
+        averaged.extend(fedavg.average(part).get() for part in zip(*moved))
 
-    return stopwatch(round_)
+    return stopwatch(round_), tuple(averaged)
 
 
 # ---------------------------------------------------------------------------------------- case 7
@@ -296,10 +280,10 @@ def _store_big(worker: Any, config: Config) -> list[Measurement]:
     del pointers
     _check(worker.object_count() == 0, "store emptied")
     freed = rss_bytes(pid)
-    return [Measurement(7, MEMORY_IDLE, SYSTEM, [float(idle)], unit="B"),
-            Measurement(7, memory_stored_name(total, count), SYSTEM, [float(stored)], unit="B",
+    return [Measurement(7, MEMORY_IDLE, SYFT, [float(idle)], unit="B"),
+            Measurement(7, memory_stored_name(total, count), SYFT, [float(stored)], unit="B",
                         work=total, note=f"{total} bytes stored"),
-            Measurement(7, "worker RSS, after deleting them", SYSTEM, [float(freed)], unit="B")]
+            Measurement(7, "worker RSS, after deleting them", SYFT, [float(freed)], unit="B")]
 
 
 def _store_small(worker: Any, config: Config) -> list[Measurement]:
@@ -310,7 +294,7 @@ def _store_small(worker: Any, config: Config) -> list[Measurement]:
     per_object = (rss_bytes(pid) - idle) / count - 16  # minus the four floats themselves
     del pointers
     worker.object_count()
-    return [Measurement(7, overhead_name(count), SYSTEM, [per_object],
+    return [Measurement(7, overhead_name(count), SYFT, [per_object],
                         unit="B", note="RSS growth / count - 16 payload bytes")]
 
 

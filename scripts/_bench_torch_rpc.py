@@ -20,11 +20,10 @@ import warnings
 import torch
 import torch.distributed.rpc as rpc
 
-from _bench_common import (ROUND_TRIP, ClientTraffic, Config, Measurement, MiB, Results, Watchdog,
-                           bulk_name, exit_with_parent, move_name, pipelined_name, sample,
+from _bench_common import (ROUND_TRIP, TORCH, ClientTraffic, Config, Measurement, MiB, Results,
+                           Watchdog, bulk_name, exit_with_parent, move_name, pipelined_name, sample,
                            spawn_helper, stop_helper, stopwatch, timings, traffic_name)
 
-SYSTEM = "torch.rpc"
 WORKERS = ("w1", "w2")
 RPC_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 20.0
@@ -32,7 +31,7 @@ SHUTDOWN_TIMEOUT_S = 20.0
 _held: dict[str, torch.Tensor] = {}  # on a worker: tensors handed over by forward_to
 
 
-# ---------------------------------------------------------------------------------------- remote functions
+# ------------------------------------------------------------------------------ remote functions
 def identity(tensor: torch.Tensor) -> torch.Tensor:
     """Keeps what arrived, without the extra copy ``torch.clone`` would add on the worker."""
     return tensor
@@ -130,7 +129,7 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
         small = rpc.remote(a, ones, args=(4,))
         small.to_here(RPC_TIMEOUT_S)
         if 1 in cases:
-            results.add(Measurement(1, ROUND_TRIP, SYSTEM, timings(
+            results.add(Measurement(1, ROUND_TRIP, TORCH, timings(
                 lambda: rpc.remote(a, add_self, args=(small,)).to_here(RPC_TIMEOUT_S),
                 config.reps_small), note="rpc.remote(add, RRef).to_here()"))
         if 2 in cases:
@@ -151,7 +150,7 @@ def _pipelined(worker: str, operand: rpc.RRef, config: Config) -> Measurement:
         torch.futures.wait_all([rref._get_future() for rref in rrefs])
         rrefs[-1].to_here(RPC_TIMEOUT_S)
 
-    return Measurement(2, pipelined_name(ops), SYSTEM, timings(burst, config.reps_pipelined),
+    return Measurement(2, pipelined_name(ops), TORCH, timings(burst, config.reps_pipelined),
                        work=ops, work_unit="ops", note="independent rpc.remote(add_one, RRef)")
 
 
@@ -175,34 +174,30 @@ def _bulk(worker: str, mib: int, reps: int) -> list[Measurement]:
         return send, get
 
     send, get = zip(*sample(round_once, reps))
-    return [Measurement(3, bulk_name("send", mib), SYSTEM, list(send), work=mib * MiB,
+    return [Measurement(3, bulk_name("send", mib), TORCH, list(send), work=mib * MiB,
                         work_unit="B", note="rpc.remote(identity, t), wait for creation"),
-            Measurement(3, bulk_name("get", mib), SYSTEM, list(get), work=mib * MiB,
+            Measurement(3, bulk_name("get", mib), TORCH, list(get), work=mib * MiB,
                         work_unit="B", note="rref.to_here()")]
 
 
 def _move(source: str, dest: str, mib: int, reps: int) -> list[Measurement]:
     """Worker A sends its tensor to worker B by its own RPC; the driver only asks it to."""
     tensor = torch.rand(mib * MiB // 4)
-    traffic: list[int] = []
 
-    def move_once() -> float:
+    def move_once() -> tuple[float, float]:
         rref = _send(source, tensor)
         key = uuid.uuid4().hex
         with ClientTraffic() as seen:
             elapsed = stopwatch(lambda: rpc.rpc_sync(source, forward_to, args=(rref, dest, key),
                                                      timeout=RPC_TIMEOUT_S))
-        traffic.append(seen.total)
         rpc.rpc_sync(dest, drop, args=(key,), timeout=RPC_TIMEOUT_S)
-        return elapsed
+        return elapsed, float(seen.total)
 
-    times = sample(move_once, reps)
-    return [Measurement(4, move_name(mib), SYSTEM, times, work=mib * MiB, work_unit="B",
+    times, traffic = (list(column) for column in zip(*sample(move_once, reps)))
+    return [Measurement(4, move_name(mib), TORCH, times, work=mib * MiB, work_unit="B",
                         note="rpc_sync(A, forward_to): A rpc_syncs the tensor to B"),
-            Measurement(4, traffic_name(mib), SYSTEM,
-                        [float(t) for t in traffic[-reps:]], unit="B",
+            Measurement(4, traffic_name(mib), TORCH, traffic, unit="B",
                         note="TCP only; TensorPipe may use shared memory locally")]
-
 
 if __name__ == "__main__":
     sys.exit("run scripts/bench.py; this module is its torch.distributed.rpc helper")

@@ -6,7 +6,8 @@ transport syftzmq uses by default (``tcp://127.0.0.1``) and unlimited high-water
 message is dropped in a burst (a ROUTER silently drops past its HWM).
 
 Server requests are ``[command, payload...]``:
-``echo`` returns the payload; ``sink`` returns ``ok`` (one-way bulk); ``source <n>`` returns n bytes.
+``echo`` returns the payload; ``sink`` returns ``ok`` (one-way bulk); ``source <n>`` returns n
+bytes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import sys
 
 import zmq
 
-from _bench_common import (ROUND_TRIP, Config, Measurement, MiB, Results, Watchdog, bulk_name,
-                           exit_with_parent, pipelined_name, read_line, spawn_helper, stop_helper,
-                           timings)
+from _bench_common import (RAW_ZMQ, ROUND_TRIP, Config, Measurement, MiB, Results, Watchdog,
+                           bulk_name, exit_with_parent, pipelined_name, read_line, spawn_helper,
+                           stop_helper, timings)
 
-SYSTEM = "raw zmq"
 READY = "ZMQ-ECHO-PORT"
 TIMEOUT_S = 30.0
 
@@ -100,12 +100,12 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
 def _run_cases(client: EchoClient, config: Config, cases: set[int], results: Results) -> None:
     small = bytes(16)  # four float32s, the size of case 1's tensor
     if 1 in cases:
-        results.add(Measurement(1, ROUND_TRIP, SYSTEM,
+        results.add(Measurement(1, ROUND_TRIP, RAW_ZMQ,
                                 timings(lambda: client.request(b"echo", small), config.reps_small),
                                 note="16-byte echo, no serialization"))
     if 2 in cases:
         ops = config.pipelined_ops
-        results.add(Measurement(2, pipelined_name(ops), SYSTEM,
+        results.add(Measurement(2, pipelined_name(ops), RAW_ZMQ,
                                 timings(lambda: client.burst(ops, small), config.reps_pipelined),
                                 work=ops, work_unit="ops"))
     if 3 in cases:
@@ -114,9 +114,9 @@ def _run_cases(client: EchoClient, config: Config, cases: set[int], results: Res
             size = str(len(data)).encode()
             send = timings(lambda: client.request(b"sink", data), config.reps_bulk)
             get = timings(lambda: client.request(b"source", size), config.reps_bulk)
-            results.add(Measurement(3, bulk_name("send", mib), SYSTEM, send, work=mib * MiB,
+            results.add(Measurement(3, bulk_name("send", mib), RAW_ZMQ, send, work=mib * MiB,
                                     work_unit="B"),
-                        Measurement(3, bulk_name("get", mib), SYSTEM, get, work=mib * MiB,
+                        Measurement(3, bulk_name("get", mib), RAW_ZMQ, get, work=mib * MiB,
                                     work_unit="B"))
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import argparse
 import os
 import sys
 import time
+import uuid
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the _bench_* helpers
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
@@ -22,10 +24,12 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import torch  # noqa: E402
 
 import _bench_report as report  # noqa: E402
-from _bench_common import (FULL, QUICK, Config, Measurement, MiB, Results, Watchdog,  # noqa: E402
-                           bulk_name, timings)
+from _bench_common import (FULL, MEMCPY, QUICK, RAW_ZMQ, SYFT, TORCH, Config,  # noqa: E402
+                           Measurement, MiB, Results, Watchdog, bulk_name, cpu_count, kill_all,
+                           timings)
 
 ALL_CASES = frozenset(range(1, 8))
+RUN_MARK_VAR = "SYFTZMQ_BENCH_RUN"  # inherited by every process this run starts, to find them
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,19 +58,23 @@ def memcpy_floor(config: Config, cases: frozenset[int], results: Results) -> Non
         tensor = torch.rand(mib * MiB // 4)
         samples = timings(tensor.clone, config.reps_bulk)
         for direction in ("send", "get"):
-            results.add(Measurement(3, bulk_name(direction, mib), "memcpy", samples,
+            results.add(Measurement(3, bulk_name(direction, mib), MEMCPY, samples,
                                     work=mib * MiB, work_unit="B", note="tensor.clone()"))
 
 
 def run_phases(config: Config, cases: frozenset[int], results: Results, watchdog: Watchdog) -> None:
     """One phase per system; a phase that fails is reported and the others still run."""
+    # syftzmq reads its deadline when imported. Its 5 s default suits interactive use; a
+    # 10,000-command backlog or a 256 MiB transfer on a loaded two-core machine can come close.
+    os.environ.setdefault("SYFTZMQ_TIMEOUT", str(config.syftzmq_timeout_s))
     import _bench_syft
     import _bench_torch_rpc
     import _bench_zmq
-    phases = [("memcpy", lambda: memcpy_floor(config, cases, results)),
-              ("raw zmq", lambda: _bench_zmq.run(config, set(cases), results, watchdog)),
-              ("torch.rpc", lambda: _bench_torch_rpc.run(config, set(cases), results, watchdog)),
-              ("syftzmq", lambda: _bench_syft.run(config, set(cases), results, watchdog))]
+    selected = set(cases)
+    phases = [(MEMCPY, lambda: memcpy_floor(config, cases, results)),
+              (RAW_ZMQ, lambda: _bench_zmq.run(config, selected, results, watchdog)),
+              (TORCH, lambda: _bench_torch_rpc.run(config, selected, results, watchdog)),
+              (SYFT, lambda: _bench_syft.run(config, selected, results, watchdog))]
     for name, phase in phases:
         started = time.perf_counter()
         print(f"[{name}] running ...", flush=True)
@@ -77,9 +85,25 @@ def run_phases(config: Config, cases: frozenset[int], results: Results, watchdog
         print(f"[{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
 
 
+def leftover_processes(mark: str) -> list[int]:
+    """Live processes (other than this one) whose environment carries this run's mark."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark.encode() in (entry / "environ").read_bytes() and \
+                    "State:\tZ" not in (entry / "status").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = QUICK if args.quick else FULL
+    mark = os.environ[RUN_MARK_VAR] = uuid.uuid4().hex
     watchdog = Watchdog(config.deadline_s)
     started = time.perf_counter()
     results = Results()
@@ -88,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watchdog.cancel()
     elapsed = time.perf_counter() - started
+    leftovers = leftover_processes(mark)
+    if leftovers:  # every phase stops what it started; if one did not, say so and clean up
+        results.notice(0, "bench", f"processes left running after their phase: {leftovers}; killed")
+        kill_all(leftovers)
+    report.derive(results, config)
     verdicts = report.judge(results, config)
     mode = "quick" if config.quick else "full"
     print(f"\nsyftzmq benchmark ({mode} run, {elapsed:.1f} s, "
-          f"{len(os.sched_getaffinity(0))} cores, torch {torch.__version__})\n")
+          f"{cpu_count()} cores, torch {torch.__version__})\n")
     print(report.render_table(report.table_rows(results, verdicts)))
     print()
     print(report.summary(verdicts))

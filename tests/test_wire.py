@@ -1,0 +1,59 @@
+"""The envelope and serialization: zero-copy tensor frames, checks before parsing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from syftzmq.errors import ProtocolError
+from syftzmq.wire import PROTOCOL, Signer, dumps, loads, pack, unpack
+from syftzmq.wire.serde import INLINE_LIMIT
+
+
+def test_large_tensor_bytes_leave_the_pickle_without_a_copy():
+    big = torch.randn(256, 256)
+    header, buffers = dumps({"t": big})
+    assert len(buffers) == 1 and buffers[0].nbytes == big.numel() * 4
+    assert len(header) < 1024  # the header holds structure, not data
+    import ctypes
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buffers[0]))
+    assert address == big.data_ptr()  # the frame is the tensor's own memory
+    assert torch.equal(loads(header, buffers)["t"], big)
+
+
+def test_small_tensors_stay_in_band():
+    header, buffers = dumps([torch.ones(INLINE_LIMIT // 8)])
+    assert buffers == []
+
+
+def test_tensor_properties_round_trip():
+    t = torch.randn(3, 4, requires_grad=True)
+    t.grad = torch.ones(3, 4)
+    odd = torch.arange(12).reshape(3, 4).t()        # not contiguous
+    for original in (t, odd, torch.zeros(0, 3), torch.tensor(True), torch.ones(2, dtype=torch.bfloat16)):
+        back = loads(*dumps(original))
+        assert torch.equal(back.detach(), original.detach()) and back.dtype == original.dtype
+    back = loads(*dumps(t))
+    assert back.requires_grad and torch.equal(back.grad, t.grad)
+    assert isinstance(loads(*dumps(torch.nn.Parameter(torch.ones(2)))), torch.nn.Parameter)
+
+
+def test_envelope_signs_every_frame():
+    signer = Signer(b"k" * 32)
+    header, buffers = dumps(torch.randn(4096))
+    frames = pack(signer, header, buffers)
+    assert frames[0] == PROTOCOL and len(frames) == 4
+    assert unpack(Signer(b"k" * 32), frames)[0] == header
+    tampered = frames[:3] + [bytes(frames[3])[:-1] + b"\x00"]  # flip the tensor's last byte
+    with pytest.raises(ProtocolError, match="bad signature"):
+        unpack(Signer(b"k" * 32), tampered)
+
+
+@pytest.mark.parametrize("frames,message", [
+    ([PROTOCOL, b""], "2 frames"),
+    ([b"syftzmq/0", b"", b"h"], "unknown protocol"),
+    ([PROTOCOL, b"", b"h"], "requires signatures"),
+])
+def test_envelope_rejects_malformed_messages(frames, message):
+    with pytest.raises(ProtocolError, match=message):
+        unpack(Signer(b"key"), frames)
