@@ -134,6 +134,10 @@ def format_bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
+def format_ratio(ratio: float) -> str:
+    return f"{ratio:.1e}x" if ratio < 0.01 else f"{ratio:.3g}x"
+
+
 def format_value(row: Measurement, value: float) -> str:
     return format_time(value) if row.unit == "s" else format_bytes(value)
 
@@ -168,7 +172,7 @@ def table_rows(results: Results, verdicts: Iterable[Verdict]) -> list[tuple[str,
         verdict = by_row.get((row.case, row.name, row.system))
         rows.append((str(row.case), row.name, row.system, format_value(row, row.median),
                      format_value(row, row.p90) if len(row.samples) > 1 else "",
-                     format_rate(row), f"{verdict.ratio:.3g}x" if verdict else "",
+                     format_rate(row), format_ratio(verdict.ratio) if verdict else "",
                      verdict.target if verdict else "", verdict.result if verdict else ""))
     return rows
 
@@ -194,7 +198,7 @@ def render_notes(results: Results) -> str:
     """How each row was measured, and what could not run."""
     lines = ["how rows were measured:"]
     seen = set()
-    for row in results.measurements:
+    for row in ordered(results.measurements):
         key = (row.case, row.system, row.note)
         if row.note and key not in seen:
             seen.add(key)
@@ -203,6 +207,17 @@ def render_notes(results: Results) -> str:
         lines.append("not run / reported:")
         lines += [f"  case {n.case} {n.system}: {n.text}" for n in results.notices]
     return "\n".join(lines)
+
+
+def describe_sizes(config: Config) -> str:
+    """What was run, so a reader can tell a quick table from a full one."""
+    return (f"reps: {config.reps_small} small, {config.reps_pipelined} pipelined, "
+            f"{config.reps_bulk} bulk, {config.fedavg_reps} FedAvg (after 1 warm-up each); "
+            f"bulk {'/'.join(map(str, config.bulk_mib))} MiB (targets on the largest); "
+            f"move {config.move_mib} MiB; chains to depth {max(config.chain_depths)}; "
+            f"FedAvg {'/'.join(map(str, config.fedavg_workers))} workers; "
+            f"memory {size_name(config.memory_big_mib * MiB)} and "
+            f"{config.memory_small_tensors} small tensors")
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:
@@ -260,7 +275,7 @@ def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
             verdict = by_row.get((m.case, m.name, m.system))
             text = format_value(m, m.median)
             if verdict is not None:
-                text += f"  {verdict.ratio:.3g}x {verdict.result}".rstrip()
+                text += f"  {format_ratio(verdict.ratio)} {verdict.result}".rstrip()
             axis.text(m.median, index, " " + text, va="center", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

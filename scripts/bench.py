@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = report.judge(results, config)
     mode = "quick" if config.quick else "full"
     print(f"\nsyftzmq benchmark ({mode} run, {elapsed:.1f} s, "
-          f"{cpu_count()} cores, torch {torch.__version__})\n")
+          f"{cpu_count()} cores, torch {torch.__version__})")
+    print(report.describe_sizes(config) + "\n")
     print(report.render_table(report.table_rows(results, verdicts)))
     print()
     print(report.summary(verdicts))

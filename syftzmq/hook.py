@@ -1,4 +1,4 @@
-"""``sy.TorchHook(torch)``: gives local tensors ``send``.
+"""``sy.TorchHook(torch)``: gives local tensors ``send`` and ``move``.
 
 The hook adds methods to ``torch.Tensor``; it replaces nothing torch already has. Pointers do
 not need the hook: they intercept torch through ``__torch_function__``.
@@ -22,13 +22,19 @@ def _send(self: torch.Tensor, worker: Any) -> PointerTensor:
     return session.store_tensor(session.ref_of(worker), self)
 
 
+def _move(self: torch.Tensor, worker: Any) -> PointerTensor:
+    """A local tensor moves to ``worker`` by being sent there (PySyft's ``move`` on local data)."""
+    return _send(self, worker)
+
+
 class TorchHook:
-    """Installs ``torch.Tensor.send``. Creating it twice is harmless."""
+    """Installs ``torch.Tensor.send`` and ``torch.Tensor.move``. Creating it twice is harmless."""
 
     def __init__(self, torch_module: ModuleType = torch) -> None:
         self.torch = torch_module
         self.local_worker = LocalWorker()
         torch_module.Tensor.send = _send
+        torch_module.Tensor.move = _move
 
     def __repr__(self) -> str:
         return "<TorchHook>"

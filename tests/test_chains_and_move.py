@@ -80,6 +80,21 @@ def test_move_between_every_pair(workers, source, dest):
     assert torch.equal(x.get(), data)
 
 
+def test_moved_payload_never_passes_through_the_client(bob, alice):
+    big = torch.randn(1024, 1024)  # 4 MiB
+    x = big.send(bob)
+    before = sy.stats()
+    x.move(alice)
+    spent = sy.stats() - before
+    assert spent.bytes_sent + spent.bytes_received < 4096   # control messages only
+    assert torch.equal(x.get(), big)
+
+
+def test_local_tensor_move_sends_it(alice):
+    x = torch.ones(2).move(alice)
+    assert x.location == alice and torch.equal(x.get(), torch.ones(2))
+
+
 def test_move_of_a_pointer_moves_the_pointer_not_the_data(bob, alice, carol):
     p = torch.tensor([4, 5]).send(bob).send(alice)
     p.move(carol)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import zmq
 
@@ -28,16 +29,21 @@ class Connection:
         self.socket.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
         self.socket.connect(address)
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: dict) -> int:
+        """Send ``msg``; returns the number of bytes put on the wire."""
         header, buffers = dumps(msg)
-        self.socket.send_multipart(pack(self.signer, header, buffers), copy=False)
+        frames = pack(self.signer, header, buffers)
+        self.socket.send_multipart(frames, copy=False)
+        return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
 
-    def receive(self) -> dict | None:
+    def receive(self, stats: Any = None) -> dict | None:
         """One waiting reply, or ``None`` if nothing is waiting or the reply is invalid."""
         try:
             frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
+        if stats is not None:
+            stats.bytes_received += sum(len(f) for f in frames)
         try:
             header, buffers = unpack(self.signer, frames)
             msg = loads(header, buffers)

@@ -49,12 +49,14 @@ class Stats:
 
     messages_sent: int = 0
     round_trips: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
     def snapshot(self) -> "Stats":
-        return Stats(self.messages_sent, self.round_trips)
+        return Stats(**vars(self))
 
     def __sub__(self, other: "Stats") -> "Stats":
-        return Stats(self.messages_sent - other.messages_sent, self.round_trips - other.round_trips)
+        return Stats(**{name: value - getattr(other, name) for name, value in vars(self).items()})
 
 
 class ClientSession:
@@ -204,7 +206,7 @@ class ClientSession:
     def _send_now(self, location: WorkerRef, msg: dict) -> None:
         connection = self._connection(location)
         try:
-            connection.send(msg)
+            self.stats.bytes_sent += connection.send(msg)
         except zmq.Again:
             raise WorkerUnavailable(location.id, location.address,
                                     f"its queue stayed full for {self.timeout:.1f} s") from None
@@ -278,7 +280,7 @@ class ClientSession:
                 connection = self._connections[node]
                 if connection.socket not in ready:
                     continue
-                while (msg := connection.receive()) is not None:
+                while (msg := connection.receive(self.stats)) is not None:
                     if reqs.get(msg.get("req")) == node:
                         replies[node] = msg
         errors = []
