@@ -120,18 +120,21 @@ def _absolute_verdicts(results: Results, config: Config) -> list[Verdict]:
 
 
 # ------------------------------------------------------------------------------------ formatting
+def _scaled(value: float, units: Sequence[tuple[str, float]]) -> str:
+    """Three significant digits in the largest unit that keeps the number >= 1 once rounded."""
+    unit, scale = units[-1]
+    for unit, scale in units:
+        if abs(value) >= scale * 0.9995:  # 999.7 us shows as 1 ms, not as 1e+03 us
+            break
+    return f"{value / scale:.3g} {unit}"
+
+
 def format_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
+    return _scaled(seconds, (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)))
 
 
 def format_bytes(value: float) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", KiB)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f} B"
+    return _scaled(value, (("GiB", 1 << 30), ("MiB", MiB), ("KiB", KiB), ("B", 1)))
 
 
 def format_ratio(ratio: float) -> str:

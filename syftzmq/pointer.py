@@ -1,59 +1,65 @@
 """``PointerTensor``: a local object that stands for a tensor held by a worker.
 
-Every operation on a pointer becomes one fire-and-forget command: the client chooses the result
-ids, computes the result's shape and dtype locally on the ``meta`` device, and returns new
-pointers at once. Torch functions reach the pointer through PyTorch's ``__torch_function__``
-protocol and tensor methods through ``__getattr__``, so no list of op names is kept here.
+Every operation on a pointer becomes one fire-and-forget command (see :mod:`syftzmq.dispatch`).
+Torch functions reach the pointer through PyTorch's ``__torch_function__`` protocol, tensor
+methods and properties through ``__getattr__``: no list of op names is kept here, so a torch
+release's new ops work unchanged.
 
 A pointer either *owns* its target (it was created by ``send``, by an operation, or handed over
-by ``get``) or is a non-owning view (a snapshot in ``_objects``, or a pointer whose ownership was
-handed on with ``send``). When an owning pointer is garbage collected its target is deleted.
+by ``get``) or is a non-owning view (a snapshot in ``_objects``, a pointer whose ownership was
+handed on with ``send``, or an attribute such as ``x.grad``). When an owning pointer is garbage
+collected, its target is deleted.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from torch.utils import _pytree as pytree
 
 from . import runtime
-from .errors import NeedsGetError, ObjectGoneError, WorkerMismatchError
+from .errors import NeedsGetError, ObjectGoneError
 from .ids import new_id
 from .protocol import WorkerRef
-from .shapes import TensorMeta, Unknown, infer
+from .shapes import TensorMeta, describe, mirror_of
 
 if TYPE_CHECKING:
     from .client.session import ClientSession
 
-# Methods whose result is a plain Python value that the meta device computes exactly.
-_LOCAL_RESULTS = frozenset({"size", "dim", "ndimension", "numel", "nelement", "element_size",
-                            "is_floating_point", "is_complex", "is_signed", "__len__"})
-# Methods whose result is a Python value that only the data can give.
-_NEEDS_DATA = frozenset({"item", "tolist", "__bool__", "__int__", "__float__", "__index__",
-                         "__complex__", "numpy", "__array__"})
+# Tensor attributes whose pointer names the attribute itself: no message, no stored alias.
+ATTRIBUTE_POINTERS = frozenset({"grad", "data"})
+SETTABLE = frozenset({"grad", "data", "requires_grad"})
+REMOTE_DEVICE = torch.device("cpu")
 
 
-def _is_inplace(name: str) -> bool:
-    return (name.endswith("_") and not name.startswith("__")) or name in {
-        "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__",
-        "__ipow__", "__imatmul__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__"}
+def tensor_property(name: str) -> bool:
+    """True if ``torch.Tensor.<name>`` is a property (``x.T``), not a method (``x.sum``)."""
+    try:
+        attr = inspect.getattr_static(torch.Tensor, name)
+    except AttributeError:
+        return False
+    return hasattr(attr, "__get__") and not callable(attr)
 
 
 class PointerTensor:
     """A pointer to a tensor (or to another pointer) stored on a worker."""
 
-    def __init__(self, location: WorkerRef, id_at_location: int, *, meta: TensorMeta | None,
-                 owning: bool = True, id: int | None = None, owner: WorkerRef | None = None,
-                 session: "ClientSession | None" = None) -> None:
-        self._location = location
-        self.id_at_location = id_at_location
-        self.id = new_id() if id is None else id
-        self._meta = meta
-        self._owning = owning
-        self._gone: str | None = None
-        self._session = session
-        self._owner = owner
+    def __init__(self, location: WorkerRef, id_at_location: int, *, meta: TensorMeta | None = None,
+                 mirror: torch.Tensor | None = None, owning: bool = True, id: int | None = None,
+                 owner: WorkerRef | None = None, session: "ClientSession | None" = None,
+                 attr: str | None = None) -> None:
+        set_ = object.__setattr__
+        set_(self, "_location", location)
+        set_(self, "id_at_location", id_at_location)
+        set_(self, "id", new_id() if id is None else id)
+        set_(self, "_mirror", mirror if mirror is not None else
+             (mirror_of(meta) if meta is not None else None))
+        set_(self, "_owning", owning and attr is None)
+        set_(self, "_gone", None)
+        set_(self, "_session", session)
+        set_(self, "_owner", owner)
+        set_(self, "_attr", attr)
 
     # ----------------------------------------------------------------- identity and display
     @property
@@ -70,11 +76,15 @@ class PointerTensor:
 
     @property
     def shape(self) -> torch.Size:
-        return self._resolved_meta().shape
+        return self._resolved_mirror().shape
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._resolved_meta().dtype
+        return self._resolved_mirror().dtype
+
+    @property
+    def _meta(self) -> TensorMeta | None:
+        return None if self._mirror is None else describe(self._mirror)
 
     def size(self, dim: int | None = None) -> Any:
         shape = self.shape
@@ -91,10 +101,13 @@ class PointerTensor:
 
     def __repr__(self) -> str:
         state = "" if self._gone is None else f" ({self._gone})"
-        return (f"[PointerTensor | {self.owner.id}:{self.id} -> "
-                f"{self._location.id}:{self.id_at_location}]{state}")
+        target = f"{self.id_at_location}.{self._attr}" if self._attr else f"{self.id_at_location}"
+        return f"[PointerTensor | {self.owner.id}:{self.id} -> {self._location.id}:{target}]{state}"
 
     __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     # ----------------------------------------------------------------- lifetime
     def __del__(self) -> None:
@@ -107,6 +120,9 @@ class PointerTensor:
 
     def _check_owning(self, action: str) -> None:
         self._check_usable()
+        if self._attr is not None:
+            raise ObjectGoneError(f"{self!r} is the attribute .{self._attr} of a remote tensor; "
+                                  f"it cannot {action} on its own (clone it first)")
         if not self._owning:
             raise ObjectGoneError(
                 f"{self!r} does not own its target (it was handed on with .send(), or is a "
@@ -114,17 +130,15 @@ class PointerTensor:
 
     def _relinquish(self, reason: str) -> None:
         """This pointer no longer owns nor reaches its target (data fetched or handed on)."""
-        self._owning = False
-        self._gone = reason
+        object.__setattr__(self, "_owning", False)
+        object.__setattr__(self, "_gone", reason)
 
-    def _meta_or_none(self) -> TensorMeta | None:
-        return self._meta
-
-    def _resolved_meta(self) -> TensorMeta:
-        if self._meta is None:
+    def _resolved_mirror(self) -> torch.Tensor:
+        if self._mirror is None:
             self._check_usable()
-            self._meta = self._require_session().info(self._location, self.id_at_location)
-        return self._meta
+            meta = self._require_session().info(self)
+            object.__setattr__(self, "_mirror", mirror_of(meta))
+        return self._mirror
 
     def _require_session(self) -> "ClientSession":
         if self._session is None:
@@ -138,22 +152,26 @@ class PointerTensor:
         snapshot (the pointer stays where it is); a transferred pointer belongs to whichever
         process rebuilds it.
         """
-        return PointerTensor(self._location, self.id_at_location, meta=self._meta, owning=owning,
-                             id=self.id, owner=owner, session=None)
+        return PointerTensor(self._location, self.id_at_location, mirror=self._mirror,
+                             owning=owning, id=self.id, owner=owner, attr=self._attr)
 
     def __reduce__(self) -> tuple:
         return _rebuild_pointer, (self._location, self.id_at_location, self.id, self._meta,
-                                  self._owning, self._owner)
+                                  self._owning, self._owner, self._attr)
 
     # ----------------------------------------------------------------- data movement
     def get(self) -> Any:
         """Fetch the target and remove it from its holder.
 
         On a pointer to a pointer this returns the middle pointer, which then owns the data.
+        On an attribute pointer (``x.grad.get()``) the attribute is fetched and stays remote.
         """
-        self._check_owning("get")
-        value = self._require_session().get(self._location, self.id_at_location)
-        self._relinquish("fetched with .get()")
+        self._check_usable()
+        if self._attr is None:
+            self._check_owning("get")
+        value = self._require_session().get(self)
+        if self._attr is None:
+            self._relinquish("fetched with .get()")
         return value
 
     def send(self, worker: Any) -> "PointerTensor":
@@ -163,10 +181,11 @@ class PointerTensor:
         non-owning view, and the target lives as long as the pointer stored on ``worker``.
         """
         self._check_usable()
+        if self._attr is not None:
+            self._check_owning("be sent")
         session = self._require_session()
-        dest = session.ref_of(worker)
-        new = session.store_pointer(dest, self)
-        self._owning = False
+        new = session.store_pointer(session.ref_of(worker), self)
+        object.__setattr__(self, "_owning", False)
         return new
 
     def move(self, worker: Any) -> "PointerTensor":
@@ -177,33 +196,48 @@ class PointerTensor:
         if dest.node == self._location.node:
             return self
         new_id_at_dest = session.move(self._location, self.id_at_location, dest)
-        self._location = dest
-        self.id_at_location = new_id_at_dest
+        object.__setattr__(self, "_location", dest)
+        object.__setattr__(self, "id_at_location", new_id_at_dest)
         return self
 
     # ----------------------------------------------------------------- remote execution
     @classmethod
     def __torch_function__(cls, func: Callable, types: tuple, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
-        name = getattr(func, "__name__", repr(func))
-        return _remote_call(("func", func), name, func, tuple(args), dict(kwargs or {}))
+        from .dispatch import call_function
+        return call_function(func, tuple(args), dict(kwargs or {}))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") and not name.startswith("__"):
             raise AttributeError(name)
+        if tensor_property(name):
+            from .dispatch import get_property
+            return get_property(self, name)
         attr = getattr(torch.Tensor, name, None)
         if attr is None or not callable(attr):
             raise AttributeError(f"'PointerTensor' has no attribute {name!r}")
         return _RemoteMethod(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in SETTABLE:
+            from .dispatch import set_property
+            set_property(self, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    @property
+    def device(self) -> torch.device:
+        return REMOTE_DEVICE
+
+    @property
+    def is_meta(self) -> bool:
+        return False
 
     def __bool__(self) -> bool:
         raise NeedsGetError(f"the truth value of {self!r} needs the data: call .get() first")
 
     def __iter__(self):
         return iter(self.unbind(0))
-
-    def __hash__(self) -> int:
-        return hash(self.id)
 
 
 class _RemoteMethod:
@@ -216,10 +250,8 @@ class _RemoteMethod:
         self.name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name = self.name
-        return _remote_call(("method", name), name,
-                            lambda target, *a, **k: getattr(target, name)(*a, **k),
-                            (self.pointer, *args), kwargs)
+        from .dispatch import call_method
+        return call_method(self.name, (self.pointer, *args), kwargs)
 
     def __repr__(self) -> str:
         return f"<remote method {self.name} of {self.pointer!r}>"
@@ -227,13 +259,14 @@ class _RemoteMethod:
 
 def _make_operator(name: str) -> Callable:
     def operator(self: PointerTensor, *args: Any) -> Any:
-        return _RemoteMethod(self, name)(*args)
+        from .dispatch import call_method
+        return call_method(name, (self, *args), {})
     operator.__name__ = name
     operator.__doc__ = f"``torch.Tensor.{name}`` on the holder; returns a pointer."
     return operator
 
 
-for _name in ("add sub mul truediv floordiv mod pow matmul and or xor lshift rshift".split()):
+for _name in "add sub mul truediv floordiv mod pow matmul and or xor lshift rshift".split():
     for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
         if hasattr(torch.Tensor, _form):
             setattr(PointerTensor, _form, _make_operator(_form))
@@ -243,54 +276,9 @@ for _form in ("__neg__", "__pos__", "__abs__", "__invert__", "__lt__", "__le__",
 PointerTensor.__hash__ = lambda self: hash(self.id)  # __eq__ is elementwise, as on tensors
 
 
-def _remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict) -> Any:
-    """Check operands, infer the result's shape, send one command, return result pointers."""
-    if name in _NEEDS_DATA:
-        raise NeedsGetError(f"{name}() needs the data, which lives on a worker: call .get() first")
-    leaves = pytree.tree_leaves((args, kwargs))
-    pointers = [leaf for leaf in leaves if isinstance(leaf, PointerTensor)]
-    for pointer in pointers:
-        pointer._check_usable()
-    location = pointers[0]._location
-    strangers = [p for p in pointers if p._location.node != location.node]
-    if strangers:
-        raise WorkerMismatchError(
-            f"{name}() mixes pointers on worker {location.id!r} and worker "
-            f"{strangers[0]._location.id!r}; nothing was sent. Move one operand first, "
-            f"e.g. ptr.move(...)")
-    session = pointers[0]._require_session()
-
-    try:
-        meta_result = infer(call, args, kwargs)
-    except Unknown:
-        meta_result = None
-
-    if name in _LOCAL_RESULTS and meta_result is not None and not isinstance(meta_result, torch.Tensor):
-        return meta_result
-    if _is_inplace(name) and op[0] == "method":
-        session.command(location, op, args, kwargs, result_ids=[])
-        return args[0]
-
-    if meta_result is None:
-        metas: list[TensorMeta | None] = [None]
-        structure = None
-    else:
-        flat, structure = pytree.tree_flatten(meta_result)
-        if not flat or not all(isinstance(leaf, torch.Tensor) for leaf in flat):
-            raise NeedsGetError(f"{name}() returns a Python value ({type(meta_result).__name__}), "
-                                f"which needs the data: call .get() first")
-        metas = [TensorMeta(leaf.shape, leaf.dtype, leaf.requires_grad) for leaf in flat]
-    result_ids = [new_id() for _ in metas]
-    session.command(location, op, args, kwargs, result_ids=result_ids, metas=metas)
-    results = [session.new_pointer(location, rid, meta) for rid, meta in zip(result_ids, metas)]
-    if structure is None:
-        return results[0]
-    rebuilt = pytree.tree_unflatten(results, structure)
-    return rebuilt
-
-
 def _rebuild_pointer(location: WorkerRef, id_at_location: int, id: int, meta: TensorMeta | None,
-                     owning: bool, owner: WorkerRef | None = None) -> PointerTensor:
+                     owning: bool, owner: WorkerRef | None = None,
+                     attr: str | None = None) -> PointerTensor:
     context = runtime.current()
     return PointerTensor(location, id_at_location, meta=meta, owning=owning, id=id,
-                         owner=owner or context.ref, session=context.session)
+                         owner=owner or context.ref, session=context.session, attr=attr)

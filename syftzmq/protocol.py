@@ -33,6 +33,32 @@ REPLY = "reply"
 OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN})
 FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK})
 
+# The fields each kind of request must carry, and their types.
+REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    STORE: {"id": int},
+    CMD: {"op": tuple, "args": (tuple, list), "kwargs": dict, "results": list},
+    DEL: {"ids": list},
+    FORK: {"id": int, "old_owner": str, "new_owner": str},
+    GET: {"refs": list},
+    INFO: {"ref": object},
+    MOVE: {"id": int, "new_id": int, "dest": object},
+    OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {},
+}
+
+
+def check_fields(msg: dict) -> None:
+    """Raise :class:`ProtocolError` naming the first missing or mistyped field."""
+    from .errors import ProtocolError
+    fields = REQUIRED_FIELDS.get(msg["kind"])
+    if fields is None:
+        raise ProtocolError(f"unknown message kind {msg['kind']!r}")
+    for name, expected in fields.items():
+        if name not in msg:
+            raise ProtocolError(f"message {msg['kind']!r} lacks field {name!r}")
+        if not isinstance(msg[name], expected):
+            raise ProtocolError(f"field {name!r} of message {msg['kind']!r} has type "
+                                f"{type(msg[name]).__name__}")
+
 
 @dataclass(frozen=True)
 class WorkerRef:
@@ -48,9 +74,11 @@ class WorkerRef:
 
 @dataclass(frozen=True)
 class Ref:
-    """Stands, inside a command, for the object stored under ``id`` on the receiving worker."""
+    """Stands, inside a command, for the object stored under ``id`` on the receiving worker,
+    or for its attribute ``attr`` (``x.grad``, ``x.data``) when ``attr`` is set."""
 
     id: int
+    attr: str | None = None
 
 
 @dataclass

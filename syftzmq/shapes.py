@@ -1,9 +1,12 @@
-"""Shapes and dtypes of results, computed on the client without data (PyTorch's ``meta`` device).
+"""A pointer's local mirror: a tensor on PyTorch's ``meta`` device with the remote's shape,
+dtype and autograd graph, but no data.
 
-Running an operation on meta tensors gives the result's shape and dtype, or raises the very error
+Running an operation on the mirrors gives the result's shape and dtype, or raises the very error
 local torch would raise (a shape mismatch, say) at the line that caused it, before anything is
-sent. Operations without a meta kernel, or whose result shape depends on the data, give ``None``:
-the pointer then learns its shape from the worker on first use.
+sent. Because mirrors carry ``requires_grad`` and ``grad_fn``, ``loss.backward()`` on the mirrors
+tells the client exactly which leaves now have a gradient, and its shape, without a round trip.
+Operations without a meta kernel, or whose result shape depends on the data, give no mirror: the
+pointer then learns its shape from the worker on first use.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from torch.utils import _pytree as pytree
 
 @dataclass(frozen=True)
 class TensorMeta:
+    """What travels on the wire about a remote tensor (mirrors themselves stay local)."""
+
     shape: torch.Size
     dtype: torch.dtype
     requires_grad: bool = False
@@ -26,15 +31,26 @@ class Unknown(Exception):
     """The result's shape cannot be known without the data."""
 
 
-def as_meta(value: Any) -> Any:
-    """The meta stand-in for one argument: pointers and tensors become meta tensors."""
+def mirror_of(meta: TensorMeta) -> torch.Tensor:
+    """A fresh leaf mirror for a tensor described by ``meta``."""
+    mirror = torch.empty(meta.shape, dtype=meta.dtype, device="meta")
+    if meta.requires_grad:
+        mirror.requires_grad_(True)
+    return mirror
+
+
+def describe(tensor: torch.Tensor) -> TensorMeta:
+    return TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad))
+
+
+def as_mirror(value: Any) -> Any:
+    """The meta stand-in for one argument: pointers give their mirror, tensors a meta copy."""
     from .pointer import PointerTensor
     if isinstance(value, PointerTensor):
-        meta = value._meta_or_none()
-        if meta is None:
-            raise Unknown("operand shape not known locally")
-        tensor = torch.empty(meta.shape, dtype=meta.dtype, device="meta")
-        return tensor.requires_grad_(meta.requires_grad) if meta.requires_grad else tensor
+        mirror = value._mirror
+        if mirror is None:
+            raise Unknown("an operand's shape is not known locally")
+        return mirror
     if isinstance(value, torch.Tensor):
         meta = value.detach().to("meta")
         return meta.requires_grad_(True) if value.requires_grad else meta
@@ -46,22 +62,19 @@ def _unsupported(exc: BaseException) -> bool:
     if isinstance(exc, (NotImplementedError, Unknown)):
         return True
     text = str(exc).lower()
-    return "meta" in text or "data-dependent" in text or "cannot be converted to scalar" in text
+    return ("meta" in text or "data-dependent" in text or "cannot be converted to scalar" in text
+            or "symbolic" in text)
 
 
 def infer(call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    """Run ``call`` on meta stand-ins. Returns the meta result, or raises :class:`Unknown`.
+    """Run ``call`` on mirrors. Returns the meta result, or raises :class:`Unknown`.
 
     A genuine error (wrong shapes, wrong types) propagates unchanged, as in local torch.
     """
     try:
-        meta_args, meta_kwargs = pytree.tree_map(as_meta, (args, kwargs))
+        meta_args, meta_kwargs = pytree.tree_map(as_mirror, (args, kwargs))
         return call(*meta_args, **meta_kwargs)
     except Exception as exc:
         if _unsupported(exc):
             raise Unknown(str(exc)) from exc
         raise
-
-
-def describe(tensor: torch.Tensor) -> TensorMeta:
-    return TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad))

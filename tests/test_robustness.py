@@ -12,7 +12,7 @@ import zmq
 
 import syftzmq as sy
 from syftzmq.keys import read_key
-from syftzmq.protocol import PING, message
+from syftzmq.protocol import PING, Ref, message
 from syftzmq.wire import PROTOCOL, Signer, dumps, pack
 
 
@@ -65,9 +65,13 @@ def test_authenticated_junk_gets_an_error_reply_naming_the_problem(bob, raw):
     answer = reply()
     assert answer["req"] == 99 and "unknown message kind 'launch_missiles'" in answer["error"].message
 
-    sock.send_multipart(pack(signer, *dumps(message("get", req=100, id="not-an-id"))))
+    sock.send_multipart(pack(signer, *dumps(message("get", req=100, id=3))))
     answer = reply()
-    assert answer["req"] == 100 and "no object with id" in answer["error"].message
+    assert answer["req"] == 100 and "message 'get' lacks field 'refs'" in answer["error"].message
+
+    sock.send_multipart(pack(signer, *dumps(message("get", req=101, refs=[Ref(424242)]))))
+    answer = reply()
+    assert answer["req"] == 101 and "no object with id 424242" in answer["error"].message
     assert bob.ping()["ref"].id == "bob"
 
 

@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 import zmq
 from torch.utils import _pytree as pytree
 
@@ -31,12 +32,10 @@ from ..ids import new_id, new_token
 from ..pointer import PointerTensor
 from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, SHUTDOWN, STORE,
                         Ref, WorkerRef, message)
-from ..shapes import TensorMeta
+from ..shapes import TensorMeta, describe
 from .connection import Connection
 
 if TYPE_CHECKING:
-    import torch
-
     from ..launcher import WorkerProcess
     from .handle import Worker
 
@@ -78,6 +77,7 @@ class ClientSession:
         self._lock = threading.RLock()
         self._closed = False
         self._cluster_key_file: str | None = None
+        self.grads_uncertain = False  # set when a backward() ran on a graph the mirrors lack
         runtime.set_current(runtime.LocalContext(self.ref, self))
         atexit.register(self.close)
 
@@ -153,17 +153,19 @@ class ClientSession:
     # ------------------------------------------------------------------ fire-and-forget
     def command(self, location: WorkerRef, op: tuple, args: tuple, kwargs: dict,
                 result_ids: list[int], metas: list[TensorMeta | None] | None = None) -> None:
-        def to_ref(value: Any) -> Any:
-            return Ref(value.id_at_location) if isinstance(value, PointerTensor) else value
-        wire_args, wire_kwargs = pytree.tree_map(to_ref, (args, kwargs))
-        self._send(location, message(CMD, origin=self.ref.node, op=op, args=wire_args,
-                                     kwargs=wire_kwargs, results=result_ids, metas=metas))
+        """Send one operation; results are stored under ``result_ids``. Runs in this thread's
+        grad mode (an optimizer's ``step`` runs without grad on the worker too)."""
+        wire_args, wire_kwargs = pytree.tree_map(_to_ref, (args, kwargs))
+        msg = message(CMD, origin=self.ref.node, op=op, args=wire_args, kwargs=wire_kwargs,
+                      results=result_ids, metas=metas)
+        if not torch.is_grad_enabled():
+            msg["grad"] = False
+        self._send(location, msg)
 
     def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor") -> PointerTensor:
         object_id = new_id()
         self._send(dest, message(STORE, origin=self.ref.node, id=object_id, obj=tensor))
-        meta = TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad))
-        return self.new_pointer(dest, object_id, meta)
+        return self.new_pointer(dest, object_id, meta=describe(tensor))
 
     def store_pointer(self, dest: WorkerRef, pointer: PointerTensor) -> PointerTensor:
         """Store ``pointer`` itself on ``dest``; its ownership (if it has it) goes along."""
@@ -176,11 +178,12 @@ class ClientSession:
                 self._send(pointer._location, message(
                     FORK, origin=self.ref.node, id=pointer.id_at_location,
                     old_owner=self.ref.node, new_owner=dest.node))
-        return self.new_pointer(dest, object_id, pointer._meta)
+        return self.new_pointer(dest, object_id, meta=pointer._meta)
 
-    def new_pointer(self, location: WorkerRef, object_id: int, meta: TensorMeta | None) -> PointerTensor:
-        pointer = PointerTensor(location, object_id, meta=meta, owning=True, owner=self.ref,
-                                session=self)
+    def new_pointer(self, location: WorkerRef, object_id: int, *, meta: TensorMeta | None = None,
+                    mirror: "torch.Tensor | None" = None) -> PointerTensor:
+        pointer = PointerTensor(location, object_id, meta=meta, mirror=mirror, owning=True,
+                                owner=self.ref, session=self)
         self._live[pointer.id] = pointer
         return pointer
 
@@ -292,14 +295,28 @@ class ClientSession:
             raise errors[0]
         return {node: msg["value"] for node, msg in replies.items()}
 
-    def get(self, location: WorkerRef, object_id: int) -> Any:
-        value = self.observe(location, message(GET, id=object_id))
-        if isinstance(value, PointerTensor) and value._owning:
-            self._live[value.id] = value
-        return value
+    def get(self, pointer: PointerTensor) -> Any:
+        return self.get_many([pointer])[0]
 
-    def info(self, location: WorkerRef, object_id: int) -> TensorMeta:
-        return self.observe(location, message(INFO, id=object_id))
+    def get_many(self, pointers: list[PointerTensor]) -> list[Any]:
+        """Fetch several targets; one round trip per worker involved (one in the common case)."""
+        by_location: dict[str, list[int]] = {}
+        for index, pointer in enumerate(pointers):
+            by_location.setdefault(pointer._location.node, []).append(index)
+        values: list[Any] = [None] * len(pointers)
+        for indices in by_location.values():
+            location = pointers[indices[0]]._location
+            refs = [_to_ref(pointers[i]) for i in indices]
+            fetched = self.observe(location, message(GET, refs=refs))
+            for index, value in zip(indices, fetched):
+                if isinstance(value, PointerTensor) and value._owning:
+                    self._live[value.id] = value
+                values[index] = value
+        return values
+
+    def info(self, pointer: PointerTensor, attr: str | None = None) -> TensorMeta | None:
+        ref = Ref(pointer.id_at_location, attr or pointer._attr)
+        return self.observe(pointer._location, message(INFO, ref=ref))
 
     def objects(self, location: WorkerRef) -> dict:
         return self.observe(location, message(OBJECTS))
@@ -356,6 +373,12 @@ class ClientSession:
                     os.rmdir(os.path.dirname(self._cluster_key_file))
                 except OSError:
                     pass
+
+
+def _to_ref(value: Any) -> Any:
+    if isinstance(value, PointerTensor):
+        return Ref(value.id_at_location, value._attr)
+    return value
 
 
 _default: ClientSession | None = None

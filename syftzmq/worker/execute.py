@@ -38,15 +38,34 @@ class Forward:
     message: dict
 
 
+def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
+    """The object a :class:`Ref` names: a stored object or one of its attributes.
+
+    An attribute of a stored *pointer* stays a pointer (with ``attr`` set): the attribute is
+    resolved by the worker that holds the tensor.
+    """
+    obj = store.get(ref.id)
+    if isinstance(obj, Failure):
+        raise DependencyFailed(obj)
+    if ref.attr is None:
+        return obj
+    if isinstance(obj, PointerTensor):
+        if obj._attr is not None:
+            raise ValueError(f"cannot take .{ref.attr} of the attribute pointer {obj!r}")
+        return PointerTensor(obj._location, obj.id_at_location, owning=False, attr=ref.attr)
+    value = getattr(obj, ref.attr)
+    if value is None:
+        raise ValueError(f"the tensor under id {ref.id} has no .{ref.attr} (it is None)")
+    return value
+
+
 def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
-    """Replace every :class:`Ref` by the stored object; also return the stored objects."""
+    """Replace every :class:`Ref` by the object it names; also return those objects."""
     stored: list[Any] = []
 
     def lookup(value: Any) -> Any:
         if isinstance(value, Ref):
-            obj = store.get(value.id)
-            if isinstance(obj, Failure):
-                raise DependencyFailed(obj)
+            obj = resolve_ref(store, value)
             stored.append(obj)
             return obj
         return value
@@ -62,15 +81,24 @@ def run_command(store: ObjectStore, msg: dict, sender: str, me: WorkerRef) -> Fo
     if pointers:
         return _forward(store, msg, args, kwargs, stored, pointers, sender, me)
 
-    kind, target = msg["op"]
-    if kind == "method":
-        if not args:
-            raise TypeError(f"method {target!r} called without a tensor")
-        value = getattr(args[0], target)(*args[1:], **kwargs)
-    else:
-        value = target(*args, **kwargs)
+    with torch.set_grad_enabled(msg.get("grad", True)):
+        value = _apply(msg["op"], args, kwargs)
     _store_results(store, results, value, sender)
     return None
+
+
+def _apply(op: tuple, args: Any, kwargs: Any) -> Any:
+    kind, target = op
+    if kind == "func":
+        return target(*args, **kwargs)
+    if not args:
+        raise TypeError(f"{kind} {target!r} needs a tensor to act on")
+    if kind == "method":
+        return getattr(args[0], target)(*args[1:], **kwargs)
+    if kind == "setattr":
+        setattr(args[0], target, args[1])
+        return None
+    raise ValueError(f"unknown operation kind {kind!r}")
 
 
 def _store_results(store: ObjectStore, results: list[int], value: Any, owner: str) -> None:
@@ -107,9 +135,12 @@ def _forward(store: ObjectStore, msg: dict, args: Any, kwargs: Any, stored: list
                   sender)
 
     def rename(value: Any) -> Any:
-        return Ref(value.id_at_location) if isinstance(value, PointerTensor) else value
+        if isinstance(value, PointerTensor):
+            return Ref(value.id_at_location, value._attr)
+        return value
 
     next_args, next_kwargs = pytree.tree_map(rename, (args, kwargs))
     forwarded = message(CMD, origin=msg["origin"], op=msg["op"], args=next_args,
-                        kwargs=next_kwargs, results=next_ids, metas=msg.get("metas"))
+                        kwargs=next_kwargs, results=next_ids, metas=msg.get("metas"),
+                        grad=msg.get("grad", True))
     return Forward(location, forwarded)

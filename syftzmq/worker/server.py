@@ -27,10 +27,11 @@ from ..errors import ProtocolError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..pointer import PointerTensor
 from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, REPLY, SHUTDOWN,
-                        STORE, Failure, WorkerRef, message, reply, sender_node)
+                        STORE, Failure, Ref, WorkerRef, check_fields, message, reply,
+                        sender_node)
 from ..shapes import TensorMeta
 from ..wire import Signer, dumps, loads, pack, unpack
-from .execute import DependencyFailed, run_command
+from .execute import DependencyFailed, resolve_ref, run_command
 from .peers import Peers
 from .store import ObjectStore
 
@@ -184,12 +185,9 @@ class WorkerServer:
             return
         sender = sender_node(identity)
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
-        handler = self._handlers().get(msg["kind"])
-        if handler is None:
-            self._fail(identity, msg, ProtocolError(f"unknown message kind {msg['kind']!r}"))
-            return
         try:
-            handler(sender, identity, msg)
+            check_fields(msg)
+            self._handlers()[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self._fail(identity, msg, exc)
 
@@ -328,17 +326,27 @@ class WorkerServer:
         self._observe(identity, msg, lambda: True)
 
     def _on_get(self, sender: str, identity: bytes, msg: dict) -> None:
-        def take() -> Any:
-            obj = self.store.get(msg["id"])
+        """Return objects (and remove them) or attributes (which stay); ``refs`` may batch."""
+        def fetch(ref: Ref) -> Any:
+            if ref.attr is not None:
+                value = resolve_ref(self.store, ref)
+                return value._wire_copy(owning=False) if isinstance(value, PointerTensor) else value
+            obj = self.store.take(ref.id)
             if isinstance(obj, Failure):
-                self.store.take(msg["id"])
                 raise obj.to_exception()
-            self.store.take(msg["id"])
             if isinstance(obj, PointerTensor):
                 self._hand_over(obj, sender)
                 return obj._wire_copy(owning=obj._owning)
             return obj
-        self._observe(identity, msg, take)
+
+        def take_all() -> Any:
+            refs = msg["refs"]
+            for ref in refs:  # check everything first: an error must not lose what was taken
+                obj = self.store.get(ref.id)
+                if isinstance(obj, Failure):
+                    raise obj.to_exception()
+            return [fetch(ref) for ref in refs]
+        self._observe(identity, msg, take_all)
 
     def _on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
         def snapshot() -> dict:
@@ -348,12 +356,18 @@ class WorkerServer:
         self._observe(identity, msg, snapshot)
 
     def _on_info(self, sender: str, identity: bytes, msg: dict) -> None:
+        """Shape, dtype and requires_grad of an object (or of its attribute; None if unset)."""
         def describe() -> TensorMeta | None:
-            obj = self.store.get(msg["id"])
+            ref: Ref = msg["ref"]
+            obj = self.store.get(ref.id)
             if isinstance(obj, Failure):
                 raise obj.to_exception()
             if isinstance(obj, PointerTensor):
                 return obj._meta
+            if ref.attr is not None:
+                obj = getattr(obj, ref.attr)
+                if obj is None:
+                    return None
             return TensorMeta(obj.shape, obj.dtype, bool(getattr(obj, "requires_grad", False)))
         self._observe(identity, msg, describe)
 
