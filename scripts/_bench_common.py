@@ -20,7 +20,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -191,11 +193,12 @@ class Results:
 
 
 # ---------------------------------------------------------------------------------------- timing
-def sample(run_once: Callable[[], float], reps: int, warmup: int = 1) -> list[float]:
-    """Call ``run_once`` ``warmup + reps`` times; keep the last ``reps`` returned durations.
+def sample(run_once: Callable[[], T], reps: int, warmup: int = 1) -> list[T]:
+    """Call ``run_once`` ``warmup + reps`` times; keep what the last ``reps`` calls returned.
 
     ``run_once`` times itself (with :func:`stopwatch`) so untimed setup and cleanup can live in
-    the same function as the timed part. The warm-up pays one-time costs (lazy connections,
+    the same function as the timed part; it may return several numbers (say a duration and a
+    byte count) as a tuple. The warm-up pays one-time costs (lazy connections,
     first-call compilation of shape inference, page faults) outside the samples.
     """
     for _ in range(warmup):
@@ -326,16 +329,18 @@ def kill_all(pids: Iterable[int]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def spawn_helper(module: str, function: str, *args: str, watchdog: Watchdog) -> subprocess.Popen:
+def spawn_helper(module: str, function: str, *args: str, watchdog: Watchdog,
+                 ready_line: bool = True) -> subprocess.Popen:
     """Run ``module.function(*args)`` (a ``scripts/_bench_*`` module) in a new Python process.
 
     The child's stdin is a pipe only we write to: closing it (or our death) tells the child to
-    exit, see :func:`exit_with_parent`. Its stdout carries its ready line.
+    exit, see :func:`exit_with_parent`. With ``ready_line`` its stdout is a pipe for
+    :func:`read_line`; otherwise it shares ours (an unread pipe could fill and block it).
     """
     code = (f"import sys; sys.path.insert(0, {SCRIPTS_DIR!r}); import {module}; "
             f"{module}.{function}(*sys.argv[1:])")
     popen = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE if ready_line else None, text=True)
     watchdog.adopt(popen.pid)
     return popen
 

@@ -1,21 +1,26 @@
-"""Case 6's workload: one federated-averaging round of a 784->10 linear classifier.
+"""Case 6's workload: one federated-averaging round of ``nn.Linear(784, 10)``.
 
-Each worker runs ``STEPS`` SGD steps on its own batches of ``BATCH`` examples, then the models
-are averaged. The step is written once, with closed-form softmax-regression gradients and
-in-place updates, and runs unchanged on local tensors (the single-process baseline) and on
-pointers (syftzmq): both sides do exactly the same arithmetic. Closed-form gradients instead of
-autograd, because autograd is not usable through pointers yet (``_bench_syft`` probes that and
-reports why).
+Each worker runs ``STEPS`` SGD steps of softmax cross-entropy on its own batches of ``BATCH``
+examples, then the models are averaged. A *learner* holds one model and knows how to step it;
+the same learner code runs on local tensors (the single-process baseline) and, once sent, on a
+worker (syftzmq), so both sides do exactly the same arithmetic. There are two kinds:
+
+* :class:`ModuleLearner` — the real thing: an ``nn.Linear``, autograd and ``optim.SGD``. It
+  needs the library to send modules (``nn.Module.send``/``move``).
+* :class:`TensorLearner` — the fallback for a library without module support: weight and bias
+  as plain tensors, closed-form gradients, in-place updates; only tensor operations.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import operator
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn, optim
 
 FEATURES = 784
 CLASSES = 10
@@ -26,11 +31,10 @@ LR = 0.1
 Batch = tuple[Any, Any]  # (inputs, one-hot targets): tensors, or pointers to them
 
 
-def initial_model(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``nn.Linear(784, 10)``'s initial weight and bias, as plain tensors."""
+def initial_model(seed: int = 0) -> nn.Linear:
+    """The global model every worker starts the round from."""
     torch.manual_seed(seed)
-    layer = torch.nn.Linear(FEATURES, CLASSES)
-    return layer.weight.detach().clone(), layer.bias.detach().clone()
+    return nn.Linear(FEATURES, CLASSES)
 
 
 def make_shards(workers: int, seed: int = 1) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -45,31 +49,75 @@ def make_shards(workers: int, seed: int = 1) -> list[list[tuple[torch.Tensor, to
     return [[batch() for _ in range(STEPS)] for _ in range(workers)]
 
 
-def sgd_step(weight: Any, bias: Any, inputs: Any, targets: Any, lr: float = LR) -> None:
-    """One SGD step of cross-entropy loss on a linear layer, updating weight and bias in place."""
-    probabilities = torch.softmax(F.linear(inputs, weight, bias), dim=1)
-    error = (probabilities - targets) / BATCH
-    weight.add_(error.t().matmul(inputs), alpha=-lr)
-    bias.add_(error.sum(0), alpha=-lr)
+class ModuleLearner:
+    """``nn.Linear`` trained with autograd and ``optim.SGD``; sent and moved as a module."""
+
+    kind = "nn.Linear + autograd + optim.SGD"
+
+    def __init__(self, initial: nn.Linear) -> None:
+        self.model = copy.deepcopy(initial)
+        self.optimizer = optim.SGD(self.model.parameters(), lr=LR)
+
+    def send(self, worker: Any) -> None:
+        self.model.send(worker)
+
+    def move(self, worker: Any) -> None:
+        self.model.move(worker)
+
+    def step(self, inputs: Any, targets: Any) -> None:
+        self.optimizer.zero_grad()
+        F.cross_entropy(self.model(inputs), targets).backward()
+        self.optimizer.step()
+
+    def parameters(self) -> tuple[Any, Any]:
+        return self.model.weight.data, self.model.bias.data
 
 
-def train_interleaved(models: Sequence[tuple[Any, Any]], shards: Sequence[Sequence[Batch]]) -> None:
-    """Step every model once per round of the loop, so remote workers all start at once."""
+class TensorLearner:
+    """Weight and bias as tensors; the gradient of softmax cross-entropy written out by hand."""
+
+    kind = "weight/bias tensors, closed-form gradients"
+
+    def __init__(self, initial: nn.Linear) -> None:
+        self.weight = initial.weight.detach().clone()
+        self.bias = initial.bias.detach().clone()
+
+    def send(self, worker: Any) -> None:
+        self.weight, self.bias = self.weight.send(worker), self.bias.send(worker)
+
+    def move(self, worker: Any) -> None:
+        self.weight, self.bias = self.weight.move(worker), self.bias.move(worker)
+
+    def step(self, inputs: Any, targets: Any) -> None:
+        probabilities = torch.softmax(F.linear(inputs, self.weight, self.bias), dim=1)
+        error = (probabilities - targets) / BATCH
+        self.weight.add_(error.t().matmul(inputs), alpha=-LR)
+        self.bias.add_(error.sum(0), alpha=-LR)
+
+    def parameters(self) -> tuple[Any, Any]:
+        return self.weight, self.bias
+
+
+Learner = ModuleLearner | TensorLearner
+
+
+def train_interleaved(learners: Sequence[Learner], shards: Sequence[Sequence[Batch]]) -> None:
+    """Step every learner once per round of the loop, so remote workers all start at once."""
     for step in range(STEPS):
-        for (weight, bias), shard in zip(models, shards):
-            sgd_step(weight, bias, *shard[step])
+        for learner, shard in zip(learners, shards):
+            learner.step(*shard[step])
 
 
-def average(values: Sequence[Any]) -> Any:
-    return functools.reduce(operator.add, values) / len(values)
+def averaged_parameters(learners: Sequence[Learner]) -> list[Any]:
+    """The mean of each parameter over the learners (pointers if the learners are remote)."""
+    return [functools.reduce(operator.add, values) / len(values)
+            for values in zip(*(learner.parameters() for learner in learners))]
 
 
-def local_round(initial: tuple[torch.Tensor, torch.Tensor],
-                shards: Sequence[Sequence[Batch]]) -> tuple[torch.Tensor, torch.Tensor]:
+def local_round(kind: type[Learner], initial: nn.Linear,
+                shards: Sequence[Sequence[Batch]]) -> list[torch.Tensor]:
     """The baseline: every worker's training, one after the other, in this process."""
-    models = []
-    for shard in shards:
-        model = (initial[0].clone(), initial[1].clone())
-        train_interleaved([model], [shard])
-        models.append(model)
-    return average([w for w, _ in models]), average([b for _, b in models])
+    learners = [kind(initial) for _ in shards]
+    for learner, shard in zip(learners, shards):
+        train_interleaved([learner], [shard])
+    return averaged_parameters(learners)

@@ -12,6 +12,7 @@ stdin; the run's :class:`~_bench_common.Watchdog` is the last resort.
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import threading
 import uuid
@@ -65,6 +66,8 @@ def forward_to(rref: rpc.RRef, dest: str, key: str) -> None:
 
 # ---------------------------------------------------------------------------------------- processes
 def _options(port: int | str) -> rpc.TensorPipeRpcBackendOptions:
+    """TensorPipe (the default backend); rendezvous at 127.0.0.1 on a free port, like
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=<port> would, but without touching the environment."""
     # torch's own rendezvous code triggers this deprecation warning; it is not ours to act on.
     warnings.filterwarnings("ignore", message="You are using a Backend")
     return rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{port}",
@@ -90,13 +93,14 @@ class TorchRpcGroup:
 
     def __init__(self, watchdog: Watchdog) -> None:
         self.watchdog = watchdog
-        self.children: list = []
+        self.children: list[subprocess.Popen] = []
 
     def __enter__(self) -> "TorchRpcGroup":
         port = _free_port()
         world = len(WORKERS) + 1
         self.children = [spawn_helper("_bench_torch_rpc", "serve", str(rank), str(world), str(port),
-                                      watchdog=self.watchdog) for rank in range(1, world)]
+                                      watchdog=self.watchdog, ready_line=False)
+                         for rank in range(1, world)]
         try:
             rpc.init_rpc("driver", rank=0, world_size=world, rpc_backend_options=_options(port))
         except BaseException:

@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.describe_sizes(config) + "\n")
     print(report.render_table(report.table_rows(results, verdicts)))
     print()
+    print("syftzmq/peer: syftzmq's median over the row's median (times: below 1 means syftzmq "
+          "is faster)")
     print(report.summary(verdicts))
     print(report.render_notes(results))
     if args.json:

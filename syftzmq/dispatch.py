@@ -47,6 +47,15 @@ def call_method(name: str, args: tuple, kwargs: dict) -> Any:
                        lambda target, *a, **k: getattr(target, name)(*a, **k), args, kwargs)
 
 
+def unwrap(value: Any) -> Any:
+    """A remote parameter stands for its pointer (see :mod:`syftzmq.modules`)."""
+    if isinstance(value, torch.nn.Parameter):
+        pointer = value.__dict__.get("_pointer")
+        if isinstance(pointer, PointerTensor):
+            return pointer
+    return value
+
+
 def _pointers_in(args: tuple, kwargs: dict) -> list[PointerTensor]:
     return [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, PointerTensor)]
 
@@ -68,6 +77,7 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
     """Check operands, infer results on the mirrors, send one command, return result pointers."""
     if name in NEEDS_DATA:
         raise NeedsGetError(f"{name}() needs the data, which lives on a worker: call .get() first")
+    args, kwargs = pytree.tree_map(unwrap, (args, kwargs))
     pointers = _pointers_in(args, kwargs)
     location = _common_location(pointers, name)
     session = pointers[0]._require_session()

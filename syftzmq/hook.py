@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import modules
 from .client.handle import LocalWorker
 from .client.session import default_session
 from .pointer import PointerTensor
@@ -35,6 +36,7 @@ class TorchHook:
         self.local_worker = LocalWorker()
         torch_module.Tensor.send = _send
         torch_module.Tensor.move = _move
+        modules.install()
 
     def __repr__(self) -> str:
         return "<TorchHook>"

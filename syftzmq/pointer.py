@@ -70,9 +70,12 @@ class PointerTensor:
         return self._location
 
     @property
-    def owner(self) -> WorkerRef:
-        """The process holding this pointer."""
-        return self._owner if self._owner is not None else runtime.current().ref
+    def owner(self) -> Any:
+        """The process holding this pointer: ``sy.local_worker`` on the client, else a worker."""
+        ref = self._owner if self._owner is not None else runtime.current().ref
+        if self._session is not None:
+            return self._session.handle(ref)
+        return ref
 
     @property
     def shape(self) -> torch.Size:
@@ -102,7 +105,8 @@ class PointerTensor:
     def __repr__(self) -> str:
         state = "" if self._gone is None else f" ({self._gone})"
         target = f"{self.id_at_location}.{self._attr}" if self._attr else f"{self.id_at_location}"
-        return f"[PointerTensor | {self.owner.id}:{self.id} -> {self._location.id}:{target}]{state}"
+        owner = self._owner if self._owner is not None else runtime.current().ref
+        return f"[PointerTensor | {owner.id}:{self.id} -> {self._location.id}:{target}]{state}"
 
     __str__ = __repr__
 
@@ -235,6 +239,12 @@ class PointerTensor:
 
     def __bool__(self) -> bool:
         raise NeedsGetError(f"the truth value of {self!r} needs the data: call .get() first")
+
+    def _needs_data(self, *_: Any) -> Any:
+        raise NeedsGetError(f"converting {self!r} to a Python number needs the data: "
+                            f"call .get() first")
+
+    __float__ = __int__ = __index__ = __complex__ = __array__ = _needs_data
 
     def __iter__(self):
         return iter(self.unbind(0))

@@ -25,6 +25,7 @@ class TensorMeta:
     shape: torch.Size
     dtype: torch.dtype
     requires_grad: bool = False
+    grad: "TensorMeta | None" = None  # the tensor's .grad, which travels with it
 
 
 class Unknown(Exception):
@@ -36,11 +37,16 @@ def mirror_of(meta: TensorMeta) -> torch.Tensor:
     mirror = torch.empty(meta.shape, dtype=meta.dtype, device="meta")
     if meta.requires_grad:
         mirror.requires_grad_(True)
+    if meta.grad is not None:
+        mirror.grad = mirror_of(meta.grad)
     return mirror
 
 
 def describe(tensor: torch.Tensor) -> TensorMeta:
-    return TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad))
+    """Shape, dtype, requires_grad, and the same for a leaf's ``.grad``."""
+    grad = tensor.grad if tensor.is_leaf else None
+    return TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad),
+                      None if grad is None else describe(grad))
 
 
 def as_mirror(value: Any) -> Any:

@@ -123,6 +123,12 @@ class LocalWorker:
 
     id = "me"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalWorker) or (isinstance(other, WorkerRef) and other.id == "me")
+
+    def __hash__(self) -> int:
+        return hash("me")
+
     @property
     def ref(self) -> WorkerRef:
         return default_session().ref
@@ -132,4 +138,4 @@ class LocalWorker:
         return {}
 
     def __repr__(self) -> str:
-        return "<LocalWorker id:me>"
+        return "<Worker id:me #objects:0>"

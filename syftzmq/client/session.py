@@ -120,8 +120,8 @@ class ClientSession:
         """The handle for ``ref``: the user's own if there is one, else a new one."""
         found = self._handles.get(ref.node)
         if found is None:
-            from .handle import Worker
-            found = Worker._for_ref(self, ref)
+            from .handle import LocalWorker, Worker
+            found = LocalWorker() if ref.node == self.ref.node else Worker._for_ref(self, ref)
             self._handles[ref.node] = found
         return found
 

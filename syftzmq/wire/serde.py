@@ -71,7 +71,7 @@ class _Pickler(cloudpickle.Pickler):
             if not data.is_contiguous():
                 data = data.contiguous()
             return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data)), obj.dtype,
-                                    tuple(obj.shape), obj.requires_grad, obj.grad,
+                                    tuple(obj.shape), obj.requires_grad, obj.grad if obj.is_leaf else None,
                                     isinstance(obj, torch.nn.Parameter))
         return super().reducer_override(obj)
 

@@ -29,7 +29,7 @@ from ..pointer import PointerTensor
 from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, REPLY, SHUTDOWN,
                         STORE, Failure, Ref, WorkerRef, check_fields, message, reply,
                         sender_node)
-from ..shapes import TensorMeta
+from ..shapes import TensorMeta, describe
 from ..wire import Signer, dumps, loads, pack, unpack
 from .execute import DependencyFailed, resolve_ref, run_command
 from .peers import Peers
@@ -368,7 +368,7 @@ class WorkerServer:
                 obj = getattr(obj, ref.attr)
                 if obj is None:
                     return None
-            return TensorMeta(obj.shape, obj.dtype, bool(getattr(obj, "requires_grad", False)))
+            return describe(obj)
         self._observe(identity, msg, describe)
 
     def _on_move(self, sender: str, identity: bytes, msg: dict) -> None:

@@ -1,0 +1,200 @@
+"""Models on workers: ``model.send(w)`` in place, ``model(ptr)``, ``get``, ``move``, ``copy``.
+
+``send`` keeps every ``nn.Parameter`` the same Python object — an optimizer built before the
+send keeps working — by turning it into a :class:`RemoteParameter`: still an ``nn.Parameter``
+(same class layout; its local storage shrinks to one element), but every torch function, method
+and property on it goes, through ``__torch_function__``, to the pointer it carries. ``get``
+turns it back and fills in the data and gradient.
+
+Optimizer state follows its parameters: a global step pre-hook moves state tensors to wherever
+their parameter now lives, so one optimizer can serve a model that visits several workers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from .client.session import default_session
+from .dispatch import call_function, get_property, is_inplace, set_property
+from .pointer import PointerTensor
+
+_PROPERTY_ACCESS = {"__get__", "__set__", "__delete__"}
+
+
+class RemoteParameter(nn.Parameter):
+    """An ``nn.Parameter`` whose data lives on a worker (``self._pointer``)."""
+
+    _pointer: PointerTensor
+
+    @classmethod
+    def __torch_function__(cls, func: Callable, types: tuple, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in _PROPERTY_ACCESS and args and isinstance(args[0], RemoteParameter):
+            return _property(func, args)
+        if name in ("__repr__", "__str__", "__format__"):
+            return f"RemoteParameter({args[0]._pointer!r})"
+        if name == "__reduce_ex__":
+            raise TypeError("a RemoteParameter cannot be pickled; .get() it first")
+        params = [a for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, RemoteParameter)]
+        result = call_function(func, tuple(args), kwargs)
+        if is_inplace(name) and params and result is params[0]._pointer:
+            return params[0]
+        return result
+
+
+def _property(func: Callable, args: tuple) -> Any:
+    param: RemoteParameter = args[0]
+    prop = func.__self__.__name__
+    if func.__name__ == "__get__":
+        if prop in ("shape", "dtype", "device", "is_leaf", "requires_grad", "ndim", "layout",
+                    "is_sparse", "is_quantized", "is_meta", "is_cuda", "is_nested", "names",
+                    "is_mkldnn", "is_xpu", "is_mps", "is_complex", "itemsize", "nbytes"):
+            if prop == "device":
+                return param._pointer.device
+            return getattr(param._pointer._resolved_mirror(), prop)
+        return get_property(param._pointer, prop)
+    if func.__name__ == "__set__":
+        value = args[1]._pointer if isinstance(args[1], RemoteParameter) else args[1]
+        return set_property(param._pointer, prop, value)
+    raise AttributeError(f"cannot delete .{prop} of a remote parameter")
+
+
+def make_remote(param: nn.Parameter, pointer: PointerTensor) -> RemoteParameter:
+    """Turn ``param`` itself into a RemoteParameter pointing at ``pointer``."""
+    with torch.no_grad():
+        param.data = torch.zeros((), dtype=param.dtype).expand(param.shape)  # free local memory
+    param.grad = None
+    param.__class__ = RemoteParameter
+    param._pointer = pointer
+    return param  # type: ignore[return-value]
+
+
+def make_local(param: RemoteParameter, value: torch.Tensor) -> nn.Parameter:
+    """Turn a RemoteParameter back into a plain ``nn.Parameter`` holding ``value``."""
+    del param._pointer
+    param.__class__ = nn.Parameter
+    with torch.no_grad():
+        param.data = value.detach()
+    param.grad = value.grad
+    return param
+
+
+def _parameters(module: nn.Module) -> list[tuple[nn.Module, str, nn.Parameter]]:
+    return [(owner, name, param) for owner in module.modules()
+            for name, param in owner._parameters.items() if param is not None]
+
+
+def _buffers(module: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+    return [(owner, name, buf) for owner in module.modules()
+            for name, buf in owner._buffers.items() if buf is not None]
+
+
+def module_send(module: nn.Module, worker: Any) -> nn.Module:
+    """Send the module's parameters and buffers to ``worker``, in place; returns the module."""
+    session = default_session()
+    dest = session.ref_of(worker)
+    for _, _, param in _parameters(module):
+        if isinstance(param, RemoteParameter):
+            param._pointer = param._pointer.send(dest)  # a pointer to the remote parameter
+        else:
+            make_remote(param, session.store_tensor(dest, param))
+    for owner, name, buf in _buffers(module):
+        owner._buffers[name] = buf.send(dest)
+    return module
+
+
+def module_get(module: nn.Module) -> nn.Module:
+    """Bring the parameters (with their gradients) and buffers back, in place."""
+    session = default_session()
+    params = [p for _, _, p in _parameters(module) if isinstance(p, RemoteParameter)]
+    buffers = [(o, n, b) for o, n, b in _buffers(module) if isinstance(b, PointerTensor)]
+    pointers = [p._pointer for p in params] + [b for _, _, b in buffers]
+    values = session.get_many(pointers)
+    for pointer in pointers:
+        pointer._relinquish("fetched with .get()")
+    for param, value in zip(params, values):
+        if isinstance(value, PointerTensor):  # one hop of a chain came back
+            param._pointer = value
+        else:
+            make_local(param, value)
+    for (owner, name, _), value in zip(buffers, values[len(params):]):
+        owner._buffers[name] = value
+    return module
+
+
+def module_move(module: nn.Module, worker: Any) -> nn.Module:
+    """Move parameters and buffers straight to ``worker`` (worker to worker); returns the module."""
+    for _, _, param in _parameters(module):
+        if isinstance(param, RemoteParameter):
+            param._pointer.move(worker)
+    for _, _, buf in _buffers(module):
+        if isinstance(buf, PointerTensor):
+            buf.move(worker)
+    if module_location(module) is None:
+        module_send(module, worker)
+    return module
+
+
+def module_copy(module: nn.Module) -> nn.Module:
+    """A copy of the module; remote parameters are cloned where they live."""
+    memo: dict[int, Any] = {}
+    for _, _, param in _parameters(module):
+        if isinstance(param, RemoteParameter):
+            twin = nn.Parameter(torch.zeros((), dtype=param.dtype).expand(param.shape),
+                                requires_grad=param.requires_grad)
+            with torch.no_grad():
+                clone = param._pointer.detach().clone()
+            if param.requires_grad:
+                clone.requires_grad_(True)
+            memo[id(param)] = make_remote(twin, clone)
+    for _, _, buf in _buffers(module):
+        if isinstance(buf, PointerTensor):
+            memo[id(buf)] = buf.clone()
+    return copy.deepcopy(module, memo)
+
+
+def module_location(module: nn.Module) -> Any:
+    """The worker holding the module's parameters, or ``None`` if they are local."""
+    for _, _, param in _parameters(module):
+        if isinstance(param, RemoteParameter):
+            return param._pointer.location
+    return None
+
+
+def _state_follows_parameters(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Before a step: state tensors shaped like their parameter go where the parameter is."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if not state:
+                continue
+            remote = isinstance(param, RemoteParameter)
+            for key, value in state.items():
+                if isinstance(value, PointerTensor):
+                    if not remote:
+                        state[key] = value.get()
+                    elif value._location.node != param._pointer._location.node:
+                        value.move(param._pointer._location)
+                elif remote and isinstance(value, torch.Tensor) and value.shape == param.shape \
+                        and value.dim() > 0:
+                    state[key] = value.send(param._pointer._location)
+
+
+def install() -> None:
+    """Give ``nn.Module`` send/get/move/copy/location and let optimizer state follow."""
+    nn.Module.send = module_send
+    nn.Module.get = module_get
+    nn.Module.move = module_move
+    nn.Module.copy = module_copy
+    nn.Module.location = property(module_location)
+    if not getattr(install, "_hooked", False):
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        register_optimizer_step_pre_hook(_state_follows_parameters)
+        install._hooked = True  # type: ignore[attr-defined]
