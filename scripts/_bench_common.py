@@ -8,6 +8,7 @@ sockets), so no number depends on the library under test counting itself.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -51,9 +52,10 @@ class Config:
     deadline_s: float          # the whole run; a watchdog ends it (and its children) after this
 
 
-QUICK = Config(quick=True, reps_small=15, reps_pipelined=3, pipelined_ops=3_000, reps_bulk=3,
+# QUICK stays under a minute on a busy two-core machine (most of it is spawning processes).
+QUICK = Config(quick=True, reps_small=15, reps_pipelined=3, pipelined_ops=2_000, reps_bulk=3,
                bulk_mib=(1, 64), move_mib=64, chain_depths=(1, 2, 4), fedavg_workers=(2, 4),
-               fedavg_reps=3, memory_big_mib=256, memory_big_tensors=64,
+               fedavg_reps=2, memory_big_mib=256, memory_big_tensors=64,
                memory_small_tensors=5_000, syftzmq_timeout_s=20, deadline_s=180)
 FULL = Config(quick=False, reps_small=30, reps_pipelined=5, pipelined_ops=10_000, reps_bulk=5,
               bulk_mib=(1, 64, 256), move_mib=256, chain_depths=(1, 2, 4, 8),
@@ -216,6 +218,23 @@ def stopwatch(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (the local, sequential references).
+
+    On a busy two-core machine a parallel region waits for its second thread to be scheduled:
+    a 1 MiB clone measured 8 ms instead of 50 us that way. A plain memcpy, or a process doing the
+    work "sequentially", is single-threaded anyway.
+    """
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------- probes

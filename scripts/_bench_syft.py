@@ -15,7 +15,7 @@ import _bench_fedavg as fedavg
 import syftzmq as sy
 from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_SEND, ClientTraffic, Config,
                            Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
-                           fedavg_name, memory_stored_name, move_name, overhead_name,
+                           fedavg_name, memory_stored_name, move_name, one_thread, overhead_name,
                            pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
 
 
@@ -219,8 +219,9 @@ def _fedavg_with(kind: type[fedavg.Learner], count: int, workers: Sequence[Any],
                  results: Results) -> None:
     initial = fedavg.initial_model()
     shards = fedavg.make_shards(count)
-    expected = fedavg.local_round(kind, initial, shards)
-    local = timings(lambda: fedavg.local_round(kind, initial, shards), config.fedavg_reps)
+    with one_thread():
+        expected = fedavg.local_round(kind, initial, shards)
+        local = timings(lambda: fedavg.local_round(kind, initial, shards), config.fedavg_reps)
     remote_shards = [[(x.send(w), y.send(w)) for x, y in shard]
                      for w, shard in zip(workers, shards)]
     aggregator = workers[-1]
@@ -233,7 +234,8 @@ def _fedavg_with(kind: type[fedavg.Learner], count: int, workers: Sequence[Any],
                             note=f"{kind.kind}; {fedavg.STEPS} steps x batch {fedavg.BATCH}, "
                                  f"move to an aggregator, average, get"),
                 Measurement(6, name, LOCAL, local,
-                            note="the same learner code on local tensors, one after the other"))
+                            note="the same learner code on local tensors, one after the "
+                                 "other, one thread"))
 
 
 def _remote_round(kind: type[fedavg.Learner], initial: torch.nn.Linear, workers: Sequence[Any],

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 import _bench_report as report  # noqa: E402
 from _bench_common import (FULL, MEMCPY, QUICK, RAW_ZMQ, SYFT, TORCH, Config,  # noqa: E402
                            Measurement, MiB, Results, Watchdog, bulk_name, cpu_count, kill_all,
-                           timings)
+                           one_thread, timings)
 
 ALL_CASES = frozenset(range(1, 8))
 RUN_MARK_VAR = "SYFTZMQ_BENCH_RUN"  # inherited by every process this run starts, to find them
@@ -51,7 +51,7 @@ def _case_set(text: str) -> frozenset[int]:
 
 
 def memcpy_floor(config: Config, cases: frozenset[int], results: Results) -> None:
-    """The floor for bulk bytes: ``clone`` of the same tensor in this process.
+    """The floor for bulk bytes: ``clone`` of the same tensor in this process, on one thread.
 
     Cheap enough to repeat as often as the small cases, which steadies its median.
     """
@@ -59,10 +59,12 @@ def memcpy_floor(config: Config, cases: frozenset[int], results: Results) -> Non
         return
     for mib in config.bulk_mib:
         tensor = torch.rand(mib * MiB // 4)
-        samples = timings(tensor.clone, config.reps_small)
+        with one_thread():
+            samples = timings(tensor.clone, config.reps_small)
         for direction in ("send", "get"):
             results.add(Measurement(3, bulk_name(direction, mib), MEMCPY, samples,
-                                    work=mib * MiB, work_unit="B", note="tensor.clone()"))
+                                    work=mib * MiB, work_unit="B",
+                                    note="tensor.clone() on one thread"))
 
 
 def run_phases(config: Config, cases: frozenset[int], results: Results, watchdog: Watchdog) -> None:

@@ -357,7 +357,7 @@ class WorkerServer:
 
     def _on_info(self, sender: str, identity: bytes, msg: dict) -> None:
         """Shape, dtype and requires_grad of an object (or of its attribute; None if unset)."""
-        def describe() -> TensorMeta | None:
+        def info() -> TensorMeta | None:
             ref: Ref = msg["ref"]
             obj = self.store.get(ref.id)
             if isinstance(obj, Failure):
@@ -369,7 +369,7 @@ class WorkerServer:
                 if obj is None:
                     return None
             return describe(obj)
-        self._observe(identity, msg, describe)
+        self._observe(identity, msg, info)
 
     def _on_move(self, sender: str, identity: bytes, msg: dict) -> None:
         """Store the object on the destination; delete it here only once the destination has it."""
