@@ -260,12 +260,12 @@ def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
     if not cases:
         return "nothing was measured: --plot skipped"
     by_row = {(v.case, v.name, v.system): v for v in verdicts}
-    height = 0.8 * len(cases) + 0.25 * len(results.measurements)
-    figure, axes = plt.subplots(len(cases), 1, figsize=(12, height), squeeze=False)
-    for axis, case in zip(axes[:, 0], cases):
-        in_case = [m for m in ordered(results.measurements) if m.case == case and m.median > 0]
-        unit = "s" if any(m.unit == "s" for m in in_case) else "B"  # one axis, one unit
-        rows = [m for m in in_case if m.unit == unit]
+    charted = {case: _chart_rows(results, case) for case in cases}
+    heights = [len(rows) + 1 for rows in charted.values()]
+    figure, axes = plt.subplots(len(cases), 1, figsize=(12, 0.6 * len(cases) + 0.3 * sum(heights)),
+                                squeeze=False, gridspec_kw={"height_ratios": heights})
+    for axis, (case, rows) in zip(axes[:, 0], charted.items()):
+        unit = rows[0].unit if rows else "s"
         labels = [f"{m.name} | {m.system}" for m in rows]
         colors = [_color(m.system) for m in rows]
         axis.barh(range(len(rows)), [m.median for m in rows], color=colors)
@@ -284,6 +284,13 @@ def plot(path: str, results: Results, verdicts: Sequence[Verdict]) -> str:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return f"chart written to {path}"
+
+
+def _chart_rows(results: Results, case: int) -> list[Measurement]:
+    """A case's rows in one unit (seconds if it has any timings): one axis, one unit."""
+    in_case = [m for m in ordered(results.measurements) if m.case == case and m.median > 0]
+    unit = "s" if any(m.unit == "s" for m in in_case) else "B"
+    return [m for m in in_case if m.unit == unit]
 
 
 def _color(system: str) -> str:

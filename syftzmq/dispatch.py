@@ -36,9 +36,30 @@ def is_inplace(name: str) -> bool:
 
 
 def call_function(func: Callable, args: tuple, kwargs: dict) -> Any:
-    """A torch function (or ``Tensor`` method called as a function) with pointer operands."""
+    """A torch function (or ``Tensor`` method called as a function) with pointer operands.
+
+    Operators of ``torch.ops`` (``torch.ops.aten.add.Tensor``) travel by their qualified name:
+    they do not pickle, and a name is all the worker needs to find them.
+    """
     name = getattr(func, "__name__", repr(func))
+    if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return remote_call(("op", op_name(func)), name, func, args, kwargs)
     return remote_call(("func", func), name, func, args, kwargs)
+
+
+def op_name(func: Any) -> str:
+    """``namespace::name.overload`` of a ``torch.ops`` operator."""
+    if isinstance(func, torch._ops.OpOverload):
+        return f"{func._schema.name}.{func._overloadname}"
+    return f"{func._qualified_op_name}"
+
+
+def resolve_op(qualified: str) -> Any:
+    """Inverse of :func:`op_name`: the operator object, looked up in ``torch.ops``."""
+    namespace, _, rest = qualified.partition("::")
+    name, _, overload = rest.partition(".")
+    packet = getattr(getattr(torch.ops, namespace), name)
+    return getattr(packet, overload) if overload else packet
 
 
 def call_method(name: str, args: tuple, kwargs: dict) -> Any:

@@ -140,7 +140,12 @@ class PointerTensor:
     def _resolved_mirror(self) -> torch.Tensor:
         if self._mirror is None:
             self._check_usable()
-            meta = self._require_session().info(self)
+            session = self._require_session()
+            meta = session.info(self)
+            if meta.requires_grad:
+                # a mirror learned from the worker is a leaf: the local autograd graph is cut
+                # here, so which tensors get gradients must from now on be asked, not inferred
+                session.grads_uncertain = True
             object.__setattr__(self, "_mirror", mirror_of(meta))
         return self._mirror
 

@@ -38,6 +38,16 @@ def test_tensor_properties_round_trip():
     assert isinstance(loads(*dumps(torch.nn.Parameter(torch.ones(2)))), torch.nn.Parameter)
 
 
+def test_lazy_tensors_are_materialized():
+    x = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    torch.sgn(x).sum().backward()          # the gradient is a ZeroTensor: no memory at all
+    assert torch.equal(loads(*dumps(x.grad)), torch.zeros(4, 4, dtype=torch.float64))
+    z = torch.randn(3, dtype=torch.complex64)
+    assert torch.equal(loads(*dumps(z.conj())), z.conj().resolve_conj())
+    big = torch.randn(5000, dtype=torch.complex64)
+    assert torch.equal(loads(*dumps(big.conj().imag)), big.conj().imag.clone())
+
+
 def test_envelope_signs_every_frame():
     signer = Signer(b"k" * 32)
     header, buffers = dumps(torch.randn(4096))

@@ -51,10 +51,12 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
                             f"got {view.nbytes}")
     if expected == 0:
         tensor = torch.empty(shape, dtype=dtype)
+    elif isinstance(buffer, (bytes, bytearray)) or view.readonly:
+        # in band (small): one copy into a tensor of its own frees the pickle's bytearray
+        tensor = torch.empty(shape, dtype=dtype)
+        tensor_memory(tensor)[:] = view
     else:
-        if view.readonly:
-            view = memoryview(bytearray(view))
-        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)
+        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)  # over the received frame
     if parameter:
         tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
     elif requires_grad:
@@ -64,12 +66,22 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
     return tensor
 
 
+def _materialized(tensor: torch.Tensor) -> torch.Tensor:
+    """Plain dense memory for ``tensor``: resolves lazy zero, conjugate and negative views
+    (a ZeroTensor — e.g. some gradients — has no memory at all: its data pointer is null)."""
+    if tensor._is_zerotensor():
+        return torch.zeros(tensor.shape, dtype=tensor.dtype)
+    if tensor.is_conj():
+        tensor = tensor.resolve_conj()
+    if tensor.is_neg():
+        tensor = tensor.resolve_neg()
+    return tensor if tensor.is_contiguous() else tensor.contiguous()
+
+
 class _Pickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) and _plain_cpu(obj):
-            data = obj.detach()
-            if not data.is_contiguous():
-                data = data.contiguous()
+            data = _materialized(obj.detach())
             return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data)), obj.dtype,
                                     tuple(obj.shape), obj.requires_grad, obj.grad if obj.is_leaf else None,
                                     isinstance(obj, torch.nn.Parameter))

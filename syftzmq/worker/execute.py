@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from ..dispatch import resolve_op
 from ..errors import WorkerMismatchError
 from ..ids import new_id
 from ..pointer import PointerTensor
@@ -91,6 +92,8 @@ def _apply(op: tuple, args: Any, kwargs: Any) -> Any:
     kind, target = op
     if kind == "func":
         return target(*args, **kwargs)
+    if kind == "op":
+        return resolve_op(target)(*args, **kwargs)
     if not args:
         raise TypeError(f"{kind} {target!r} needs a tensor to act on")
     if kind == "method":

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 import zmq
 
 from .. import runtime
@@ -368,6 +369,10 @@ class WorkerServer:
                 obj = getattr(obj, ref.attr)
                 if obj is None:
                     return None
+            if not isinstance(obj, torch.Tensor):
+                raise TypeError(f"the object under id {ref.id} is a {type(obj).__name__}, not a "
+                                f"tensor (an operation whose result structure depends on the "
+                                f"data): fetch it with .get()")
             return describe(obj)
         self._observe(identity, msg, info)
 
