@@ -28,11 +28,14 @@ from torch.utils import _pytree as pytree
 from .. import runtime
 from ..errors import WorkerUnavailable
 from ..ids import new_id, new_token
+from ..ops import op_to_wire
 from ..pointer import PointerTensor
-from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, SHUTDOWN, STORE,
-                        Ref, WorkerRef, message)
+from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
+                        SHUTDOWN, STORE, Ref, WorkerRef, message)
 from ..shapes import TensorMeta
+from ..worker.leases import DEFAULT_LEASE_SECONDS
 from .connection import Connection
+from .heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +74,9 @@ class ClientSession:
         self._handles: dict[str, "Worker"] = {}
         self._keys: dict[str, bytes | None] = {}
         self._default_key: bytes | None = None
+        self._curves: dict[str, Any] = {}
+        self._default_curve: Any = None
+        self._heartbeat = Heartbeat(self.context, self.ref.node, DEFAULT_LEASE_SECONDS)
         self._dirty: set[str] = set()
         self._releases: deque[tuple[WorkerRef, int]] = deque()
         self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
@@ -83,13 +89,19 @@ class ClientSession:
 
     # ------------------------------------------------------------------ workers
     def connect(self, address: str, key: bytes | None, expected_id: str | None = None,
-                timeout: float | None = None) -> WorkerRef:
-        """Open a connection to ``address`` and learn who answers there."""
+                timeout: float | None = None, curve: Any = None) -> WorkerRef:
+        """Open a connection to ``address`` and learn who answers there.
+
+        ``curve`` (a :class:`syftzmq.curve.CurveClient`) encrypts the connection.
+        """
         with self._lock:
             self._keys[address] = key
             self._default_key = key
+            self._curves[address] = curve
+            self._default_curve = curve
             probe = WorkerRef(expected_id or "?", address, f"probe:{new_token()}")
-            connection = Connection(self.context, self.ref.node, address, key, self._send_timeout())
+            connection = Connection(self.context, self.ref.node, address, key, self._send_timeout(),
+                                    curve)
             self._connections[probe.node] = connection
             try:
                 info = self._round_trip({probe.node: message(PING)}, {probe.node: probe},
@@ -107,6 +119,7 @@ class ClientSession:
             if old is not None:
                 old.close()
             self._connections[ref.node] = connection
+            self._heartbeat.watch(ref.node, address, key, curve, info.get("lease_seconds"))
             return ref
 
     def register(self, handle: "Worker") -> None:
@@ -156,7 +169,7 @@ class ClientSession:
         def to_ref(value: Any) -> Any:
             return Ref(value.id_at_location) if isinstance(value, PointerTensor) else value
         wire_args, wire_kwargs = pytree.tree_map(to_ref, (args, kwargs))
-        self._send(location, message(CMD, origin=self.ref.node, op=op, args=wire_args,
+        self._send(location, message(CMD, origin=self.ref.node, op=op_to_wire(op), args=wire_args,
                                      kwargs=wire_kwargs, results=result_ids, metas=metas))
 
     def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor") -> PointerTensor:
@@ -190,12 +203,17 @@ class ClientSession:
             self._releases.append((location, object_id))
 
     def _drain_releases(self) -> None:
+        """Send queued deletes without ever blocking: a worker whose queue is full (dead or
+        swamped) keeps its deletes queued here, and nobody else's operation fails for it."""
         batches: dict[str, tuple[WorkerRef, list[int]]] = {}
         while self._releases:
             location, object_id = self._releases.popleft()
             batches.setdefault(location.node, (location, []))[1].append(object_id)
         for location, ids in batches.values():
-            self._send_now(location, message(DEL, origin=self.ref.node, ids=ids))
+            try:
+                self._send_now(location, message(DEL, origin=self.ref.node, ids=ids), zmq.NOBLOCK)
+            except (zmq.Again, WorkerUnavailable):
+                self._releases.extend((location, object_id) for object_id in ids)
 
     def _send(self, location: WorkerRef, msg: dict) -> None:
         with self._lock:
@@ -203,11 +221,15 @@ class ClientSession:
                 self._drain_releases()
             self._send_now(location, msg)
 
-    def _send_now(self, location: WorkerRef, msg: dict) -> None:
+    def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         connection = self._connection(location)
+        if not location.node.startswith("probe:"):
+            msg[ADDRESSED_TO] = location.node  # a restarted worker refuses it
         try:
-            self.stats.bytes_sent += connection.send(msg)
+            self.stats.bytes_sent += connection.send(msg, flags)
         except zmq.Again:
+            if flags & zmq.NOBLOCK:
+                raise
             raise WorkerUnavailable(location.id, location.address,
                                     f"its queue stayed full for {self.timeout:.1f} s") from None
         self.stats.messages_sent += 1
@@ -221,9 +243,11 @@ class ClientSession:
             if not location.address:
                 raise WorkerUnavailable(location.id, None, "no address known")
             key = self._keys.get(location.address, self._default_key)
+            curve = self._curves.get(location.address, self._default_curve)
             connection = Connection(self.context, self.ref.node, location.address, key,
-                                    self._send_timeout())
+                                    self._send_timeout(), curve)
             self._connections[location.node] = connection
+            self._heartbeat.watch(location.node, location.address, key, curve, None)
         return connection
 
     def _send_timeout(self) -> float:
@@ -325,6 +349,7 @@ class ClientSession:
         with self._lock:
             self._releases = deque(r for r in self._releases if r[0].node != location.node)
             self._dirty.discard(location.node)
+            self._heartbeat.forget(location.node)
             connection = self._connections.pop(location.node, None)
             if connection is not None:
                 connection.close()
@@ -344,6 +369,7 @@ class ClientSession:
             except Exception:
                 pass
             self._closed = True
+            self._heartbeat.stop()
             for process in self._processes:
                 process.stop()
             for connection in self._connections.values():

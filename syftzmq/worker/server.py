@@ -8,7 +8,10 @@ keeps order per connection, a peer's flush acknowledgement means every command f
 before has been applied (and, recursively, everything it forwarded in turn).
 
 A worker never dies because of a message: every handler failure becomes an error reply, or a
-stored failure that the client sees at its next observation.
+stored failure that the client sees at its next observation. Messages that fail the envelope
+checks (frames, protocol, size, signature, replay) are dropped unanswered and counted; messages
+that are authentic but malformed are answered with an error. Messages addressed to another
+incarnation of this worker are refused. Owners that stop renewing their lease lose their objects.
 """
 
 from __future__ import annotations
@@ -23,22 +26,31 @@ from typing import Any, Callable
 import zmq
 
 from .. import runtime
-from ..errors import ProtocolError, WorkerUnavailable
+from ..errors import ProtocolError, StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
+from ..netpolicy import is_loopback
+from ..ops import op_from_wire
 from ..pointer import PointerTensor
-from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, REPLY, SHUTDOWN,
-                        STORE, Failure, WorkerRef, message, reply, sender_node)
+from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RENEW,
+                        SHUTDOWN, STORE, Failure, WorkerRef, message, reply, sender_node)
 from ..shapes import TensorMeta
 from ..wire import Signer, dumps, loads, pack, unpack
+from ..wire.envelope import MAX_MESSAGE_BYTES
 from .execute import DependencyFailed, run_command
+from .leases import DEFAULT_LEASE_SECONDS, Leases
 from .peers import Peers
+from .rejects import Rejections, reason_of
 from .store import ObjectStore
 
 log = logging.getLogger("syftzmq.worker")
 
 MAX_FAILURES_KEPT = 100
+MAX_ORIGINS_WITH_FAILURES = 1024
 DEFAULT_PEER_TIMEOUT = 4.0
 BATCH = 256  # messages read from one socket before looking at the others
+REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
+# Kinds that may reach a restarted worker harmlessly: dropped without an error.
+_SILENT_WHEN_STALE = frozenset({DEL, FORK, RENEW})
 
 
 @dataclass
@@ -69,29 +81,46 @@ class WorkerServer:
     """A worker: binds a ROUTER at ``bind`` and serves until stopped."""
 
     def __init__(self, worker_id: str, bind: str = "tcp://127.0.0.1:*", *, key: bytes | None = None,
-                 advertise: str | None = None, parent_fd: int | None = None) -> None:
+                 advertise: str | None = None, parent_fd: int | None = None, safe: bool = False,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, curve: Any = None) -> None:
+        if key is None and not is_loopback(bind):
+            raise PermissionError(f"refusing to bind {bind} without a key: anyone who can reach "
+                                  f"it could run code here. Give --key-file (or bind loopback)")
         self.context = zmq.Context()
+        self.curve = curve
         self.router = self.context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable reply raises, not vanishes
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 1000)
-        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.setsockopt(zmq.SNDHWM, REPLY_HWM)
+        self.router.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # per frame, before buffering
+        if curve is not None:
+            curve.serve(self.context, self.router)
         self.router.bind(bind)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}")
         runtime.set_current(runtime.LocalContext(self.ref, None))
         self.signer = Signer(key)
+        self.safe = safe
+        self.max_message_bytes = max_message_bytes
         self.store = ObjectStore()
+        self.leases = Leases(lease_seconds)
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.peers = Peers(self.context, self.ref.node, self.signer, self.poller)
+        self.peers = Peers(self.context, self.ref.node, self.signer, self.poller, curve)
+        self.peer_leases: dict[str, float] = {}
+        self.renewed_at: dict[str, float] = {}
+        self.rejections = Rejections()
+        self._next_tick = time.monotonic()
         self.waiting: dict[int, _Waiter] = {}
         self.failures: dict[str, list[Failure]] = {}
         self.dirty: set[str] = set()
         self.parent_fd = parent_fd
         if parent_fd is not None:
             self.poller.register(parent_fd, zmq.POLLIN)
-        self.counters = {"messages": 0, "rejected": 0, "errors": 0}
+        self.counters = {"messages": 0, "errors": 0, "replies_dropped": 0, "stale": 0,
+                         "expired_objects": 0}
         self._stop_reason: str | None = None
         self._wakeup_r: int | None = None
 
@@ -130,6 +159,7 @@ class WorkerServer:
                     except BlockingIOError:
                         pass
                 self._expire_waiters()
+                self._tick()
         finally:
             self.close()
         log.info("worker %s stopped: %s", self.ref.id, self._stop_reason)
@@ -138,12 +168,14 @@ class WorkerServer:
     def close(self) -> None:
         self.peers.close()
         self.router.close(linger=1000)
+        if self.curve is not None:
+            self.curve.stop()
         self.context.term()
 
     def _poll_timeout_ms(self) -> int:
-        if not self.waiting:
-            return 1000
-        soonest = min(w.deadline for w in self.waiting.values())
+        soonest = self._next_tick
+        if self.waiting:
+            soonest = min(soonest, min(w.deadline for w in self.waiting.values()))
         return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
 
     def _expire_waiters(self) -> None:
@@ -165,9 +197,8 @@ class WorkerServer:
                 self.counters["errors"] += 1
                 log.exception("unexpected error while handling a message")
 
-    def _decode(self, frames: list) -> dict:
-        header, buffers = unpack(self.signer, frames)
-        msg = loads(header, buffers)
+    def _decode_verified(self, header: bytes, buffers: list) -> dict:
+        msg = loads(header, buffers, safe=self.safe)
         if not isinstance(msg, dict) or not isinstance(msg.get("kind"), str):
             raise ProtocolError("message is not a syftzmq message dict")
         return msg
@@ -175,15 +206,30 @@ class WorkerServer:
     def _on_request(self, frames: list) -> None:
         identity = frames[0].bytes
         try:
-            msg = self._decode(frames[1:])
-        except ProtocolError as exc:
-            self.counters["rejected"] += 1
-            log.warning("dropped a message from %r: %s", identity[:64], exc)
-            if "signature" not in str(exc) and "unsigned" not in str(exc) and "replayed" not in str(exc):
-                self._send_reply(identity, reply(0, error=Failure.from_exception(exc, self.ref.id)))
+            header, buffers = unpack(self.signer, frames[1:], self.max_message_bytes)
+        except ProtocolError as exc:  # not authenticated: nobody is owed an answer
+            self.rejections.record(reason_of(str(exc)), identity, str(exc))
             return
         sender = sender_node(identity)
+        self.leases.touch(sender)
+        try:
+            msg = self._decode_verified(header, buffers)
+        except ProtocolError as exc:  # authentic but malformed: tell the sender
+            self.rejections.record(reason_of(str(exc)), identity, str(exc))
+            failure = Failure.from_exception(exc, self.ref.id)
+            self._send_reply(identity, reply(0, error=failure))
+            self._record_failure(sender, failure)  # raised at the sender's next observation
+            return
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
+        addressed = msg.get(ADDRESSED_TO)
+        if addressed is not None and addressed != self.ref.node:
+            self.counters["stale"] += 1
+            if msg["kind"] not in _SILENT_WHEN_STALE:
+                self._fail(identity, msg, StaleIncarnationError(
+                    f"message meant for {addressed!r} reached {self.ref.node!r}: worker "
+                    f"{self.ref.id!r} was restarted, and the objects of its earlier incarnation "
+                    f"are gone"))
+            return
         handler = self._handlers().get(msg["kind"])
         if handler is None:
             self._fail(identity, msg, ProtocolError(f"unknown message kind {msg['kind']!r}"))
@@ -195,10 +241,10 @@ class WorkerServer:
 
     def _on_peer_reply(self, frames: list) -> None:
         try:
-            msg = self._decode(frames)
+            header, buffers = unpack(self.signer, frames, self.max_message_bytes)
+            msg = self._decode_verified(header, buffers)
         except ProtocolError as exc:
-            self.counters["rejected"] += 1
-            log.warning("dropped a reply from a peer: %s", exc)
+            self.rejections.record(reason_of(str(exc)), b"(peer)", str(exc))
             return
         waiter = self.waiting.pop(msg.get("req", 0), None)
         if waiter is not None:
@@ -208,14 +254,16 @@ class WorkerServer:
         return {STORE: self._on_store, CMD: self._on_command, DEL: self._on_delete,
                 FORK: self._on_fork, GET: self._on_get, OBJECTS: self._on_objects,
                 INFO: self._on_info, MOVE: self._on_move, FLUSH: self._on_flush,
-                PING: self._on_ping, SHUTDOWN: self._on_shutdown}
+                PING: self._on_ping, SHUTDOWN: self._on_shutdown, RENEW: self._on_renew}
 
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> None:
         header, buffers = dumps(msg)
         try:
-            self.router.send_multipart([identity, *pack(self.signer, header, buffers)], copy=False)
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: the requester is gone
+            self.router.send_multipart([identity, *pack(self.signer, header, buffers)],
+                                       zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
+            self.counters["replies_dropped"] += 1
             log.info("could not reply to %r: %s", identity[:64], exc)
 
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
@@ -232,19 +280,25 @@ class WorkerServer:
         log.info("request %s failed: %s", msg.get("kind"), failure.message)
 
     def _record_failure(self, origin: str, failure: Failure) -> None:
+        if origin not in self.failures and len(self.failures) >= MAX_ORIGINS_WITH_FAILURES:
+            self.failures.pop(next(iter(self.failures)))  # the oldest origin's reports go
         kept = self.failures.setdefault(origin, [])
         if len(kept) < MAX_FAILURES_KEPT:
             kept.append(failure)
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def _on_store(self, sender: str, identity: bytes, msg: dict) -> None:
-        self.store.put(msg["id"], msg["obj"], msg.get("owner") or sender)
+        owner = msg.get("owner") or sender
+        self.store.put(msg["id"], msg["obj"], owner)
+        self.leases.adopt(owner)
         if msg.get("req"):
             self._send_reply(identity, reply(msg["req"], value=True))
 
     def _on_command(self, sender: str, identity: bytes, msg: dict) -> None:
         try:
-            forward = run_command(self.store, msg, sender, self.ref)
+            wire_op = msg.get("op")
+            forward = run_command(self.store, {**msg, "op": op_from_wire(wire_op, self.safe)},
+                                  sender, self.ref)
         except Exception as exc:
             failure = exc.failure if isinstance(exc, DependencyFailed) else \
                 Failure.from_exception(exc, self.ref.id)
@@ -254,6 +308,7 @@ class WorkerServer:
             self._record_failure(msg.get("origin", ""), failure)
             return
         if forward is not None:
+            forward.message["op"] = wire_op  # the next hop resolves the name itself
             self._send_peer(forward.to, forward.message)
 
     def _on_delete(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -261,6 +316,7 @@ class WorkerServer:
             self._cascade(self.store.delete(object_id, sender))
 
     def _on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
+        self.leases.adopt(msg["new_owner"])
         self._cascade(self.store.fork(msg["id"], msg["old_owner"], msg["new_owner"]))
 
     def _cascade(self, removed: list[Any]) -> None:
@@ -392,7 +448,60 @@ class WorkerServer:
         self._send_reply(identity, reply(msg["req"], error=Failure.from_exception(exc, self.ref.id)))
 
     def _on_ping(self, sender: str, identity: bytes, msg: dict) -> None:
-        self._send_reply(identity, reply(msg["req"], value={"ref": self.ref, "objects": len(self.store)}))
+        self._send_reply(identity, reply(msg["req"], value=self.stats()))
+
+    def stats(self) -> dict:
+        """Who this worker is and what it has seen: the PING answer."""
+        return {"ref": self.ref, "objects": len(self.store), "safe": self.safe,
+                "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
+                "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
+                **self.counters}
+
+    def _on_renew(self, sender: str, identity: bytes, msg: dict) -> None:
+        """The lease was renewed on receipt; a worker asking also learns our lease."""
+        if msg.get("req"):
+            self._send_reply(identity, reply(msg["req"], value=self.leases.lease_seconds))
+
+    # ------------------------------------------------------------------ leases
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._expire_leases(now)
+        self._renew_at_peers(now)
+        interval = self.leases.sweep_interval()
+        if self.peer_leases:
+            interval = min(interval, min(self.peer_leases.values()) / 4)
+        self._next_tick = now + max(0.05, interval)
+
+    def _expire_leases(self, now: float) -> None:
+        for node in self.leases.expired(self.store.owners(), now):
+            ids = self.store.owned_by(node)
+            log.warning("lease of %s expired: freeing %d objects", node, len(ids))
+            self.counters["expired_objects"] += len(ids)
+            self.failures.pop(node, None)
+            for object_id in ids:
+                self._cascade([self.store.take(object_id)])
+
+    def _renew_at_peers(self, now: float) -> None:
+        """Keep alive what our stored pointers own on other workers."""
+        targets = {obj._location.node: obj._location for obj in self.store.values()
+                   if isinstance(obj, PointerTensor) and obj._owning}
+        for node, peer in targets.items():
+            lease = self.peer_leases.get(node, 0.6)  # unknown yet: ask soon, learn it
+            if now - self.renewed_at.get(node, -1e9) < lease / 3:
+                continue
+            self.renewed_at[node] = now
+            req = new_id()
+            self.peers.send(peer, message(RENEW, req=req, origin=self.ref.node))
+            self.waiting[req] = _Waiter(now + DEFAULT_PEER_TIMEOUT,
+                                        self._learn_peer_lease(node), lambda: None)
+
+    def _learn_peer_lease(self, node: str) -> Callable[[dict], None]:
+        def on_reply(answer: dict) -> None:
+            if isinstance(answer.get("value"), (int, float)) and answer["value"] > 0:
+                self.peer_leases[node] = float(answer["value"])
+        return on_reply
 
     def _on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
         self._send_reply(identity, reply(msg["req"], value=True))
