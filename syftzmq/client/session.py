@@ -95,10 +95,6 @@ class ClientSession:
         ``curve`` (a :class:`syftzmq.curve.CurveClient`) encrypts the connection.
         """
         with self._lock:
-            self._keys[address] = key
-            self._default_key = key
-            self._curves[address] = curve
-            self._default_curve = curve
             probe = WorkerRef(expected_id or "?", address, f"probe:{new_token()}")
             connection = Connection(self.context, self.ref.node, address, key, self._send_timeout(),
                                     curve)
@@ -119,6 +115,8 @@ class ClientSession:
             if old is not None:
                 old.close()
             self._connections[ref.node] = connection
+            self._keys[address], self._default_key = key, key  # only keys that worked
+            self._curves[address], self._default_curve = curve, curve
             self._heartbeat.watch(ref.node, address, key, curve, info.get("lease_seconds"))
             return ref
 
