@@ -26,7 +26,7 @@ import zmq
 from torch.utils import _pytree as pytree
 
 from .. import runtime
-from ..errors import WorkerUnavailable
+from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..ops import op_to_wire
 from ..pointer import PointerTensor
@@ -77,7 +77,12 @@ class ClientSession:
         self._curves: dict[str, Any] = {}
         self._default_curve: Any = None
         self._heartbeat = Heartbeat(self.context, self.ref.node, DEFAULT_LEASE_SECONDS)
+        self._superseded: dict[str, WorkerRef] = {}  # old incarnation -> the one that replaced it
         self._dirty: set[str] = set()
+        # Workers that missed a deadline: deletes still go to them, but do not make them
+        # something every later observation must wait for. Cleared when they answer again.
+        self._unresponsive: set[str] = set()
+        self._forgotten: set[str] = set()
         self._releases: deque[tuple[WorkerRef, int]] = deque()
         self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
         self._processes: list["WorkerProcess"] = []
@@ -114,11 +119,21 @@ class ClientSession:
             old = self._connections.pop(ref.node, None)
             if old is not None:
                 old.close()
+            self._supersede_earlier_incarnations(ref)
             self._connections[ref.node] = connection
             self._keys[address], self._default_key = key, key  # only keys that worked
             self._curves[address], self._default_curve = curve, curve
             self._heartbeat.watch(ref.node, address, key, curve, info.get("lease_seconds"))
             return ref
+
+    def _supersede_earlier_incarnations(self, ref: WorkerRef) -> None:
+        """A worker that answers at a known address under a known id, as a different
+        incarnation, was restarted: what lived in the old one is gone."""
+        for node in list(self._connections):
+            known = self._ref_for_node(node)
+            if node != ref.node and known.id == ref.id and known.address == ref.address:
+                self._superseded[node] = ref
+                self.forget(known)
 
     def register(self, handle: "Worker") -> None:
         self._handles[handle.ref.node] = handle
@@ -197,7 +212,7 @@ class ClientSession:
 
     def release(self, location: WorkerRef, object_id: int) -> None:
         """Called from ``__del__``: queue the delete; it goes out with the next message."""
-        if not self._closed:
+        if not self._closed and location.node not in self._forgotten:
             self._releases.append((location, object_id))
 
     def _drain_releases(self) -> None:
@@ -208,6 +223,8 @@ class ClientSession:
             location, object_id = self._releases.popleft()
             batches.setdefault(location.node, (location, []))[1].append(object_id)
         for location, ids in batches.values():
+            if location.node in self._superseded:
+                continue  # died with the old incarnation
             try:
                 self._send_now(location, message(DEL, origin=self.ref.node, ids=ids), zmq.NOBLOCK)
             except (zmq.Again, WorkerUnavailable):
@@ -220,6 +237,10 @@ class ClientSession:
             self._send_now(location, msg)
 
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
+        if location.node in self._superseded:
+            raise StaleIncarnationError(
+                f"worker {location.id!r} was restarted (now {self._superseded[location.node].node!r}); "
+                f"objects of its earlier incarnation {location.node!r} are gone")
         connection = self._connection(location)
         if not location.node.startswith("probe:"):
             msg[ADDRESSED_TO] = location.node  # a restarted worker refuses it
@@ -231,7 +252,8 @@ class ClientSession:
             raise WorkerUnavailable(location.id, location.address,
                                     f"its queue stayed full for {self.timeout:.1f} s") from None
         self.stats.messages_sent += 1
-        self._dirty.add(location.node)
+        if not (msg["kind"] == DEL and location.node in self._unresponsive):
+            self._dirty.add(location.node)
 
     def _connection(self, location: WorkerRef) -> Connection:
         connection = self._connections.get(location.node)
@@ -292,6 +314,7 @@ class ClientSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = next(node for node in requests if node not in replies)
+                self._unresponsive.add(missing)
                 for node in requests:
                     self._dirty.discard(node)
                 ref = refs[missing]
@@ -308,6 +331,7 @@ class ClientSession:
         errors = []
         for node, msg in replies.items():
             self._dirty.discard(node)
+            self._unresponsive.discard(node)
             if msg.get("error") is not None:
                 errors.append(msg["error"].to_exception())
         if errors:
@@ -347,6 +371,7 @@ class ClientSession:
         with self._lock:
             self._releases = deque(r for r in self._releases if r[0].node != location.node)
             self._dirty.discard(location.node)
+            self._forgotten.add(location.node)
             self._heartbeat.forget(location.node)
             connection = self._connections.pop(location.node, None)
             if connection is not None:

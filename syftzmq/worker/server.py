@@ -49,8 +49,6 @@ MAX_ORIGINS_WITH_FAILURES = 1024
 DEFAULT_PEER_TIMEOUT = 4.0
 BATCH = 256  # messages read from one socket before looking at the others
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
-# Kinds that may reach a restarted worker harmlessly: dropped without an error.
-_SILENT_WHEN_STALE = frozenset({DEL, FORK, RENEW})
 
 
 @dataclass
@@ -116,6 +114,7 @@ class WorkerServer:
         self.waiting: dict[int, _Waiter] = {}
         self.failures: dict[str, list[Failure]] = {}
         self.dirty: set[str] = set()
+        self.unresponsive: set[str] = set()  # peers that missed a flush deadline
         self.parent_fd = parent_fd
         if parent_fd is not None:
             self.poller.register(parent_fd, zmq.POLLIN)
@@ -224,7 +223,7 @@ class WorkerServer:
         addressed = msg.get(ADDRESSED_TO)
         if addressed is not None and addressed != self.ref.node:
             self.counters["stale"] += 1
-            if msg["kind"] not in _SILENT_WHEN_STALE:
+            if msg.get("req"):  # an observation is answered; commands for the dead are dropped
                 self._fail(identity, msg, StaleIncarnationError(
                     f"message meant for {addressed!r} reached {self.ref.node!r}: worker "
                     f"{self.ref.id!r} was restarted, and the objects of its earlier incarnation "
@@ -268,7 +267,8 @@ class WorkerServer:
 
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
         self.peers.send(peer, msg)
-        self.dirty.add(peer.node)
+        if not (msg["kind"] == DEL and peer.node in self.unresponsive):
+            self.dirty.add(peer.node)  # deletes to a dead peer must not stall every observation
 
     def _fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -362,11 +362,12 @@ class WorkerServer:
             req = new_id()
             self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout))
             self.waiting[req] = _Waiter(time.monotonic() + timeout,
-                                        self._flush_acknowledged(origin, join),
+                                        self._flush_acknowledged(origin, join, node),
                                         self._flush_timed_out(origin, peer, join))
 
-    def _flush_acknowledged(self, origin: str, join: _Join) -> Callable[[dict], None]:
+    def _flush_acknowledged(self, origin: str, join: _Join, node: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:
+            self.unresponsive.discard(node)
             for failure in ([ack["error"]] if ack.get("error") else []) + list(ack.get("failures", [])):
                 self._record_failure(origin, failure)
             join.arrive()
@@ -377,6 +378,7 @@ class WorkerServer:
             exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
                                     f"{self.ref.id!r} while flushing a chain")
             self._record_failure(origin, Failure.from_exception(exc, self.ref.id))
+            self.unresponsive.add(peer.node)
             join.arrive()
         return on_timeout
 
