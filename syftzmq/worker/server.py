@@ -288,6 +288,7 @@ class WorkerServer:
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def _on_store(self, sender: str, identity: bytes, msg: dict) -> None:
+        _object_ids([msg["id"]])
         owner = msg.get("owner") or sender
         self.store.put(msg["id"], msg["obj"], owner)
         self.leases.adopt(owner)
@@ -295,6 +296,7 @@ class WorkerServer:
             self._send_reply(identity, reply(msg["req"], value=True))
 
     def _on_command(self, sender: str, identity: bytes, msg: dict) -> None:
+        _object_ids(msg.get("results"))  # malformed: no failure is stored under junk ids
         try:
             wire_op = msg.get("op")
             forward = run_command(self.store, {**msg, "op": op_from_wire(wire_op, self.safe)},
@@ -511,3 +513,11 @@ class WorkerServer:
 
 
 _DEFERRED = object()
+
+
+def _object_ids(value: Any) -> list[int]:
+    """``value`` as a list of object ids, or a :class:`ProtocolError` saying what is wrong."""
+    if not isinstance(value, (list, tuple)) or not all(
+            type(item) is int and 0 <= item < 1 << 64 for item in value):
+        raise ProtocolError(f"object ids must be a list of non-negative 64-bit ints, got {value!r:.60}")
+    return list(value)
