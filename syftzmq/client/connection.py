@@ -13,6 +13,8 @@ from ..wire import Signer, dumps, loads, pack, unpack
 
 log = logging.getLogger("syftzmq.client")
 
+SEND_HWM = 1000  # messages queued per worker before send blocks (backpressure)
+
 
 class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
@@ -24,6 +26,7 @@ class Connection:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, routing_identity(node))
         self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
         # backpressure. The send timeout turns "gone" into an error instead of a hang.
         self.socket.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))

@@ -49,6 +49,10 @@ MAX_ORIGINS_WITH_FAILURES = 1024
 DEFAULT_PEER_TIMEOUT = 4.0
 BATCH = 256  # messages read from one socket before looking at the others
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
+# Requests buffered per sender while the loop computes. Beyond it ZMQ stops reading the
+# connection, TCP pushes back, and the sender's own queue (SNDHWM) fills: it blocks, up to its
+# send timeout. That is the backpressure; nothing is dropped on the way in.
+REQUEST_HWM = 1000
 
 
 @dataclass
@@ -92,6 +96,7 @@ class WorkerServer:
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.setsockopt(zmq.SNDHWM, REPLY_HWM)
+        self.router.setsockopt(zmq.RCVHWM, REQUEST_HWM)
         self.router.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # per frame, before buffering
         if curve is not None:
             curve.serve(self.context, self.router)
