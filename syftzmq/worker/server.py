@@ -175,6 +175,16 @@ class WorkerServer:
         if self.curve is not None:
             self.curve.stop()
         self.context.term()
+        self._remove_socket_file()
+
+    def _remove_socket_file(self) -> None:
+        """libzmq leaves an ``ipc://`` socket file behind on close; this worker bound it, so
+        it removes it (abstract ``ipc://@name`` sockets have no file)."""
+        if self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@"):
+            try:
+                os.unlink(self.endpoint[len("ipc://"):])
+            except FileNotFoundError:
+                pass
 
     def _poll_timeout_ms(self) -> int:
         soonest = self._next_tick
