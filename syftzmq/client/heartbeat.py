@@ -41,13 +41,18 @@ class Heartbeat:
         self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a new target may need a shorter interval: look now
         self._thread: threading.Thread | None = None
         self.renewals = 0
 
     def watch(self, node: str, address: str, key: bytes | None, curve: Any,
               lease: float | None) -> None:
         with self._lock:
+            known = self._targets.get(node)
+            if lease is None and known is not None:
+                lease = known.lease  # a reconnect without news keeps what the worker told us
             self._targets[node] = _Target(address, key, curve, lease or self._default_lease)
+        self._wake.set()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="syftzmq-heartbeat", daemon=True)
             self._thread.start()
@@ -63,13 +68,18 @@ class Heartbeat:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _run(self) -> None:
         sockets: dict[str, tuple[zmq.Socket, Signer]] = {}
         try:
-            while not self._stop.wait(self.interval()):
+            while True:
+                self._wake.wait(self.interval())
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
                 with self._lock:
                     targets = dict(self._targets)
                 for node in [n for n in sockets if n not in targets]:
