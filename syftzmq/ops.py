@@ -43,6 +43,22 @@ _OPERATOR_DUNDERS = frozenset(
 
 
 @functools.lru_cache(maxsize=None)
+def _method_names() -> dict[Callable, str]:
+    """``torch.Tensor.add`` -> ``"add"``: tensor methods that reach a pointer as functions
+    (``torch.ones(3) * ptr`` calls ``Tensor.__mul__`` through ``__torch_function__``)."""
+    from torch.overrides import get_overridable_functions
+    names: dict[Callable, str] = {}
+    for function in get_overridable_functions().get(torch.Tensor, []):
+        name = getattr(function, "__name__", None)
+        if callable(function) and isinstance(name, str):
+            try:
+                names.setdefault(function, name)
+            except TypeError:
+                continue
+    return names
+
+
+@functools.lru_cache(maxsize=None)
 def _registry() -> tuple[dict[str, Callable], dict[Callable, str], frozenset[str]]:
     """(name -> function, function -> name, allowed tensor method names), built once."""
     from torch.overrides import get_overridable_functions
@@ -75,10 +91,13 @@ def op_to_wire(op: tuple) -> tuple:
     if kind == "func" and not isinstance(target, str):
         try:
             name = _registry()[1].get(target)
+            method = _method_names().get(target)
         except TypeError:
-            name = None
+            name = method = None
         if name is not None:
             return ("func", name)
+        if method is not None and getattr(torch.Tensor, method, None) is target:
+            return ("method", method)
     return op
 
 

@@ -94,3 +94,28 @@ def test_a_client_function_is_refused_clearly(safe_pair):
         x.get()
     assert torch.equal(x.get(), torch.ones(2))   # the data is untouched
     assert bob._objects == {}
+
+
+def test_tensor_on_the_left_of_a_pointer_works_in_safe_mode(safe_pair):
+    """``tensor * ptr`` reaches the pointer as the function ``Tensor.__mul__``; it travels as
+    the method name, which a safe worker accepts."""
+    bob, _ = safe_pair
+    x = torch.tensor([1.0, 2.0]).send(bob)
+    y = torch.tensor([3.0, 4.0]) * x
+    z = torch.tensor([10.0, 10.0]) - x
+    assert torch.equal(y.get(), torch.tensor([3.0, 8.0]))
+    assert torch.equal(z.get(), torch.tensor([9.0, 8.0]))
+    del x
+
+
+def test_operations_travel_by_name():
+    from syftzmq.ops import OperationRefused, op_from_wire, op_to_wire
+    assert op_to_wire(("func", torch.add)) == ("func", "torch.add")
+    assert op_to_wire(("func", torch.nn.functional.relu)) == ("func", "torch.nn.functional.relu")
+    assert op_to_wire(("func", torch.Tensor.__mul__)) == ("method", "__mul__")
+    assert op_from_wire(("func", "torch.add"), safe=True) == ("func", torch.add)
+    for refused in [("func", "torch.load"), ("func", "os.system"), ("method", "apply_"),
+                    ("method", "__reduce_ex__"), ("func", print)]:
+        with pytest.raises(OperationRefused):
+            op_from_wire(refused, safe=True)
+    assert op_from_wire(("func", print), safe=False) == ("func", print)  # default mode: code runs
