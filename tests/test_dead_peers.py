@@ -82,18 +82,21 @@ def test_get_pending_on_a_killed_worker_raises_within_the_default_deadline(victi
 
 
 def test_move_to_a_killed_worker_leaves_the_data_at_the_source(victim, bob, short_timeout):
+    """bob sends the data to the destination, which freezes and is killed before it confirms:
+    bob's wait times out, bob keeps the data, and the client hears who is gone."""
+    assert victim._objects == {}              # nothing pending there: the move is all that waits
     x = torch.arange(5.0).send(bob)
-    busy = keep_busy(big(victim))
+    os.kill(victim.process.pid, signal.SIGSTOP)
     killer = kill_once_waiting(victim.process.pid)
     start = time.monotonic()
     with pytest.raises(sy.WorkerUnavailable) as caught:
         x.move(victim)
     assert time.monotonic() - start < short_timeout + 1.0
-    assert caught.value.worker == "victim"
+    assert caught.value.worker == "victim" and "noticed by 'bob'" in str(caught.value)
+    assert "the data stays on 'bob'" in str(caught.value)
     killer.join(5)
     assert x.location == bob                                  # the pointer did not follow
     assert torch.equal(x.get(), torch.arange(5.0))            # and the data is still there
-    del busy
 
 
 def test_move_from_a_killed_worker_raises_and_the_destination_keeps_serving(victim, alice,
