@@ -98,7 +98,11 @@ def curve_cluster(hook, tmp_path_factory):
         yield directory, processes
     finally:
         for process in processes:
+            process.popen.send_signal(signal.SIGTERM)   # the ZAP thread stops with the worker
+        codes = [process.popen.wait(2) for process in processes]
+        for process in processes:
             process.stop()
+        assert codes == [0, 0]
 
 
 def test_curve_workers_serve_clients_holding_the_cluster_keys(hook, curve_cluster):

@@ -342,6 +342,8 @@ class ClientSession:
         value = self.observe(location, message(GET, id=object_id))
         if isinstance(value, PointerTensor) and value._owning:
             self._live[value.id] = value
+            with self._lock:
+                self._connection(value._location)  # we own something there now: keep its lease
         return value
 
     def info(self, location: WorkerRef, object_id: int) -> TensorMeta:
@@ -352,6 +354,8 @@ class ClientSession:
 
     def move(self, location: WorkerRef, object_id: int, dest: WorkerRef) -> int:
         new_object_id = new_id()
+        with self._lock:
+            self._connection(dest)  # the moved object is ours there: keep its lease renewed
         self.observe(location, message(MOVE, id=object_id, dest=dest, new_id=new_object_id))
         return new_object_id
 
