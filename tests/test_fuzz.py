@@ -166,3 +166,23 @@ def test_ten_thousand_hostile_messages_then_the_walkthrough(fuzzed):
     assert bob._objects == {} and alice._objects == {}
     run_walkthrough(bob, alice)
     assert bob._objects == {} and alice._objects == {}
+
+
+def test_a_frame_over_the_limit_is_cut_off_before_it_is_buffered(fuzzed):
+    """libzmq drops the connection of a peer whose single frame exceeds the limit (so the
+    worker never holds it); the worker keeps serving everyone, that peer too once it
+    reconnects."""
+    bob, _ = fuzzed
+    raw = RawPeer(bob.address, b"oversized")
+    try:
+        raw.send_frames([PROTOCOL, b"", b"\x00" * (2 * LIMIT)])
+        answer = None
+        for attempt in range(10):            # a ping in flight with the cut connection is lost
+            raw.send(message(PING, req=attempt))
+            answer = raw.reply(timeout_ms=1000)
+            if answer is not None:
+                break
+        assert answer is not None and answer["value"]["ref"].id == "fuzz_bob"
+    finally:
+        raw.close()
+    assert torch.equal((torch.ones(2).send(bob) * 2).get(), torch.full((2,), 2.0))
