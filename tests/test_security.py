@@ -18,7 +18,7 @@ from syftzmq.keys import read_key, write_key_file
 from syftzmq.launcher import spawn_worker
 from syftzmq.netpolicy import is_loopback
 from syftzmq.protocol import PING, message
-from syftzmq.wire import PROTOCOL, Signer, dumps, pack
+from syftzmq.wire import Signer, dumps, pack
 
 
 def test_rejections_are_counted_by_reason_and_readable(bob):
