@@ -16,10 +16,12 @@ class RawPeer:
     """Sends hand-made frames to a worker and reads its replies (unpickled without checks:
     the worker is ours). Its routing identity is its own, so it renews nobody's lease."""
 
-    def __init__(self, address: str, identity: bytes = b"raw-test-peer") -> None:
+    def __init__(self, address: str, identity: bytes = b"raw-test-peer", curve=None) -> None:
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IDENTITY, identity)
+        if curve is not None:
+            curve.client(self.sock)
         self.sock.connect(address)
         self.signer = Signer(read_key(sy.default_session().cluster_key_file()))
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import torch
 import syftzmq as sy
 from hostile import RawPeer
 from processes import read_lines_until, wait_for_exit
-from syftzmq.curve import create_curve_dir
+from syftzmq.curve import CurveClient, create_curve_dir
 from syftzmq.keys import read_key, write_key_file
 from syftzmq.launcher import spawn_worker
 from syftzmq.netpolicy import is_loopback
@@ -92,7 +93,7 @@ def curve_cluster(hook, tmp_path_factory):
     assert oct((directory / "server.key_secret").stat().st_mode & 0o777) == "0o600"
     key_file = sy.default_session().cluster_key_file()
     processes = [spawn_worker(name, key_file=key_file, log_level="WARNING",
-                              extra_args=["--curve-dir", str(directory)])
+                              extra_args=["--curve-dir", str(directory), "--lease-seconds", "1"])
                  for name in ("curve_bob", "curve_alice")]
     try:
         yield directory, processes
@@ -113,8 +114,18 @@ def test_curve_workers_serve_clients_holding_the_cluster_keys(hook, curve_cluste
                       curve_dir=directory)
     x = torch.arange(4.0).send(bob).move(alice)          # worker to worker, encrypted too
     chain = torch.ones(2).send(bob).send(alice)
+    # Idle for several leases: renewals (client heartbeat, alice -> bob) go over CURVE too.
+    watcher = RawPeer(alice_p.endpoint, b"curve-watcher", CurveClient(directory))
+    try:
+        start = watcher.stats()["lease_sweeps"]
+        deadline = time.monotonic() + 30
+        while watcher.stats()["lease_sweeps"] < start + 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watcher.close()
     assert torch.equal((x * 2).get(), torch.arange(4.0) * 2)
     assert torch.equal((chain + 1).get().get(), torch.full((2,), 2.0))
+    assert bob.ping()["expired_objects"] == 0 and alice.ping()["expired_objects"] == 0
     del x, chain
     assert bob._objects == {} and alice._objects == {}
     for worker in (bob, alice):
