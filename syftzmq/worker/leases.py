@@ -10,6 +10,7 @@ and freeing a stored pointer cascades one hop down its chain like any delete.
 from __future__ import annotations
 
 import time
+from typing import Iterable
 
 DEFAULT_LEASE_SECONDS = 120.0
 
@@ -51,3 +52,34 @@ class Leases:
     def sweep_interval(self) -> float:
         """How often to look for expired owners: often enough to free within ~1.25 leases."""
         return max(0.05, min(5.0, self.lease_seconds / 4))
+
+
+class PeerRenewals:
+    """When this worker renews its own leases at the workers its stored pointers point into.
+
+    A peer's lease is learned from its answer to the first ``RENEW``; until then we renew
+    often (every ``UNKNOWN_LEASE / 3`` s), so a peer with a short lease is never missed.
+    """
+
+    UNKNOWN_LEASE = 0.6
+
+    def __init__(self) -> None:
+        self._leases: dict[str, float] = {}
+        self._renewed: dict[str, float] = {}
+
+    def due(self, nodes: Iterable[str], now: float) -> list[str]:
+        """The peers among ``nodes`` to renew now (and marks them renewed)."""
+        due = []
+        for node in nodes:
+            lease = self._leases.get(node, self.UNKNOWN_LEASE)
+            if now - self._renewed.get(node, float("-inf")) >= lease / 3:
+                self._renewed[node] = now
+                due.append(node)
+        return due
+
+    def learn(self, node: str, lease: object) -> None:
+        if isinstance(lease, (int, float)) and lease > 0:
+            self._leases[node] = float(lease)
+
+    def shortest(self) -> float | None:
+        return min(self._leases.values(), default=None)

@@ -37,7 +37,7 @@ from ..shapes import TensorMeta
 from ..wire import Signer, dumps, loads, pack, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from .execute import DependencyFailed, run_command
-from .leases import DEFAULT_LEASE_SECONDS, Leases
+from .leases import DEFAULT_LEASE_SECONDS, Leases, PeerRenewals
 from .peers import Peers
 from .rejects import Rejections, reason_of
 from .store import ObjectStore
@@ -112,8 +112,7 @@ class WorkerServer:
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
         self.peers = Peers(self.context, self.ref.node, self.signer, self.poller, curve)
-        self.peer_leases: dict[str, float] = {}
-        self.renewed_at: dict[str, float] = {}
+        self.renewals = PeerRenewals()
         self.rejections = Rejections()
         self._next_tick = time.monotonic()
         self.waiting: dict[int, _Waiter] = {}
@@ -489,8 +488,9 @@ class WorkerServer:
         self._expire_leases(now)
         self._renew_at_peers(now)
         interval = self.leases.sweep_interval()
-        if self.peer_leases:
-            interval = min(interval, min(self.peer_leases.values()) / 4)
+        shortest = self.renewals.shortest()
+        if shortest is not None:
+            interval = min(interval, shortest / 4)
         self._next_tick = now + max(0.05, interval)
 
     def _expire_leases(self, now: float) -> None:
@@ -506,21 +506,13 @@ class WorkerServer:
         """Keep alive what our stored pointers own on other workers."""
         targets = {obj._location.node: obj._location for obj in self.store.values()
                    if isinstance(obj, PointerTensor) and obj._owning}
-        for node, peer in targets.items():
-            lease = self.peer_leases.get(node, 0.6)  # unknown yet: ask soon, learn it
-            if now - self.renewed_at.get(node, -1e9) < lease / 3:
-                continue
-            self.renewed_at[node] = now
+        for node in self.renewals.due(targets, now):
             req = new_id()
-            self.peers.send(peer, message(RENEW, req=req, origin=self.ref.node))
-            self.waiting[req] = _Waiter(now + DEFAULT_PEER_TIMEOUT,
-                                        self._learn_peer_lease(node), lambda: None)
-
-    def _learn_peer_lease(self, node: str) -> Callable[[dict], None]:
-        def on_reply(answer: dict) -> None:
-            if isinstance(answer.get("value"), (int, float)) and answer["value"] > 0:
-                self.peer_leases[node] = float(answer["value"])
-        return on_reply
+            self.peers.send(targets[node], message(RENEW, req=req, origin=self.ref.node))
+            self.waiting[req] = _Waiter(
+                now + DEFAULT_PEER_TIMEOUT,
+                lambda answer, node=node: self.renewals.learn(node, answer.get("value")),
+                lambda: None)
 
     def _on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
         self._send_reply(identity, reply(msg["req"], value=True))
