@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         write_key_file(spec.key_file)
         print(f"created key file {spec.key_file} (mode 0600)", flush=True)
     key = read_key(spec.key_file) if spec.key_file else None
+    curve = None
+    if spec.curve_dir is not None:
+        from syftzmq.curve import CurveClient, create_curve_dir
+        if not (spec.curve_dir / "server.key_secret").exists():
+            create_curve_dir(spec.curve_dir)
+            print(f"created CURVE keys in {spec.curve_dir} (secret files mode 0600)", flush=True)
+        curve = CurveClient(spec.curve_dir)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -42,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         for worker in spec.workers:
             process = spawn_worker(worker.id, bind=worker.bind, advertise=worker.address,
                                    key_file=str(spec.key_file) if spec.key_file else None,
-                                   log_level=args.log_level)
+                                   log_level=args.log_level, extra_args=worker.options(spec))
             processes.append(process)
         session = default_session()
         for process in processes:
-            session.connect(process.endpoint, key, expected_id=process.id)  # answers a ping
+            session.connect(process.endpoint, key, expected_id=process.id, curve=curve)  # a ping
             print(f"worker {process.id} ready at {process.endpoint} (pid {process.pid})", flush=True)
         print(f"all {len(processes)} workers ready; Ctrl-C stops them", flush=True)
         while not stop.wait(0.5):

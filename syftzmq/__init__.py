@@ -14,7 +14,8 @@ from .client.handle import LocalWorker, VirtualWorker, Worker
 from .client.session import Stats, default_session
 from .cluster import cluster
 from .errors import (NeedsGetError, ObjectGoneError, ObjectNotFoundError, ProtocolError,
-                     RemoteError, SyftZmqError, WorkerMismatchError, WorkerUnavailable)
+                     RemoteError, StaleIncarnationError, SyftZmqError, WorkerMismatchError,
+                     WorkerUnavailable)
 from .hook import TorchHook
 from .pointer import PointerTensor
 
@@ -23,12 +24,20 @@ __version__ = "0.1.0"
 local_worker = LocalWorker()
 
 
+def set_timeout(seconds: float) -> None:
+    """How long an observation waits for a worker before raising :class:`WorkerUnavailable`
+    (default 5 s, or ``SYFTZMQ_TIMEOUT``)."""
+    if not seconds > 0:
+        raise ValueError("the timeout must be positive")
+    default_session().timeout = float(seconds)
+
+
 def stats() -> Stats:
     """Messages sent and blocking round trips made by this client so far."""
     return default_session().stats.snapshot()
 
 
 __all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor", "cluster",
-           "local_worker", "stats", "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable",
+           "local_worker", "stats", "set_timeout", "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable",
            "WorkerMismatchError", "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError",
-           "ProtocolError"]
+           "ProtocolError", "StaleIncarnationError"]

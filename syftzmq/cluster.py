@@ -1,9 +1,13 @@
 """Cluster files (``workers/*.toml``): which workers exist, where they bind, which key they use.
 
     key_file = "local.key"            # relative to this file; created 0600 if missing
+    curve_dir = "curve"               # optional: CURVE keys (see syftzmq.curve); created if missing
+    safe = true                       # optional: every worker refuses code (see SECURITY.md)
+    lease_seconds = 120               # optional: free a silent owner's objects after this long
     [workers.bob]
     bind = "tcp://127.0.0.1:5555"
     address = "tcp://127.0.0.1:5555" # optional: how clients reach it (defaults to bind)
+    safe = false                      # optional: per worker, overrides the cluster's setting
 """
 
 from __future__ import annotations
@@ -23,12 +27,24 @@ class WorkerSpec:
     id: str
     bind: str
     address: str
+    safe: bool = False
+
+    def options(self, cluster: "ClusterSpec") -> list[str]:
+        """Command-line options of ``syftzmq-worker`` for this worker."""
+        options = ["--safe"] if self.safe else []
+        if cluster.curve_dir is not None:
+            options += ["--curve-dir", str(cluster.curve_dir)]
+        if cluster.lease_seconds is not None:
+            options += ["--lease-seconds", str(cluster.lease_seconds)]
+        return options
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
     workers: tuple[WorkerSpec, ...]
     key_file: Path | None
+    curve_dir: Path | None = None
+    lease_seconds: float | None = None
 
 
 def load_cluster(path: str | os.PathLike) -> ClusterSpec:
@@ -43,9 +59,16 @@ def load_cluster(path: str | os.PathLike) -> ClusterSpec:
     for worker_id, entry in entries.items():
         if not isinstance(entry, dict) or "bind" not in entry:
             raise ValueError(f"{path}: [workers.{worker_id}] needs a 'bind' endpoint")
-        workers.append(WorkerSpec(worker_id, entry["bind"], entry.get("address", entry["bind"])))
-    key_file = data.get("key_file")
-    return ClusterSpec(tuple(workers), (path.parent / key_file) if key_file else None)
+        safe = entry.get("safe", data.get("safe", False))
+        if not isinstance(safe, bool):
+            raise ValueError(f"{path}: [workers.{worker_id}] safe must be true or false")
+        workers.append(WorkerSpec(worker_id, entry["bind"], entry.get("address", entry["bind"]), safe))
+    key_file, curve_dir = data.get("key_file"), data.get("curve_dir")
+    lease = data.get("lease_seconds")
+    if lease is not None and not (isinstance(lease, (int, float)) and lease > 0):
+        raise ValueError(f"{path}: lease_seconds must be a positive number")
+    return ClusterSpec(tuple(workers), (path.parent / key_file) if key_file else None,
+                       (path.parent / curve_dir) if curve_dir else None, lease)
 
 
 def cluster(path: str | os.PathLike, hook: object = None, timeout: float | None = None) -> dict:
@@ -53,5 +76,5 @@ def cluster(path: str | os.PathLike, hook: object = None, timeout: float | None 
     from .client.handle import Worker
     spec = load_cluster(path)
     key_file = spec.key_file if spec.key_file and spec.key_file.exists() else None
-    return {w.id: Worker(hook, w.id, w.address, key_file=key_file, timeout=timeout)
-            for w in spec.workers}
+    return {w.id: Worker(hook, w.id, w.address, key_file=key_file, timeout=timeout,
+                         curve_dir=spec.curve_dir) for w in spec.workers}

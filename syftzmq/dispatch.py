@@ -150,12 +150,18 @@ def get_property(pointer: PointerTensor, name: str) -> Any:
         return value
     if name in ATTRIBUTE_POINTERS:
         return _attribute_pointer(pointer, name, value)
-    return call_method("__getattribute__", (pointer, name), {})
+    return _remote_property(pointer, name)
+
+
+def _remote_property(pointer: PointerTensor, name: str) -> Any:
+    """A tensor-valued property (``x.T``, ``x.mH``) computed and stored on the holder."""
+    return remote_call(("getattr", name), name, lambda target: getattr(target, name),
+                       (pointer,), {})
 
 
 def _attribute_pointer(pointer: PointerTensor, name: str, mirror: Any) -> PointerTensor:
     if pointer._attr is not None:  # x.grad.data: resolve one level on the worker
-        return call_method("__getattribute__", (pointer, name), {})
+        return _remote_property(pointer, name)
     meta = mirror if isinstance(mirror, TensorMeta) else None
     return PointerTensor(pointer._location, pointer.id_at_location, meta=meta,
                          mirror=None if meta is not None else mirror, owning=False,

@@ -21,8 +21,14 @@ class WorkerUnavailable(SyftZmqError, TimeoutError):
     def __init__(self, worker: str, address: str | None, detail: str = "") -> None:
         self.worker = worker
         self.address = address
+        self.detail = detail
         where = f" at {address}" if address else ""
         super().__init__(f"worker {worker!r}{where} is unavailable" + (f": {detail}" if detail else ""))
+
+
+class StaleIncarnationError(SyftZmqError, LookupError):
+    """A message or pointer names an earlier incarnation of a worker that has since restarted:
+    the objects it referred to died with that process."""
 
 
 class ObjectGoneError(SyftZmqError):

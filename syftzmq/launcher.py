@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from .errors import WorkerUnavailable
 from .worker.cli import READY_PREFIX
@@ -64,9 +65,14 @@ class WorkerProcess:
 
 def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: str | None = None,
                  advertise: str | None = None, tie_to_parent: bool = True,
-                 log_level: str | None = None, stderr=None, timeout: float = 30.0) -> WorkerProcess:
-    """Start ``python -m syftzmq.worker`` and wait until it reports its endpoint."""
-    command = [sys.executable, "-m", "syftzmq.worker", "--id", worker_id, "--bind", bind]
+                 log_level: str | None = None, stderr=None, timeout: float = 30.0,
+                 extra_args: Sequence[str] = ()) -> WorkerProcess:
+    """Start ``python -m syftzmq.worker`` and wait until it reports its endpoint.
+
+    ``extra_args`` go to the worker's command line (``--safe``, ``--lease-seconds 30``, ...).
+    """
+    command = [sys.executable, "-m", "syftzmq.worker", "--id", worker_id, "--bind", bind,
+               *extra_args]
     if key_file:
         command += ["--key-file", str(key_file)]
     if advertise:

@@ -28,10 +28,14 @@ MOVE = "move"          # send an object to another worker, delete it here once s
 FLUSH = "flush"        # answer once everything forwarded so far has been applied
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
+RENEW = "renew"        # the sender is alive: renew the lease on everything it owns here
 REPLY = "reply"
 
 OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN})
-FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK})
+FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW})
+# Messages carry ``to``: the incarnation (``WorkerRef.node``) they are meant for. A worker
+# restarted under the same id and address is a new incarnation and refuses them.
+ADDRESSED_TO = "to"
 
 # The fields each kind of request must carry, and their types.
 REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -42,7 +46,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     GET: {"refs": list},
     INFO: {"ref": object},
     MOVE: {"id": int, "new_id": int, "dest": object},
-    OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {},
+    OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {},
 }
 
 
@@ -89,6 +93,7 @@ class Failure:
     message: str
     traceback: str
     worker: str
+    details: dict | None = None
 
     @classmethod
     def from_exception(cls, exc: BaseException, worker: str) -> "Failure":
@@ -98,14 +103,27 @@ class Failure:
         name = f"{exc_type.__module__}.{exc_type.__qualname__}"
         text = "".join(_traceback.format_exception(exc_type, exc, exc.__traceback__))
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        return cls(name, message, text, worker)
+        details = None
+        if isinstance(exc, _unavailable_type()):
+            details = {"unavailable": exc.worker, "address": exc.address, "detail": exc.detail}
+        return cls(name, message, text, worker, details)
 
     def to_exception(self):
-        from .errors import remote_error
+        """The exception to raise locally. A peer found dead by a worker raises
+        :class:`WorkerUnavailable` naming the dead peer, not the worker that noticed."""
+        from .errors import WorkerUnavailable, remote_error
+        if self.details and self.details.get("unavailable"):
+            return WorkerUnavailable(self.details["unavailable"], self.details.get("address"),
+                                     f"{self.details.get('detail', '')} (noticed by {self.worker!r})")
         return remote_error(self.type, self.message, self.traceback, self.worker)
 
     def __repr__(self) -> str:
         return f"<Failure {self.type.rsplit('.', 1)[-1]} on {self.worker}: {self.message}>"
+
+
+def _unavailable_type():
+    from .errors import WorkerUnavailable
+    return WorkerUnavailable
 
 
 def _remote_error_type():

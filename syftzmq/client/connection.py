@@ -13,27 +13,36 @@ from ..wire import Signer, dumps, loads, pack, unpack
 
 log = logging.getLogger("syftzmq.client")
 
+SEND_HWM = 1000  # messages queued per worker before send blocks (backpressure)
+
 
 class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
 
     def __init__(self, context: zmq.Context, node: str, address: str, key: bytes | None,
-                 send_timeout: float) -> None:
+                 send_timeout: float, curve: Any = None) -> None:
         self.address = address
         self.signer = Signer(key)
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, routing_identity(node))
         self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
         # backpressure. The send timeout turns "gone" into an error instead of a hang.
         self.socket.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
+        if curve is not None:
+            curve.client(self.socket)
         self.socket.connect(address)
 
-    def send(self, msg: dict) -> int:
-        """Send ``msg``; returns the number of bytes put on the wire."""
+    def send(self, msg: dict, flags: int = 0) -> int:
+        """Send ``msg``; returns the number of bytes put on the wire.
+
+        Blocks while the queue is full (backpressure), up to the send timeout; raises
+        ``zmq.Again`` then, or at once with ``flags=zmq.NOBLOCK``.
+        """
         header, buffers = dumps(msg)
         frames = pack(self.signer, header, buffers)
-        self.socket.send_multipart(frames, copy=False)
+        self.socket.send_multipart(frames, flags, copy=False)
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
 
     def receive(self, stats: Any = None) -> dict | None:

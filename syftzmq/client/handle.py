@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from ..keys import read_key
 from ..launcher import WorkerProcess, spawn_worker
@@ -29,13 +29,18 @@ class Worker:
 
     def __init__(self, hook: Any = None, id: str | None = None, address: str | None = None, *,
                  key: bytes | str | None = None, key_file: str | os.PathLike | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, curve_dir: str | os.PathLike | None = None) -> None:
         if address is None:
             raise ValueError("Worker(...) needs the address of a running worker; "
                              "use VirtualWorker(hook, id=...) to start one")
         self._session: ClientSession = default_session()
+        curve_dir = curve_dir or os.environ.get("SYFTZMQ_CURVE_DIR")
+        curve = None
+        if curve_dir:
+            from ..curve import CurveClient
+            curve = CurveClient(curve_dir)
         self._ref = self._session.connect(address, _key_from(key, key_file), expected_id=id,
-                                          timeout=timeout)
+                                          timeout=timeout, curve=curve)
         self._session.register(self)
 
     @classmethod
@@ -102,12 +107,16 @@ class VirtualWorker(Worker):
     """
 
     def __init__(self, hook: Any = None, id: str | None = None, *, timeout: float | None = None,
-                 log_level: str | None = None) -> None:
+                 log_level: str | None = None, safe: bool = False,
+                 lease_seconds: float | None = None, worker_args: Sequence[str] = ()) -> None:
         if not id:
             raise ValueError("VirtualWorker needs an id, e.g. VirtualWorker(hook, id='bob')")
         session = default_session()
         key_file = session.cluster_key_file()
-        process = spawn_worker(id, key_file=key_file,
+        extra = list(worker_args) + (["--safe"] if safe else [])
+        if lease_seconds is not None:
+            extra += ["--lease-seconds", str(lease_seconds)]
+        process = spawn_worker(id, key_file=key_file, extra_args=extra,
                                log_level=log_level or os.environ.get("SYFTZMQ_LOG_LEVEL", "WARNING"))
         session.adopt(process)
         self.process = process

@@ -27,13 +27,16 @@ import zmq
 from torch.utils import _pytree as pytree
 
 from .. import runtime
-from ..errors import WorkerUnavailable
+from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
+from ..ops import op_to_wire
 from ..pointer import PointerTensor
-from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, SHUTDOWN, STORE,
-                        Ref, WorkerRef, message)
+from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
+                        SHUTDOWN, STORE, Ref, WorkerRef, message)
 from ..shapes import TensorMeta, describe
+from ..worker.leases import DEFAULT_LEASE_SECONDS
 from .connection import Connection
+from .heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from ..launcher import WorkerProcess
@@ -70,7 +73,15 @@ class ClientSession:
         self._handles: dict[str, "Worker"] = {}
         self._keys: dict[str, bytes | None] = {}
         self._default_key: bytes | None = None
+        self._curves: dict[str, Any] = {}
+        self._default_curve: Any = None
+        self._heartbeat = Heartbeat(self.context, self.ref.node, DEFAULT_LEASE_SECONDS)
+        self._superseded: dict[str, WorkerRef] = {}  # old incarnation -> the one that replaced it
         self._dirty: set[str] = set()
+        # Workers that missed a deadline: deletes still go to them, but do not make them
+        # something every later observation must wait for. Cleared when they answer again.
+        self._unresponsive: set[str] = set()
+        self._forgotten: set[str] = set()
         self._releases: deque[tuple[WorkerRef, int]] = deque()
         self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
         self._processes: list["WorkerProcess"] = []
@@ -83,13 +94,15 @@ class ClientSession:
 
     # ------------------------------------------------------------------ workers
     def connect(self, address: str, key: bytes | None, expected_id: str | None = None,
-                timeout: float | None = None) -> WorkerRef:
-        """Open a connection to ``address`` and learn who answers there."""
+                timeout: float | None = None, curve: Any = None) -> WorkerRef:
+        """Open a connection to ``address`` and learn who answers there.
+
+        ``curve`` (a :class:`syftzmq.curve.CurveClient`) encrypts the connection.
+        """
         with self._lock:
-            self._keys[address] = key
-            self._default_key = key
             probe = WorkerRef(expected_id or "?", address, f"probe:{new_token()}")
-            connection = Connection(self.context, self.ref.node, address, key, self._send_timeout())
+            connection = Connection(self.context, self.ref.node, address, key, self._send_timeout(),
+                                    curve)
             self._connections[probe.node] = connection
             try:
                 info = self._round_trip({probe.node: message(PING)}, {probe.node: probe},
@@ -106,8 +119,21 @@ class ClientSession:
             old = self._connections.pop(ref.node, None)
             if old is not None:
                 old.close()
+            self._supersede_earlier_incarnations(ref)
             self._connections[ref.node] = connection
+            self._keys[address], self._default_key = key, key  # only keys that worked
+            self._curves[address], self._default_curve = curve, curve
+            self._heartbeat.watch(ref.node, address, key, curve, info.get("lease_seconds"))
             return ref
+
+    def _supersede_earlier_incarnations(self, ref: WorkerRef) -> None:
+        """A worker that answers at a known address under a known id, as a different
+        incarnation, was restarted: what lived in the old one is gone."""
+        for node in list(self._connections):
+            known = self._ref_for_node(node)
+            if node != ref.node and known.id == ref.id and known.address == ref.address:
+                self._superseded[node] = ref
+                self.forget(known)
 
     def register(self, handle: "Worker") -> None:
         self._handles[handle.ref.node] = handle
@@ -156,8 +182,8 @@ class ClientSession:
         """Send one operation; results are stored under ``result_ids``. Runs in this thread's
         grad mode (an optimizer's ``step`` runs without grad on the worker too)."""
         wire_args, wire_kwargs = pytree.tree_map(_to_ref, (args, kwargs))
-        msg = message(CMD, origin=self.ref.node, op=op, args=wire_args, kwargs=wire_kwargs,
-                      results=result_ids, metas=metas)
+        msg = message(CMD, origin=self.ref.node, op=op_to_wire(op), args=wire_args,
+                      kwargs=wire_kwargs, results=result_ids, metas=metas)
         if not torch.is_grad_enabled():
             msg["grad"] = False
         self._send(location, msg)
@@ -189,16 +215,23 @@ class ClientSession:
 
     def release(self, location: WorkerRef, object_id: int) -> None:
         """Called from ``__del__``: queue the delete; it goes out with the next message."""
-        if not self._closed:
+        if not self._closed and location.node not in self._forgotten:
             self._releases.append((location, object_id))
 
     def _drain_releases(self) -> None:
+        """Send queued deletes without ever blocking: a worker whose queue is full (dead or
+        swamped) keeps its deletes queued here, and nobody else's operation fails for it."""
         batches: dict[str, tuple[WorkerRef, list[int]]] = {}
         while self._releases:
             location, object_id = self._releases.popleft()
             batches.setdefault(location.node, (location, []))[1].append(object_id)
         for location, ids in batches.values():
-            self._send_now(location, message(DEL, origin=self.ref.node, ids=ids))
+            if location.node in self._superseded:
+                continue  # died with the old incarnation
+            try:
+                self._send_now(location, message(DEL, origin=self.ref.node, ids=ids), zmq.NOBLOCK)
+            except (zmq.Again, WorkerUnavailable):
+                self._releases.extend((location, object_id) for object_id in ids)
 
     def _send(self, location: WorkerRef, msg: dict) -> None:
         with self._lock:
@@ -206,15 +239,24 @@ class ClientSession:
                 self._drain_releases()
             self._send_now(location, msg)
 
-    def _send_now(self, location: WorkerRef, msg: dict) -> None:
+    def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
+        if location.node in self._superseded:
+            raise StaleIncarnationError(
+                f"worker {location.id!r} was restarted (now {self._superseded[location.node].node!r}); "
+                f"objects of its earlier incarnation {location.node!r} are gone")
         connection = self._connection(location)
+        if not location.node.startswith("probe:"):
+            msg[ADDRESSED_TO] = location.node  # a restarted worker refuses it
         try:
-            self.stats.bytes_sent += connection.send(msg)
+            self.stats.bytes_sent += connection.send(msg, flags)
         except zmq.Again:
+            if flags & zmq.NOBLOCK:
+                raise
             raise WorkerUnavailable(location.id, location.address,
                                     f"its queue stayed full for {self.timeout:.1f} s") from None
         self.stats.messages_sent += 1
-        self._dirty.add(location.node)
+        if not (msg["kind"] == DEL and location.node in self._unresponsive):
+            self._dirty.add(location.node)
 
     def _connection(self, location: WorkerRef) -> Connection:
         connection = self._connections.get(location.node)
@@ -224,9 +266,11 @@ class ClientSession:
             if not location.address:
                 raise WorkerUnavailable(location.id, None, "no address known")
             key = self._keys.get(location.address, self._default_key)
+            curve = self._curves.get(location.address, self._default_curve)
             connection = Connection(self.context, self.ref.node, location.address, key,
-                                    self._send_timeout())
+                                    self._send_timeout(), curve)
             self._connections[location.node] = connection
+            self._heartbeat.watch(location.node, location.address, key, curve, None)
         return connection
 
     def _send_timeout(self) -> float:
@@ -273,6 +317,7 @@ class ClientSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = next(node for node in requests if node not in replies)
+                self._unresponsive.add(missing)
                 for node in requests:
                     self._dirty.discard(node)
                 ref = refs[missing]
@@ -289,6 +334,7 @@ class ClientSession:
         errors = []
         for node, msg in replies.items():
             self._dirty.discard(node)
+            self._unresponsive.discard(node)
             if msg.get("error") is not None:
                 errors.append(msg["error"].to_exception())
         if errors:
@@ -311,6 +357,8 @@ class ClientSession:
             for index, value in zip(indices, fetched):
                 if isinstance(value, PointerTensor) and value._owning:
                     self._live[value.id] = value
+                    with self._lock:
+                        self._connection(value._location)  # we own something there: keep its lease
                 values[index] = value
         return values
 
@@ -323,6 +371,8 @@ class ClientSession:
 
     def move(self, location: WorkerRef, object_id: int, dest: WorkerRef) -> int:
         new_object_id = new_id()
+        with self._lock:
+            self._connection(dest)  # the moved object is ours there: keep its lease renewed
         self.observe(location, message(MOVE, id=object_id, dest=dest, new_id=new_object_id))
         return new_object_id
 
@@ -342,6 +392,8 @@ class ClientSession:
         with self._lock:
             self._releases = deque(r for r in self._releases if r[0].node != location.node)
             self._dirty.discard(location.node)
+            self._forgotten.add(location.node)
+            self._heartbeat.forget(location.node)
             connection = self._connections.pop(location.node, None)
             if connection is not None:
                 connection.close()
@@ -361,6 +413,7 @@ class ClientSession:
             except Exception:
                 pass
             self._closed = True
+            self._heartbeat.stop()
             for process in self._processes:
                 process.stop()
             for connection in self._connections.values():

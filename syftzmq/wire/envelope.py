@@ -18,7 +18,7 @@ from ..errors import ProtocolError
 PROTOCOL = b"syftzmq/1"
 MAX_FRAMES = 65536
 MAX_HEADER_BYTES = 64 * 1024 * 1024
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024 * 1024
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
 
 Buffer = "bytes | memoryview"
 
@@ -70,10 +70,12 @@ def _nbytes(frame) -> int:
     return frame.nbytes if isinstance(frame, memoryview) else len(frame)
 
 
-def unpack(signer: Signer, frames: Sequence) -> tuple[bytes, list]:
+def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[bytes, list]:
     """Check and verify ``frames`` (as received, routing frames removed).
 
-    Returns the header bytes and the buffers as memoryviews over the received memory.
+    Returns the header bytes and the buffers as memoryviews over the received memory. Every
+    error raised here is a :class:`ProtocolError` of an *unauthenticated* message: nobody is
+    owed an answer.
     """
     if len(frames) < 3:
         raise ProtocolError(f"message has {len(frames)} frames; at least 3 expected")
@@ -87,7 +89,7 @@ def unpack(signer: Signer, frames: Sequence) -> tuple[bytes, list]:
     if header.nbytes > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {header.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
     total = sum(v.nbytes for v in views)
-    if total > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {total} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")
+    if total > max_bytes:
+        raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes}")
     signer.verify(bytes(views[1]), views[2:])
     return bytes(header), views[3:]

@@ -104,9 +104,15 @@ def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
     return stream.getvalue(), buffers
 
 
-def loads(header: bytes, buffers: list) -> Any:
-    """Inverse of :func:`dumps`. Only call on verified messages: unpickling runs code."""
+def loads(header: bytes, buffers: list, safe: bool = False) -> Any:
+    """Inverse of :func:`dumps`. Only call on verified messages: unpickling runs code.
+
+    ``safe`` resolves only the allow-list of :mod:`syftzmq.wire.safe` (workers in safe mode).
+    """
     try:
+        if safe:
+            from .safe import safe_loads
+            return safe_loads(header, buffers)
         return pickle.loads(header, buffers=buffers)
     except ProtocolError:
         raise

@@ -13,6 +13,8 @@ import os
 import sys
 
 from ..keys import read_key
+from ..wire.envelope import MAX_MESSAGE_BYTES
+from .leases import DEFAULT_LEASE_SECONDS
 from .server import WorkerServer
 
 READY_PREFIX = "SYFTZMQ-READY "
@@ -31,6 +33,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parent-fd", type=int, default=None,
                         help="exit when this inherited pipe reaches end-of-file (parent died)")
     parser.add_argument("--log-level", default=os.environ.get("SYFTZMQ_LOG_LEVEL", "INFO"))
+    parser.add_argument("--safe", action="store_true",
+                        help="accept only data and named torch operations; never unpickle code")
+    parser.add_argument("--lease-seconds", type=float,
+                        default=float(os.environ.get("SYFTZMQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)),
+                        help="free the objects of an owner not heard from for this long "
+                             f"(default {DEFAULT_LEASE_SECONDS:g})")
+    parser.add_argument("--max-message-bytes", type=int, default=MAX_MESSAGE_BYTES,
+                        help="drop messages larger than this")
+    parser.add_argument("--curve-dir", default=os.environ.get("SYFTZMQ_CURVE_DIR"),
+                        help="encrypt with CURVE and admit only the public keys in "
+                             "DIR/authorized (see syftzmq.curve)")
     return parser.parse_args(argv)
 
 
@@ -39,8 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     key = read_key(args.key_file) if args.key_file else None
-    server = WorkerServer(args.id, args.bind, key=key, advertise=args.advertise,
-                          parent_fd=args.parent_fd)
+    curve = None
+    if args.curve_dir:
+        from ..curve import CurveServer
+        curve = CurveServer(args.curve_dir)
+    try:
+        server = WorkerServer(args.id, args.bind, key=key, advertise=args.advertise,
+                              parent_fd=args.parent_fd, safe=args.safe,
+                              lease_seconds=args.lease_seconds,
+                              max_message_bytes=args.max_message_bytes, curve=curve)
+    except PermissionError as exc:
+        print(f"syftzmq-worker: {exc}", file=sys.stderr)
+        return 2
     server.install_signal_handlers()
     ready = READY_PREFIX + json.dumps({"id": server.ref.id, "endpoint": server.ref.address,
                                        "node": server.ref.node, "pid": os.getpid()})

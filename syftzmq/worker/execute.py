@@ -101,6 +101,8 @@ def _apply(op: tuple, args: Any, kwargs: Any) -> Any:
     if kind == "setattr":
         setattr(args[0], target, args[1])
         return None
+    if kind == "getattr":
+        return getattr(args[0], target)
     raise ValueError(f"unknown operation kind {kind!r}")
 
 

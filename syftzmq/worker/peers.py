@@ -11,15 +11,19 @@ import logging
 
 import zmq
 
-from ..protocol import WorkerRef, routing_identity
+from typing import Any
+
+from ..protocol import ADDRESSED_TO, WorkerRef, routing_identity
 from ..wire import Signer, dumps, pack
 
 log = logging.getLogger("syftzmq.worker")
 
 
 class Peers:
-    def __init__(self, context: zmq.Context, own_node: str, signer: Signer, poller: zmq.Poller) -> None:
+    def __init__(self, context: zmq.Context, own_node: str, signer: Signer, poller: zmq.Poller,
+                 curve: Any = None) -> None:
         self._context = context
+        self._curve = curve
         self._own_node = own_node
         self._signer = signer
         self._poller = poller
@@ -35,6 +39,8 @@ class Peers:
             sock.setsockopt(zmq.IDENTITY, routing_identity(self._own_node))
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, 0)  # the loop must never block on a slow peer
+            if self._curve is not None:
+                self._curve.client(sock)
             sock.connect(peer.address)
             self._sockets[peer.node] = sock
             self.refs[peer.node] = peer
@@ -43,6 +49,7 @@ class Peers:
         return sock
 
     def send(self, peer: WorkerRef, msg: dict) -> None:
+        msg[ADDRESSED_TO] = peer.node
         header, buffers = dumps(msg)
         self.socket(peer).send_multipart(pack(self._signer, header, buffers), copy=False)
 

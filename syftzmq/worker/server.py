@@ -8,7 +8,10 @@ keeps order per connection, a peer's flush acknowledgement means every command f
 before has been applied (and, recursively, everything it forwarded in turn).
 
 A worker never dies because of a message: every handler failure becomes an error reply, or a
-stored failure that the client sees at its next observation.
+stored failure that the client sees at its next observation. Messages that fail the envelope
+checks (frames, protocol, size, signature, replay) are dropped unanswered and counted; messages
+that are authentic but malformed are answered with an error. Messages addressed to another
+incarnation of this worker are refused. Owners that stop renewing their lease lose their objects.
 """
 
 from __future__ import annotations
@@ -24,23 +27,34 @@ import torch
 import zmq
 
 from .. import runtime
-from ..errors import ProtocolError, WorkerUnavailable
+from ..errors import ProtocolError, StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
+from ..netpolicy import is_loopback
+from ..ops import op_from_wire
 from ..pointer import PointerTensor
-from ..protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, REPLY, SHUTDOWN,
-                        STORE, Failure, Ref, WorkerRef, check_fields, message, reply,
+from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RENEW,
+                        SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields, message, reply,
                         sender_node)
 from ..shapes import TensorMeta, describe
 from ..wire import Signer, dumps, loads, pack, unpack
+from ..wire.envelope import MAX_MESSAGE_BYTES
 from .execute import DependencyFailed, resolve_ref, run_command
+from .leases import DEFAULT_LEASE_SECONDS, Leases, PeerRenewals
 from .peers import Peers
+from .rejects import Rejections, reason_of
 from .store import ObjectStore
 
 log = logging.getLogger("syftzmq.worker")
 
 MAX_FAILURES_KEPT = 100
+MAX_ORIGINS_WITH_FAILURES = 1024
 DEFAULT_PEER_TIMEOUT = 4.0
 BATCH = 256  # messages read from one socket before looking at the others
+REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
+# Requests buffered per sender while the loop computes. Beyond it ZMQ stops reading the
+# connection, TCP pushes back, and the sender's own queue (SNDHWM) fills: it blocks, up to its
+# send timeout. That is the backpressure; nothing is dropped on the way in.
+REQUEST_HWM = 1000
 
 
 @dataclass
@@ -71,29 +85,47 @@ class WorkerServer:
     """A worker: binds a ROUTER at ``bind`` and serves until stopped."""
 
     def __init__(self, worker_id: str, bind: str = "tcp://127.0.0.1:*", *, key: bytes | None = None,
-                 advertise: str | None = None, parent_fd: int | None = None) -> None:
+                 advertise: str | None = None, parent_fd: int | None = None, safe: bool = False,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, curve: Any = None) -> None:
+        if key is None and not is_loopback(bind):
+            raise PermissionError(f"refusing to bind {bind} without a key: anyone who can reach "
+                                  f"it could run code here. Give --key-file (or bind loopback)")
         self.context = zmq.Context()
+        self.curve = curve
         self.router = self.context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable reply raises, not vanishes
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 1000)
-        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.setsockopt(zmq.SNDHWM, REPLY_HWM)
+        self.router.setsockopt(zmq.RCVHWM, REQUEST_HWM)
+        self.router.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # per frame, before buffering
+        if curve is not None:
+            curve.serve(self.context, self.router)
         self.router.bind(bind)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}")
         runtime.set_current(runtime.LocalContext(self.ref, None))
         self.signer = Signer(key)
+        self.safe = safe
+        self.max_message_bytes = max_message_bytes
         self.store = ObjectStore()
+        self.leases = Leases(lease_seconds)
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.peers = Peers(self.context, self.ref.node, self.signer, self.poller)
+        self.peers = Peers(self.context, self.ref.node, self.signer, self.poller, curve)
+        self.renewals = PeerRenewals()
+        self.rejections = Rejections()
+        self._next_tick = time.monotonic()
         self.waiting: dict[int, _Waiter] = {}
         self.failures: dict[str, list[Failure]] = {}
         self.dirty: set[str] = set()
+        self.unresponsive: set[str] = set()  # peers that missed a flush deadline
         self.parent_fd = parent_fd
         if parent_fd is not None:
             self.poller.register(parent_fd, zmq.POLLIN)
-        self.counters = {"messages": 0, "rejected": 0, "errors": 0}
+        self.counters = {"messages": 0, "errors": 0, "replies_dropped": 0, "stale": 0,
+                         "expired_objects": 0}
         self._stop_reason: str | None = None
         self._wakeup_r: int | None = None
 
@@ -132,6 +164,7 @@ class WorkerServer:
                     except BlockingIOError:
                         pass
                 self._expire_waiters()
+                self._tick()
         finally:
             self.close()
         log.info("worker %s stopped: %s", self.ref.id, self._stop_reason)
@@ -140,12 +173,24 @@ class WorkerServer:
     def close(self) -> None:
         self.peers.close()
         self.router.close(linger=1000)
+        if self.curve is not None:
+            self.curve.stop()
         self.context.term()
+        self._remove_socket_file()
+
+    def _remove_socket_file(self) -> None:
+        """libzmq leaves an ``ipc://`` socket file behind on close; this worker bound it, so
+        it removes it (abstract ``ipc://@name`` sockets have no file)."""
+        if self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@"):
+            try:
+                os.unlink(self.endpoint[len("ipc://"):])
+            except FileNotFoundError:
+                pass
 
     def _poll_timeout_ms(self) -> int:
-        if not self.waiting:
-            return 1000
-        soonest = min(w.deadline for w in self.waiting.values())
+        soonest = self._next_tick
+        if self.waiting:
+            soonest = min(soonest, min(w.deadline for w in self.waiting.values()))
         return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
 
     def _expire_waiters(self) -> None:
@@ -167,9 +212,8 @@ class WorkerServer:
                 self.counters["errors"] += 1
                 log.exception("unexpected error while handling a message")
 
-    def _decode(self, frames: list) -> dict:
-        header, buffers = unpack(self.signer, frames)
-        msg = loads(header, buffers)
+    def _decode_verified(self, header: bytes, buffers: list) -> dict:
+        msg = loads(header, buffers, safe=self.safe)
         if not isinstance(msg, dict) or not isinstance(msg.get("kind"), str):
             raise ProtocolError("message is not a syftzmq message dict")
         return msg
@@ -177,15 +221,30 @@ class WorkerServer:
     def _on_request(self, frames: list) -> None:
         identity = frames[0].bytes
         try:
-            msg = self._decode(frames[1:])
-        except ProtocolError as exc:
-            self.counters["rejected"] += 1
-            log.warning("dropped a message from %r: %s", identity[:64], exc)
-            if "signature" not in str(exc) and "unsigned" not in str(exc) and "replayed" not in str(exc):
-                self._send_reply(identity, reply(0, error=Failure.from_exception(exc, self.ref.id)))
+            header, buffers = unpack(self.signer, frames[1:], self.max_message_bytes)
+        except ProtocolError as exc:  # not authenticated: nobody is owed an answer
+            self.rejections.record(reason_of(str(exc)), identity, str(exc))
             return
         sender = sender_node(identity)
+        self.leases.touch(sender)
+        try:
+            msg = self._decode_verified(header, buffers)
+        except ProtocolError as exc:  # authentic but malformed: tell the sender
+            self.rejections.record(reason_of(str(exc)), identity, str(exc))
+            failure = Failure.from_exception(exc, self.ref.id)
+            self._send_reply(identity, reply(0, error=failure))
+            self._record_failure(sender, failure)  # raised at the sender's next observation
+            return
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
+        addressed = msg.get(ADDRESSED_TO)
+        if addressed is not None and addressed != self.ref.node:
+            self.counters["stale"] += 1
+            if msg.get("req"):  # an observation is answered; commands for the dead are dropped
+                self._fail(identity, msg, StaleIncarnationError(
+                    f"message meant for {addressed!r} reached {self.ref.node!r}: worker "
+                    f"{self.ref.id!r} was restarted, and the objects of its earlier incarnation "
+                    f"are gone"))
+            return
         try:
             check_fields(msg)
             self._handlers()[msg["kind"]](sender, identity, msg)
@@ -194,10 +253,10 @@ class WorkerServer:
 
     def _on_peer_reply(self, frames: list) -> None:
         try:
-            msg = self._decode(frames)
+            header, buffers = unpack(self.signer, frames, self.max_message_bytes)
+            msg = self._decode_verified(header, buffers)
         except ProtocolError as exc:
-            self.counters["rejected"] += 1
-            log.warning("dropped a reply from a peer: %s", exc)
+            self.rejections.record(reason_of(str(exc)), b"(peer)", str(exc))
             return
         waiter = self.waiting.pop(msg.get("req", 0), None)
         if waiter is not None:
@@ -207,19 +266,22 @@ class WorkerServer:
         return {STORE: self._on_store, CMD: self._on_command, DEL: self._on_delete,
                 FORK: self._on_fork, GET: self._on_get, OBJECTS: self._on_objects,
                 INFO: self._on_info, MOVE: self._on_move, FLUSH: self._on_flush,
-                PING: self._on_ping, SHUTDOWN: self._on_shutdown}
+                PING: self._on_ping, SHUTDOWN: self._on_shutdown, RENEW: self._on_renew}
 
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> None:
         header, buffers = dumps(msg)
         try:
-            self.router.send_multipart([identity, *pack(self.signer, header, buffers)], copy=False)
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: the requester is gone
+            self.router.send_multipart([identity, *pack(self.signer, header, buffers)],
+                                       zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
+            self.counters["replies_dropped"] += 1
             log.info("could not reply to %r: %s", identity[:64], exc)
 
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
         self.peers.send(peer, msg)
-        self.dirty.add(peer.node)
+        if not (msg["kind"] == DEL and peer.node in self.unresponsive):
+            self.dirty.add(peer.node)  # deletes to a dead peer must not stall every observation
 
     def _fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -231,19 +293,27 @@ class WorkerServer:
         log.info("request %s failed: %s", msg.get("kind"), failure.message)
 
     def _record_failure(self, origin: str, failure: Failure) -> None:
+        if origin not in self.failures and len(self.failures) >= MAX_ORIGINS_WITH_FAILURES:
+            self.failures.pop(next(iter(self.failures)))  # the oldest origin's reports go
         kept = self.failures.setdefault(origin, [])
         if len(kept) < MAX_FAILURES_KEPT:
             kept.append(failure)
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def _on_store(self, sender: str, identity: bytes, msg: dict) -> None:
-        self.store.put(msg["id"], msg["obj"], msg.get("owner") or sender)
+        _object_ids([msg["id"]])
+        owner = msg.get("owner") or sender
+        self.store.put(msg["id"], msg["obj"], owner)
+        self.leases.adopt(owner)
         if msg.get("req"):
             self._send_reply(identity, reply(msg["req"], value=True))
 
     def _on_command(self, sender: str, identity: bytes, msg: dict) -> None:
+        _object_ids(msg.get("results"))  # malformed: no failure is stored under junk ids
         try:
-            forward = run_command(self.store, msg, sender, self.ref)
+            wire_op = msg.get("op")
+            forward = run_command(self.store, {**msg, "op": op_from_wire(wire_op, self.safe)},
+                                  sender, self.ref)
         except Exception as exc:
             failure = exc.failure if isinstance(exc, DependencyFailed) else \
                 Failure.from_exception(exc, self.ref.id)
@@ -253,6 +323,7 @@ class WorkerServer:
             self._record_failure(msg.get("origin", ""), failure)
             return
         if forward is not None:
+            forward.message["op"] = wire_op  # the next hop resolves the name itself
             self._send_peer(forward.to, forward.message)
 
     def _on_delete(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -260,6 +331,7 @@ class WorkerServer:
             self._cascade(self.store.delete(object_id, sender))
 
     def _on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
+        self.leases.adopt(msg["new_owner"])
         self._cascade(self.store.fork(msg["id"], msg["old_owner"], msg["new_owner"]))
 
     def _cascade(self, removed: list[Any]) -> None:
@@ -305,11 +377,12 @@ class WorkerServer:
             req = new_id()
             self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout))
             self.waiting[req] = _Waiter(time.monotonic() + timeout,
-                                        self._flush_acknowledged(origin, join),
+                                        self._flush_acknowledged(origin, join, node),
                                         self._flush_timed_out(origin, peer, join))
 
-    def _flush_acknowledged(self, origin: str, join: _Join) -> Callable[[dict], None]:
+    def _flush_acknowledged(self, origin: str, join: _Join, node: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:
+            self.unresponsive.discard(node)
             for failure in ([ack["error"]] if ack.get("error") else []) + list(ack.get("failures", [])):
                 self._record_failure(origin, failure)
             join.arrive()
@@ -320,6 +393,7 @@ class WorkerServer:
             exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
                                     f"{self.ref.id!r} while flushing a chain")
             self._record_failure(origin, Failure.from_exception(exc, self.ref.id))
+            self.unresponsive.add(peer.node)
             join.arrive()
         return on_timeout
 
@@ -411,7 +485,53 @@ class WorkerServer:
         self._send_reply(identity, reply(msg["req"], error=Failure.from_exception(exc, self.ref.id)))
 
     def _on_ping(self, sender: str, identity: bytes, msg: dict) -> None:
-        self._send_reply(identity, reply(msg["req"], value={"ref": self.ref, "objects": len(self.store)}))
+        self._send_reply(identity, reply(msg["req"], value=self.stats()))
+
+    def stats(self) -> dict:
+        """Who this worker is and what it has seen: the PING answer."""
+        return {"ref": self.ref, "objects": len(self.store), "safe": self.safe,
+                "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
+                "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
+                **self.counters}
+
+    def _on_renew(self, sender: str, identity: bytes, msg: dict) -> None:
+        """The lease was renewed on receipt; a worker asking also learns our lease."""
+        if msg.get("req"):
+            self._send_reply(identity, reply(msg["req"], value=self.leases.lease_seconds))
+
+    # ------------------------------------------------------------------ leases
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._expire_leases(now)
+        self._renew_at_peers(now)
+        interval = self.leases.sweep_interval()
+        shortest = self.renewals.shortest()
+        if shortest is not None:
+            interval = min(interval, shortest / 4)
+        self._next_tick = now + max(0.05, interval)
+
+    def _expire_leases(self, now: float) -> None:
+        for node in self.leases.expired(self.store.owners(), now):
+            ids = self.store.owned_by(node)
+            log.warning("lease of %s expired: freeing %d objects", node, len(ids))
+            self.counters["expired_objects"] += len(ids)
+            self.failures.pop(node, None)
+            for object_id in ids:
+                self._cascade([self.store.take(object_id)])
+
+    def _renew_at_peers(self, now: float) -> None:
+        """Keep alive what our stored pointers own on other workers."""
+        targets = {obj._location.node: obj._location for obj in self.store.values()
+                   if isinstance(obj, PointerTensor) and obj._owning}
+        for node in self.renewals.due(targets, now):
+            req = new_id()
+            self.peers.send(targets[node], message(RENEW, req=req, origin=self.ref.node))
+            self.waiting[req] = _Waiter(
+                now + DEFAULT_PEER_TIMEOUT,
+                lambda answer, node=node: self.renewals.learn(node, answer.get("value")),
+                lambda: None)
 
     def _on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
         self._send_reply(identity, reply(msg["req"], value=True))
@@ -419,3 +539,11 @@ class WorkerServer:
 
 
 _DEFERRED = object()
+
+
+def _object_ids(value: Any) -> list[int]:
+    """``value`` as a list of object ids, or a :class:`ProtocolError` saying what is wrong."""
+    if not isinstance(value, (list, tuple)) or not all(
+            type(item) is int and 0 <= item < 1 << 64 for item in value):
+        raise ProtocolError(f"object ids must be a list of non-negative 64-bit ints, got {value!r:.60}")
+    return list(value)

@@ -39,6 +39,17 @@ class ObjectStore:
     def items(self) -> Iterator[tuple[int, Any]]:
         return iter(list(self._objects.items()))
 
+    def owners(self) -> set[str]:
+        """Every process that owns something here (lease bookkeeping)."""
+        return set(self._owners.values())
+
+    def owned_by(self, owner: str) -> list[int]:
+        """Ids of the objects ``owner`` owns here."""
+        return [object_id for object_id, node in self._owners.items() if node == owner]
+
+    def values(self) -> list[Any]:
+        return list(self._objects.values())
+
     def put(self, object_id: int, obj: Any, owner: str) -> None:
         if object_id in self._objects:
             raise IdCollisionError(f"an object already lives under id {object_id}; not overwritten")

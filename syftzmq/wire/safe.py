@@ -1,0 +1,62 @@
+"""A restricted unpickler for workers started with ``--safe``.
+
+Unpickling is code execution: a pickle may name any importable callable and call it. A safe
+worker therefore resolves only an allow-list of globals — the tensor rebuild function of
+:mod:`syftzmq.wire.serde`, syftzmq's own message records, torch dtypes, sizes and devices, and a
+few harmless builtins. Everything else (cloudpickle's function and class rebuilders,
+``builtins.getattr``, ``os.system``, torch's own storage loaders, ...) is refused before it is
+imported, with an error that names it. Plain containers, numbers, strings and bytes need no
+globals at all.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+import torch
+
+from ..errors import ProtocolError
+
+
+class RefusedByPolicy(ProtocolError):
+    """A safe worker refused to unpickle a global outside its allow-list."""
+
+
+_ALLOWED: frozenset[tuple[str, str]] = frozenset({
+    ("syftzmq.wire.serde", "rebuild_tensor"),
+    ("syftzmq.protocol", "WorkerRef"),
+    ("syftzmq.protocol", "Ref"),
+    ("syftzmq.protocol", "Failure"),
+    ("syftzmq.shapes", "TensorMeta"),
+    ("syftzmq.pointer", "_rebuild_pointer"),
+    ("torch", "Size"),
+    ("torch", "device"),
+    ("builtins", "slice"),
+    ("builtins", "Ellipsis"),
+    ("builtins", "complex"),
+    ("builtins", "range"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+})
+_TORCH_VALUE_TYPES = (torch.dtype, torch.layout, torch.memory_format)
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only allow-listed globals."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), _TORCH_VALUE_TYPES):
+            return getattr(torch, name)
+        raise RefusedByPolicy(
+            f"this worker runs in safe mode and refuses to unpickle {module}.{name}: only tensors, "
+            f"numbers, strings, containers and torch operations named as strings are accepted")
+
+
+def safe_loads(header: bytes, buffers: list) -> Any:
+    """Unpickle ``header`` with out-of-band ``buffers`` under the allow-list."""
+    return SafeUnpickler(io.BytesIO(header), buffers=buffers).load()

@@ -1,0 +1,85 @@
+"""Leases: objects owned by a process that stopped renewing are freed.
+
+A client that crashes never says goodbye, and torch RPC and PySyft both leak what it owned. Here
+every message from a process renews its lease at this worker (clients also send ``RENEW`` from a
+background thread while idle; workers renew at the peers their stored pointers point into). An
+owner not heard from for ``lease_seconds`` is *expired*: the worker frees everything it owned,
+and freeing a stored pointer cascades one hop down its chain like any delete.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+DEFAULT_LEASE_SECONDS = 120.0
+
+
+class Leases:
+    """When each owner was last heard from, and which owners have expired."""
+
+    def __init__(self, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.lease_seconds = lease_seconds
+        self._last_seen: dict[str, float] = {}
+        self.sweeps = 0
+        self.expired_owners = 0
+
+    def touch(self, node: str, now: float | None = None) -> None:
+        """``node`` is alive (it sent a message, or it just became an owner here)."""
+        self._last_seen[node] = time.monotonic() if now is None else now
+
+    def adopt(self, node: str) -> None:
+        """A new owner starts with a full lease (it may not have spoken to us yet)."""
+        if node not in self._last_seen:
+            self.touch(node)
+
+    def expired(self, owners: set[str], now: float | None = None) -> set[str]:
+        """The owners among ``owners`` whose lease ran out; forgets owners that own nothing."""
+        now = time.monotonic() if now is None else now
+        self.sweeps += 1
+        for node in [n for n in self._last_seen if n not in owners]:
+            if now - self._last_seen[node] > self.lease_seconds:
+                del self._last_seen[node]  # owns nothing and is silent: nothing to track
+        gone = set()
+        for node in owners:
+            seen = self._last_seen.setdefault(node, now)
+            if now - seen > self.lease_seconds:
+                gone.add(node)
+                del self._last_seen[node]
+        self.expired_owners += len(gone)
+        return gone
+
+    def sweep_interval(self) -> float:
+        """How often to look for expired owners: often enough to free within ~1.25 leases."""
+        return max(0.05, min(5.0, self.lease_seconds / 4))
+
+
+class PeerRenewals:
+    """When this worker renews its own leases at the workers its stored pointers point into.
+
+    A peer's lease is learned from its answer to the first ``RENEW``; until then we renew
+    often (every ``UNKNOWN_LEASE / 3`` s), so a peer with a short lease is never missed.
+    """
+
+    UNKNOWN_LEASE = 0.6
+
+    def __init__(self) -> None:
+        self._leases: dict[str, float] = {}
+        self._renewed: dict[str, float] = {}
+
+    def due(self, nodes: Iterable[str], now: float) -> list[str]:
+        """The peers among ``nodes`` to renew now (and marks them renewed)."""
+        due = []
+        for node in nodes:
+            lease = self._leases.get(node, self.UNKNOWN_LEASE)
+            if now - self._renewed.get(node, float("-inf")) >= lease / 3:
+                self._renewed[node] = now
+                due.append(node)
+        return due
+
+    def learn(self, node: str, lease: object) -> None:
+        if isinstance(lease, (int, float)) and lease > 0:
+            self._leases[node] = float(lease)
+
+    def shortest(self) -> float | None:
+        return min(self._leases.values(), default=None)

@@ -1,0 +1,53 @@
+"""A raw, authenticated DEALER to a worker, for tests that speak the wire directly."""
+
+from __future__ import annotations
+
+import pickle
+
+import zmq
+
+import syftzmq as sy
+from syftzmq.keys import read_key
+from syftzmq.protocol import PING, message
+from syftzmq.wire import Signer, dumps, pack
+
+
+class RawPeer:
+    """Sends hand-made frames to a worker and reads its replies (unpickled without checks:
+    the worker is ours). Its routing identity is its own, so it renews nobody's lease."""
+
+    def __init__(self, address: str, identity: bytes = b"raw-test-peer", curve=None) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.IDENTITY, identity)
+        if curve is not None:
+            curve.client(self.sock)
+        self.sock.connect(address)
+        self.signer = Signer(read_key(sy.default_session().cluster_key_file()))
+
+    def send_frames(self, frames: list) -> None:
+        self.sock.send_multipart(frames)
+
+    def send(self, msg: dict) -> None:
+        self.sock.send_multipart(pack(self.signer, *dumps(msg)))
+
+    def reply(self, timeout_ms: int = 5000) -> dict | None:
+        if not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart()
+        return pickle.loads(frames[2], buffers=frames[3:])
+
+    def ask(self, msg: dict, timeout_ms: int = 5000) -> dict:
+        """Send ``msg`` (which must carry a ``req``) and return the reply to it, skipping others."""
+        self.send(msg)
+        while True:
+            answer = self.reply(timeout_ms)
+            assert answer is not None, f"no reply to {msg['kind']}"
+            if answer.get("req") == msg["req"]:
+                return answer
+
+    def stats(self) -> dict:
+        return self.ask(message(PING, req=0x5157A75))["value"]
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,121 @@
+"""``--safe``: a worker that computes on data but never unpickles code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import syftzmq as sy
+from hostile import RawPeer
+from syftzmq.ids import new_id
+from syftzmq.protocol import CMD, STORE, Ref, message
+from walkthrough import run_walkthrough
+
+
+@pytest.fixture(scope="module")
+def safe_pair(hook):
+    pair = (sy.VirtualWorker(hook, id="safe_bob", safe=True),
+            sy.VirtualWorker(hook, id="safe_alice", safe=True))
+    yield pair
+    for worker in pair:
+        worker.shutdown()
+
+
+class _Exploit:
+    """Unpickling this would run ``open(path, 'w')`` on the worker."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_walkthrough_runs_on_safe_workers(safe_pair):
+    bob, alice = safe_pair
+    assert bob.ping()["safe"] is True
+    run_walkthrough(bob, alice)
+    assert bob._objects == {} and alice._objects == {}
+
+
+def test_tutorial_operations_work_in_safe_mode(safe_pair):
+    bob, alice = safe_pair
+    x = torch.arange(6.0).reshape(2, 3).send(bob)
+    y = torch.add(x, torch.ones(3), alpha=2) * 3 - 1
+    z = torch.nn.functional.relu(y - 10).sum(dim=1)
+    w = (x @ torch.ones(3, 1))[0]
+    assert torch.equal(z.get(), torch.nn.functional.relu((torch.arange(6.0).reshape(2, 3) + 2) * 3 - 11).sum(1))
+    assert torch.equal(w.get(), torch.tensor([3.0]))
+    chain = x.send(alice)
+    assert torch.equal((chain * 2).get().get(), torch.arange(6.0).reshape(2, 3) * 2)
+    del chain, x, y
+    assert bob._objects == {} and alice._objects == {}
+
+
+def test_pickled_code_is_refused_and_never_run(safe_pair, tmp_path):
+    bob, _ = safe_pair
+    target = tmp_path / "pwned"
+    raw = RawPeer(bob.address)
+    try:
+        # an undecodable message has no request id to answer: the error comes with req 0
+        raw.send(message(STORE, req=new_id(), id=new_id(), obj=_Exploit(str(target))))
+        answer = raw.reply()
+        assert "safe mode" in answer["error"].message and "io.open" in answer["error"].message
+        assert not target.exists()
+        raw.send(message(STORE, req=new_id(), id=new_id(), obj=lambda: 0))
+        assert "safe mode" in raw.reply()["error"].message
+        assert raw.stats()["rejected_by_reason"].get("refused_by_policy", 0) >= 2
+    finally:
+        raw.close()
+    assert bob._objects == {}
+
+
+def test_named_operations_outside_the_registry_are_refused(safe_pair, tmp_path):
+    bob, _ = safe_pair
+    x = torch.ones(2).send(bob)
+    for op in [("func", "torch.load"), ("func", "torch.save"), ("method", "share_memory_"),
+               ("method", "__reduce_ex__"), ("method", "apply_")]:
+        result = new_id()
+        sy.default_session()._send(bob.ref, message(CMD, origin=sy.default_session().ref.node,
+                                                    op=op, args=(Ref(x.id_at_location), str(tmp_path)),
+                                                    kwargs={}, results=[result]))
+        with pytest.raises(sy.RemoteError, match="safe mode|unknown torch operation"):
+            bob._objects
+        sy.default_session().release(bob.ref, result)  # the stored failure
+    assert torch.equal(x.get(), torch.ones(2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_client_function_is_refused_clearly(safe_pair):
+    bob, _ = safe_pair
+    x = torch.ones(2).send(bob)
+    x.apply_(lambda v: v * 2)          # fire-and-forget: the refusal shows at the next observation
+    with pytest.raises(sy.RemoteError, match="safe mode"):
+        x.get()
+    assert torch.equal(x.get(), torch.ones(2))   # the data is untouched
+    assert bob._objects == {}
+
+
+def test_tensor_on_the_left_of_a_pointer_works_in_safe_mode(safe_pair):
+    """``tensor * ptr`` reaches the pointer as the function ``Tensor.__mul__``; it travels as
+    the method name, which a safe worker accepts."""
+    bob, _ = safe_pair
+    x = torch.tensor([1.0, 2.0]).send(bob)
+    y = torch.tensor([3.0, 4.0]) * x
+    z = torch.tensor([10.0, 10.0]) - x
+    assert torch.equal(y.get(), torch.tensor([3.0, 8.0]))
+    assert torch.equal(z.get(), torch.tensor([9.0, 8.0]))
+    del x
+
+
+def test_operations_travel_by_name():
+    from syftzmq.ops import OperationRefused, op_from_wire, op_to_wire
+    assert op_to_wire(("func", torch.add)) == ("func", "torch.add")
+    assert op_to_wire(("func", torch.nn.functional.relu)) == ("func", "torch.nn.functional.relu")
+    assert op_to_wire(("func", torch.Tensor.__mul__)) == ("method", "__mul__")
+    assert op_from_wire(("func", "torch.add"), safe=True) == ("func", torch.add)
+    for refused in [("func", "torch.load"), ("func", "os.system"), ("method", "apply_"),
+                    ("method", "__reduce_ex__"), ("func", print)]:
+        with pytest.raises(OperationRefused):
+            op_from_wire(refused, safe=True)
+    assert op_from_wire(("func", print), safe=False) == ("func", print)  # default mode: code runs
