@@ -3,14 +3,7 @@
 The cells are the series' own code with ``import syftzmq as sy`` instead of ``import syft as sy``.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
-
-
-def show(label, value):
-    print(f"{label}\n{value!r}\n")
+from _tutorial import show  # runs from a checkout, too
 
 
 import torch

@@ -5,14 +5,7 @@ The cells are the tutorial's own code; the only change is ``import syftzmq as sy
 way the notebook would show it.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
-
-
-def show(label, value):
-    print(f"{label}\n{value!r}\n")
+from _tutorial import show  # runs from a checkout, too
 
 
 # In [ ]:

@@ -5,10 +5,7 @@ which averages them; only the average comes back with .get(). The series' own co
 ``import syftzmq as sy`` instead of ``import syft as sy``.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
+import _tutorial  # noqa: F401  (runs from a checkout, too)
 
 import torch
 import syftzmq as sy

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,20 @@ def worker_processes_of_this_run() -> list[int]:
         except OSError:
             continue
     return found
+
+
+@contextmanager
+def started_workers(hook, *ids: str, **options):
+    """Worker processes for one test module, with the given VirtualWorker options; all are
+    shut down afterwards, whatever happens."""
+    workers = []
+    try:
+        for worker_id in ids:
+            workers.append(sy.VirtualWorker(hook, id=worker_id, **options))
+        yield tuple(workers)
+    finally:
+        for worker in workers:
+            worker.shutdown()
 
 
 @pytest.fixture(scope="session")

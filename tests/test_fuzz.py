@@ -17,6 +17,7 @@ import torch
 import zmq
 
 import syftzmq as sy
+from conftest import started_workers
 from hostile import RawPeer
 from syftzmq.protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, STORE, Ref,
                               WorkerRef, message)
@@ -30,11 +31,8 @@ LIMIT = 1 << 20  # the fuzzed workers' message size limit
 @pytest.fixture(scope="module")
 def fuzzed(hook):
     args = ["--max-message-bytes", str(LIMIT)]
-    pair = (sy.VirtualWorker(hook, id="fuzz_bob", worker_args=args),
-            sy.VirtualWorker(hook, id="fuzz_alice", worker_args=args))
-    yield pair
-    for worker in pair:
-        worker.shutdown()
+    with started_workers(hook, "fuzz_bob", "fuzz_alice", worker_args=args) as pair:
+        yield pair
 
 
 class Fuzzer:

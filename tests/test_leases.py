@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import syftzmq as sy
-from conftest import ROOT
+from conftest import ROOT, started_workers
 from hostile import RawPeer
 from processes import read_lines_until
 
@@ -37,11 +37,8 @@ CLIENT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def leased(hook):
-    pair = (sy.VirtualWorker(hook, id="lease_one", lease_seconds=LEASE),
-            sy.VirtualWorker(hook, id="lease_two", lease_seconds=LEASE))
-    yield pair
-    for worker in pair:
-        worker.shutdown()
+    with started_workers(hook, "lease_one", "lease_two", lease_seconds=LEASE) as pair:
+        yield pair
 
 
 def wait_until(condition, timeout: float, what: str) -> None:

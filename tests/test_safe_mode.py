@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import syftzmq as sy
+from conftest import started_workers
 from hostile import RawPeer
 from syftzmq.ids import new_id
 from syftzmq.protocol import CMD, STORE, Ref, message
@@ -14,11 +15,8 @@ from walkthrough import run_walkthrough
 
 @pytest.fixture(scope="module")
 def safe_pair(hook):
-    pair = (sy.VirtualWorker(hook, id="safe_bob", safe=True),
-            sy.VirtualWorker(hook, id="safe_alice", safe=True))
-    yield pair
-    for worker in pair:
-        worker.shutdown()
+    with started_workers(hook, "safe_bob", "safe_alice", safe=True) as pair:
+        yield pair
 
 
 class _Exploit:
