@@ -31,7 +31,7 @@ _UNSAFE_METHODS = frozenset({
     "apply_", "map_", "map2_", "register_hook", "register_post_accumulate_grad_hook",
     "share_memory_", "storage", "untyped_storage", "data_ptr", "const_data_ptr", "set_",
     "pin_memory", "record_stream", "cuda", "ipu", "xpu", "mps", "numpy", "tolist",
-    "backward", "storage_offset", "is_set_to", "module_load", "new_tensor",
+    "storage_offset", "is_set_to", "module_load", "new_tensor",
 })
 # Dunder methods that are plain arithmetic, comparison or indexing.
 _OPERATOR_DUNDERS = frozenset(

@@ -50,6 +50,31 @@ def test_tutorial_operations_work_in_safe_mode(safe_pair):
     assert bob._objects == {} and alice._objects == {}
 
 
+def test_models_autograd_and_properties_work_in_safe_mode(safe_pair):
+    """Properties, attribute setting, torch.ops operators and a training step travel by name."""
+    bob, _ = safe_pair
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, requires_grad=True).send(bob)
+    assert torch.equal(x.T.get(), x.data.get().T)
+    assert torch.equal(torch.ops.aten.mul.Tensor(x, 2.0).get(), x.data.get() * 2)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.5)
+    model.send(bob)
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        loss = (model(x) ** 2).sum()
+        loss.backward()
+        opt.step()
+        losses.append(loss.get().item())
+    assert losses[-1] < losses[0]
+    assert x.grad is not None
+    x.grad = None
+    assert x.grad is None
+    model.get()
+    del x, opt
+
+
 def test_pickled_code_is_refused_and_never_run(safe_pair, tmp_path):
     bob, _ = safe_pair
     target = tmp_path / "pwned"
