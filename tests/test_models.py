@@ -170,3 +170,47 @@ def test_model_with_buffers_and_custom_class_round_trips(bob):
     model.get()
     assert isinstance(model.scale, torch.Tensor) and not isinstance(model.scale, sy.PointerTensor)
     assert torch.allclose(model(DATA), expected)
+
+
+MAIN_SCRIPT = '''
+import sys, torch
+sys.path.insert(0, {root!r})
+import syftzmq as sy
+from torch import nn, optim
+
+class Net(nn.Module):                       # defined in __main__
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x)) * 2 - 1
+
+hook = sy.TorchHook(torch)
+bob = sy.VirtualWorker(hook, id="bob")
+net = Net()
+opt = optim.SGD(net.parameters(), lr=0.5)
+net.send(bob)
+x, y = torch.tensor([[0., 1.], [1., 0.]]).send(bob), torch.tensor([[1.], [-1.]]).send(bob)
+losses = []
+for _ in range(5):
+    opt.zero_grad()
+    loss = ((net(x) - y) ** 2).mean()
+    loss.backward()
+    opt.step()
+    losses.append(loss.get().item())
+net.get()
+assert type(net.fc.weight) is nn.Parameter and losses[-1] < losses[0], losses
+print("OK", losses[0], losses[-1])
+'''
+
+
+@pytest.mark.timeout(120)
+def test_module_defined_in_the_users_main_script(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    result = subprocess.run([sys.executable, "-c", MAIN_SCRIPT.format(root=str(ROOT))],
+                            capture_output=True, text=True, timeout=100, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("OK")

@@ -109,6 +109,7 @@ def test_every_op_matches_local_torch(bob, dtype):
                 inplace = _as_pointer_call(op.inplace_variant)
                 checked["inplace"] += _compare("inplace", op, dtype, op.inplace_variant, inplace,
                                                bob, failures)
+    print(f"{dtype}: checked {checked}")
     assert not failures, f"{len(failures)} ops differ from local torch:\n" + "\n".join(failures)
     minimum = {torch.float32: 500, torch.float64: 500, torch.int64: 300, torch.bool: 200}[dtype]
     assert checked["function"] >= minimum, checked
@@ -162,5 +163,6 @@ def test_gradients_match_local_autograd(bob):
                     checked += 1
                 except Exception as exc:
                     failures.append(f"grad {op.name}: {type(exc).__name__}: {str(exc)[:160]}")
+    print(f"gradients checked: {checked}")
     assert not failures, f"{len(failures)} gradients differ:\n" + "\n".join(failures)
     assert checked >= 300, checked
