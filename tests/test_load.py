@@ -3,6 +3,7 @@ workers at once. None is lost, each client's order holds, every result is correc
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -29,9 +30,12 @@ def load_pair(hook):
 def test_four_clients_pipeline_100k_commands_each_without_loss(load_pair):
     a, b = load_pair
     script = Path(__file__).with_name("load_client.py")
+    # Busy is not dead: with 4 x 100k commands queued on 2 cores an observation may wait behind
+    # a long queue, so the load clients get a deadline for that, not the 5 s liveness default.
+    env = {**os.environ, "SYFTZMQ_TIMEOUT": "120"}
     clients = [subprocess.Popen([sys.executable, str(script), sy.default_session().cluster_key_file(),
                                  a.address, b.address, str(seed), str(COMMANDS)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
                for seed in range(CLIENTS)]
     try:
         for client in clients:
