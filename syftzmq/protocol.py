@@ -36,6 +36,9 @@ FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW})
 # Messages carry ``to``: the incarnation (``WorkerRef.node``) they are meant for. A worker
 # restarted under the same id and address is a new incarnation and refuses them.
 ADDRESSED_TO = "to"
+# Any request may carry ``release``: ids the sender's dead pointers owned on this worker, to be
+# deleted before the request is handled (a ``DEL`` riding along instead of a message of its own).
+RELEASES = "release"
 
 # The fields each kind of request must carry, and their types.
 REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {

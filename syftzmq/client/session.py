@@ -32,7 +32,7 @@ from ..ids import new_id, new_token
 from ..ops import op_to_wire
 from ..pointer import PointerTensor
 from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                        SHUTDOWN, STORE, Ref, WorkerRef, message)
+                        RELEASES, SHUTDOWN, STORE, Ref, WorkerRef, message)
 from ..shapes import TensorMeta, describe
 from ..worker.leases import DEFAULT_LEASE_SECONDS
 from .connection import Connection
@@ -218,9 +218,13 @@ class ClientSession:
         if not self._closed and location.node not in self._forgotten:
             self._releases.append((location, object_id))
 
-    def _drain_releases(self) -> None:
+    def _drain_releases(self, carrier: tuple[WorkerRef, dict] | None = None) -> None:
         """Send queued deletes without ever blocking: a worker whose queue is full (dead or
-        swamped) keeps its deletes queued here, and nobody else's operation fails for it."""
+        swamped) keeps its deletes queued here, and nobody else's operation fails for it.
+
+        Deletes for ``carrier``'s worker ride on the carrier message (``RELEASES``, applied
+        before it) instead of costing a message of their own.
+        """
         batches: dict[str, tuple[WorkerRef, list[int]]] = {}
         while self._releases:
             location, object_id = self._releases.popleft()
@@ -228,6 +232,9 @@ class ClientSession:
         for location, ids in batches.values():
             if location.node in self._superseded:
                 continue  # died with the old incarnation
+            if carrier is not None and location.node == carrier[0].node:
+                carrier[1][RELEASES] = ids
+                continue
             try:
                 self._send_now(location, message(DEL, origin=self.ref.node, ids=ids), zmq.NOBLOCK)
             except (zmq.Again, WorkerUnavailable):
@@ -236,8 +243,13 @@ class ClientSession:
     def _send(self, location: WorkerRef, msg: dict) -> None:
         with self._lock:
             if self._releases:
-                self._drain_releases()
-            self._send_now(location, msg)
+                self._drain_releases(carrier=(location, msg))
+            try:
+                self._send_now(location, msg)
+            except BaseException:
+                # the carried deletes did not leave: queue them again
+                self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
+                raise
 
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         if location.node in self._superseded:
@@ -282,7 +294,7 @@ class ClientSession:
         timeout = timeout or self.timeout
         with self._lock:
             if self._releases:
-                self._drain_releases()
+                self._drain_releases(carrier=(location, msg))
             others = {node for node in self._dirty if node != location.node}
             if others:
                 refs = {node: self._ref_for_node(node) for node in others}

@@ -32,9 +32,9 @@ from ..ids import new_id, new_token
 from ..netpolicy import is_loopback
 from ..ops import op_from_wire
 from ..pointer import PointerTensor
-from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RENEW,
-                        SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields, message, reply,
-                        sender_node)
+from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
+                        RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields,
+                        message, reply, sender_node)
 from ..shapes import TensorMeta, describe
 from ..wire import Signer, dumps, loads, pack, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
@@ -247,6 +247,7 @@ class WorkerServer:
             return
         try:
             check_fields(msg)
+            self._apply_piggybacked_releases(sender, msg)
             self._handlers()[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self._fail(identity, msg, exc)
@@ -329,6 +330,17 @@ class WorkerServer:
     def _on_delete(self, sender: str, identity: bytes, msg: dict) -> None:
         for object_id in msg["ids"]:
             self._cascade(self.store.delete(object_id, sender))
+
+    def _apply_piggybacked_releases(self, sender: str, msg: dict) -> None:
+        """Deletes that rode along on another message (``RELEASES``), applied *before* it.
+
+        The client queued them when pointers died, i.e. before it issued this message, so
+        the message cannot use those objects: deleting first is the order they happened in.
+        """
+        ids = msg.get(RELEASES)
+        if ids:
+            for object_id in _object_ids(ids):
+                self._cascade(self.store.delete(object_id, sender))
 
     def _on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
         self.leases.adopt(msg["new_owner"])
@@ -424,6 +436,10 @@ class WorkerServer:
         self._observe(identity, msg, take_all)
 
     def _on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
+        if msg.get("count_only"):  # object_count() and repr: no tensor crosses the wire
+            self._observe(identity, msg, lambda: len(self.store))
+            return
+
         def snapshot() -> dict:
             return {object_id: obj._wire_copy(owning=False, owner=self.ref)
                     if isinstance(obj, PointerTensor) else obj
@@ -490,6 +506,7 @@ class WorkerServer:
     def stats(self) -> dict:
         """Who this worker is and what it has seen: the PING answer."""
         return {"ref": self.ref, "objects": len(self.store), "safe": self.safe,
+                "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
                 **self.counters}
