@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.utils import _pytree as pytree
+
+from . import argtree
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def infer(call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     A genuine error (wrong shapes, wrong types) propagates unchanged, as in local torch.
     """
     try:
-        meta_args, meta_kwargs = pytree.tree_map(as_mirror, (args, kwargs))
+        meta_args, meta_kwargs = argtree.map_args(as_mirror, args, kwargs)
         return call(*meta_args, **meta_kwargs)
     except Exception as exc:
         if _unsupported(exc):

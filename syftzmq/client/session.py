@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import zmq
-from torch.utils import _pytree as pytree
 
-from .. import runtime
+from .. import argtree, runtime
 from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..ops import op_to_wire
@@ -181,7 +180,7 @@ class ClientSession:
                 result_ids: list[int], metas: list[TensorMeta | None] | None = None) -> None:
         """Send one operation; results are stored under ``result_ids``. Runs in this thread's
         grad mode (an optimizer's ``step`` runs without grad on the worker too)."""
-        wire_args, wire_kwargs = pytree.tree_map(_to_ref, (args, kwargs))
+        wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
         msg = message(CMD, origin=self.ref.node, op=op_to_wire(op), args=wire_args,
                       kwargs=wire_kwargs, results=result_ids, metas=metas)
         if not torch.is_grad_enabled():
