@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .errors import WorkerUnavailable
+from .wire import shm
 from .worker.cli import READY_PREFIX, THREADS_ENV
 
 LOCAL_DEFAULT_THREADS = 1
@@ -72,6 +73,9 @@ class WorkerProcess:
         return True
 
     def release_lifeline(self) -> None:
+        """Called once the process is reaped: also remove shared-memory segments it created
+        and, killed, could not remove itself (see :mod:`syftzmq.wire.shm`)."""
+        shm.sweep_pid(self.popen.pid)
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None

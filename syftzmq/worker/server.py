@@ -36,7 +36,7 @@ from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OB
                         RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields,
                         message, reply, sender_node)
 from ..shapes import TensorMeta, describe
-from ..wire import Signer, dumps, loads, pack, unpack
+from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from .execute import DependencyFailed, resolve_ref, run_command
 from .leases import DEFAULT_LEASE_SECONDS, Leases, PeerRenewals
@@ -127,6 +127,7 @@ class WorkerServer:
         self.counters = {"messages": 0, "errors": 0, "replies_dropped": 0, "stale": 0,
                          "expired_objects": 0}
         self._stop_reason: str | None = None
+        self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
         self._wakeup_r: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -235,6 +236,8 @@ class WorkerServer:
             self._send_reply(identity, reply(0, error=failure))
             self._record_failure(sender, failure)  # raised at the sender's next observation
             return
+        if msg.get("shm") is True and shm.enabled():  # the sender shares this host
+            self.shm_identities.add(identity)
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)
         if addressed is not None and addressed != self.ref.node:
@@ -272,8 +275,9 @@ class WorkerServer:
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> None:
         header, buffers = dumps(msg)
+        frames = pack(self.signer, header, buffers, identity in self.shm_identities)
         try:
-            self.router.send_multipart([identity, *pack(self.signer, header, buffers)],
+            self.router.send_multipart([identity, *frames],
                                        zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
             self.counters["replies_dropped"] += 1
