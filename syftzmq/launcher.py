@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import WorkerUnavailable
 from .wire import shm
@@ -84,11 +84,13 @@ class WorkerProcess:
 def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: str | None = None,
                  advertise: str | None = None, tie_to_parent: bool = True,
                  log_level: str | None = None, stderr=None, timeout: float = 30.0,
-                 extra_args: Sequence[str] = (), threads: int | None = None) -> WorkerProcess:
+                 extra_args: Sequence[str] = (), threads: int | None = None,
+                 while_starting: Callable[[], None] | None = None) -> WorkerProcess:
     """Start ``python -m syftzmq.worker`` and wait until it reports its endpoint.
 
     ``extra_args`` go to the worker's command line (``--safe``, ``--lease-seconds 30``, ...).
     ``threads`` defaults to :func:`local_worker_threads` (the worker runs on this host).
+    ``while_starting`` runs here while the worker starts up (its errors are ignored).
     """
     if threads is None and "--threads" not in extra_args:
         threads = local_worker_threads()
@@ -113,6 +115,11 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
         os.close(pass_fds[0])
     process = WorkerProcess(worker_id, "", "", popen, lifeline)
     try:
+        if while_starting is not None:
+            try:
+                while_starting()
+            except Exception:  # an optimisation only; the worker's start is what matters
+                pass
         info = _read_ready_line(popen, timeout)
     except BaseException:
         process.stop()

@@ -85,3 +85,26 @@ def infer(call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         if _unsupported(exc):
             raise Unknown(str(exc)) from exc
         raise
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Run a few operations on meta tensors once per process.
+
+    The first operation inferred on the meta device costs about a second (torch imports and
+    traces its Python decompositions). :class:`~syftzmq.client.handle.VirtualWorker` calls
+    this while its worker process starts, so that second overlaps the worker's own start-up
+    instead of landing on the user's first operation.
+    """
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    a = torch.empty(2, 2, device="meta")
+    b = torch.empty(2, 2, device="meta", requires_grad=True)
+    for result in (a + a, a * 2, a - 1, a / 2, a @ a, a.sum(), a.mean(0), a.t(), a.view(4),
+                   torch.relu(a), torch.cat([a, a])):
+        del result
+    (b * a + 1).sum().backward()

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from ..keys import read_key
 from ..launcher import WorkerProcess, spawn_worker
+from ..shapes import warm_up
 from ..protocol import OBJECTS, WorkerRef, message
 from .session import ClientSession, default_session
 
@@ -120,6 +121,7 @@ class VirtualWorker(Worker):
         if lease_seconds is not None:
             extra += ["--lease-seconds", str(lease_seconds)]
         process = spawn_worker(id, key_file=key_file, extra_args=extra, threads=threads,
+                               while_starting=warm_up,
                                log_level=log_level or os.environ.get("SYFTZMQ_LOG_LEVEL", "WARNING"))
         session.adopt(process)
         self.process = process
