@@ -128,6 +128,7 @@ class WorkerServer:
                          "expired_objects": 0}
         self._stop_reason: str | None = None
         self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
+        self._handler_table = self._handlers()
         self._wakeup_r: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -251,7 +252,7 @@ class WorkerServer:
         try:
             check_fields(msg)
             self._apply_piggybacked_releases(sender, msg)
-            self._handlers()[msg["kind"]](sender, identity, msg)
+            self._handler_table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self._fail(identity, msg, exc)
 
