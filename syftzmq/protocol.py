@@ -53,6 +53,19 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+def needs_complete_flush(msg: dict) -> bool:
+    """Whether observing ``msg`` must also wait for deletes and ownership hand-offs in flight.
+
+    Deletes (``DEL``) and hand-offs (``FORK``) change no answer but a store listing: a
+    ``GET``, ``INFO`` or ``MOVE`` only touches objects the requester owns, which no delete of
+    someone else's pointer can reach, and neither ever records a failure. So only
+    ``OBJECTS`` (and a ``FLUSH`` made on its behalf, marked ``complete``) waits for them; the
+    common ``(p + 1).get()`` along a chain then costs no extra round trip for the temporary
+    that died.
+    """
+    return msg.get("kind") == OBJECTS or msg.get("complete") is True
+
+
 def check_fields(msg: dict) -> None:
     """Raise :class:`ProtocolError` naming the first missing or mistyped field."""
     from .errors import ProtocolError

@@ -72,3 +72,19 @@ def test_threads_flag_is_applied(hook, threads):
 def test_a_bad_thread_count_refuses_to_start():
     with pytest.raises(sy.WorkerUnavailable):
         spawn_worker("nothreads", threads=0, timeout=20)
+
+
+def test_a_delete_elsewhere_costs_no_round_trip_but_listings_see_its_cascade(bob, alice):
+    y = torch.ones(2).send(alice)
+    doomed = torch.ones(2).send(bob).send(alice)  # alice holds a pointer to bob's data
+    ok = torch.ones(2).send(bob)
+    doomed_bob_count = bob.object_count()
+    assert doomed_bob_count == 2
+    del doomed  # a DEL to alice, which cascades to bob
+    gc.collect()
+    before = sy.stats()
+    assert torch.equal((ok + 1).get(), torch.full((2,), 2.0))
+    assert (sy.stats() - before).round_trips == 1  # no flush of alice for a delete
+    assert bob.object_count() == 1  # a listing waits for alice's cascade to reach bob
+    assert alice.object_count() == 1
+    del y, ok

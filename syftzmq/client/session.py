@@ -8,7 +8,10 @@ command issued before it, along chains too; and the common case — commands to 
 ``get`` from it — costs exactly one round trip.
 
 Pointers that die only append their id to a queue (``__del__`` may run inside a socket call, or
-on another thread); the queue is sent as batched ``DEL`` messages before the next message.
+on another thread); the queue rides on the next message to the same worker (``release``, applied
+before that message), or goes as batched ``DEL`` messages to the others. A worker that received
+only deletes is flushed before a store listing (``OBJECTS``) only: no other answer depends on
+them (see :func:`syftzmq.protocol.needs_complete_flush`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from ..ids import new_id, new_token
 from ..ops import op_to_wire
 from ..pointer import PointerTensor
 from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                        RELEASES, SHUTDOWN, STORE, Ref, WorkerRef, message)
+                        RELEASES, SHUTDOWN, STORE, Ref, WorkerRef, message,
+                        needs_complete_flush)
 from ..shapes import TensorMeta, describe
 from ..worker.leases import DEFAULT_LEASE_SECONDS
 from .connection import Connection
@@ -77,6 +81,10 @@ class ClientSession:
         self._heartbeat = Heartbeat(self.context, self.ref.node, DEFAULT_LEASE_SECONDS)
         self._superseded: dict[str, WorkerRef] = {}  # old incarnation -> the one that replaced it
         self._dirty: set[str] = set()
+        # Workers that since their last answer received only deletes. A delete changes no
+        # answer but a store listing (a cascade may reach the observed worker), so only
+        # OBJECTS observations wait for them: see :func:`needs_complete_flush`.
+        self._dirty_deletes: set[str] = set()
         # Workers that missed a deadline: deletes still go to them, but do not make them
         # something every later observation must wait for. Cleared when they answer again.
         self._unresponsive: set[str] = set()
@@ -266,8 +274,10 @@ class ClientSession:
             raise WorkerUnavailable(location.id, location.address,
                                     f"its queue stayed full for {self.timeout:.1f} s") from None
         self.stats.messages_sent += 1
-        if not (msg["kind"] == DEL and location.node in self._unresponsive):
+        if msg["kind"] != DEL:
             self._dirty.add(location.node)
+        elif location.node not in self._unresponsive:
+            self._dirty_deletes.add(location.node)
 
     def _connection(self, location: WorkerRef) -> Connection:
         connection = self._connections.get(location.node)
@@ -294,10 +304,14 @@ class ClientSession:
         with self._lock:
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
-            others = {node for node in self._dirty if node != location.node}
+            complete = needs_complete_flush(msg)
+            pending = self._dirty | self._dirty_deletes if complete else self._dirty
+            others = {node for node in pending if node != location.node}
             if others:
                 refs = {node: self._ref_for_node(node) for node in others}
-                self._round_trip({node: message(FLUSH, origin=self.ref.node) for node in others},
+                flush = {"complete": True} if complete else {}
+                self._round_trip({node: message(FLUSH, origin=self.ref.node, **flush)
+                                  for node in others},
                                  refs, timeout)
             msg["origin"] = self.ref.node
             return self._round_trip({location.node: msg}, {location.node: location}, timeout)[location.node]
@@ -331,6 +345,7 @@ class ClientSession:
                 self._unresponsive.add(missing)
                 for node in requests:
                     self._dirty.discard(node)
+                    self._dirty_deletes.discard(node)
                 ref = refs[missing]
                 raise WorkerUnavailable(ref.id, ref.address,
                                         f"no answer within {timeout:.1f} s")
@@ -345,6 +360,7 @@ class ClientSession:
         errors = []
         for node, msg in replies.items():
             self._dirty.discard(node)
+            self._dirty_deletes.discard(node)
             self._unresponsive.discard(node)
             if msg.get("error") is not None:
                 errors.append(msg["error"].to_exception())
@@ -403,6 +419,7 @@ class ClientSession:
         with self._lock:
             self._releases = deque(r for r in self._releases if r[0].node != location.node)
             self._dirty.discard(location.node)
+            self._dirty_deletes.discard(location.node)
             self._forgotten.add(location.node)
             self._heartbeat.forget(location.node)
             connection = self._connections.pop(location.node, None)

@@ -34,7 +34,7 @@ from ..ops import op_from_wire
 from ..pointer import PointerTensor
 from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
                         RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields,
-                        message, reply, sender_node)
+                        message, needs_complete_flush, reply, sender_node)
 from ..shapes import TensorMeta, describe
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
@@ -120,6 +120,7 @@ class WorkerServer:
         self.waiting: dict[int, _Waiter] = {}
         self.failures: dict[str, list[Failure]] = {}
         self.dirty: set[str] = set()
+        self.dirty_handoffs: set[str] = set()  # peers sent only DEL/FORK (needs_complete_flush)
         self.unresponsive: set[str] = set()  # peers that missed a flush deadline
         self.parent_fd = parent_fd
         if parent_fd is not None:
@@ -286,8 +287,11 @@ class WorkerServer:
 
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
         self.peers.send(peer, msg)
-        if not (msg["kind"] == DEL and peer.node in self.unresponsive):
-            self.dirty.add(peer.node)  # deletes to a dead peer must not stall every observation
+        if msg["kind"] not in (DEL, FORK):
+            self.dirty.add(peer.node)
+        elif not (msg["kind"] == DEL and peer.node in self.unresponsive):
+            # deletes to a dead peer must not stall every observation
+            self.dirty_handoffs.add(peer.node)
 
     def _fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -382,17 +386,24 @@ class WorkerServer:
         self._flush_downstream(msg, finish)
 
     def _flush_downstream(self, msg: dict, then: Callable[[], None]) -> None:
+        complete = needs_complete_flush(msg)
         targets, self.dirty = self.dirty, set()
+        if complete:
+            targets |= self.dirty_handoffs
+            self.dirty_handoffs = set()
+        else:
+            self.dirty_handoffs -= targets
         if not targets:
             then()
             return
+        flush = {"complete": True} if complete else {}
         origin = msg.get("origin", "")
         timeout = float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
         join = _Join(len(targets), then)
         for node in targets:
             peer = self.peers.refs[node]
             req = new_id()
-            self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout))
+            self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout, **flush))
             self.waiting[req] = _Waiter(time.monotonic() + timeout,
                                         self._flush_acknowledged(origin, join, node),
                                         self._flush_timed_out(origin, peer, join))
