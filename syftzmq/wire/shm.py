@@ -3,7 +3,8 @@
 Over loopback TCP a 256 MiB frame crosses the kernel twice and is signed twice (HMAC-SHA256
 runs at about 1.5 GB/s). Between processes of one user on one host, the sender instead writes
 each large buffer into a fresh shared-memory file and the signed message names it; the
-receiver opens the file, unlinks it at once, and reads the bytes into memory of its own.
+receiver opens the file, unlinks it at once, and maps it: the received tensor lives in those
+pages, which are freed with it.
 
 Lifetime — no segment outlives its use, also when a process is killed:
 
@@ -24,6 +25,7 @@ cluster key file as well, so signing the bytes would add no protection against t
 from __future__ import annotations
 
 import atexit
+import mmap
 import os
 import re
 import secrets
@@ -32,7 +34,6 @@ import threading
 import time
 from typing import Sequence
 
-import torch
 
 from ..errors import ProtocolError
 
@@ -41,7 +42,7 @@ THRESHOLD = int(os.environ.get("SYFTZMQ_SHM_THRESHOLD", str(1 << 20)))  # smalle
 MAX_AGE = float(os.environ.get("SYFTZMQ_SHM_MAX_AGE", "120"))
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
-_CHUNK = 1 << 30  # bytes per read/write call (Linux caps one call below 2 GiB)
+_CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 
 _created: dict[str, tuple[float, str | None]] = {}  # name -> (created, destination tag)
 _lock = threading.Lock()
@@ -81,11 +82,11 @@ def export(buffer: memoryview, tag: str | None = None) -> tuple[str, int]:
 
 
 def take(name: str, size: int) -> memoryview:
-    """Open, unlink and read the segment ``name``; the bytes land in a tensor of our own."""
+    """Open and unlink the segment ``name``; returns its bytes, mapped into this process."""
     if not isinstance(name, str) or not _NAME.match(name) or type(size) is not int or size < 0:
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
     try:
-        fd = os.open(_path(name), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(_path(name), os.O_RDWR | os.O_NOFOLLOW)
     except OSError as exc:
         raise ProtocolError(f"shared-memory segment {name} cannot be opened: {exc.strerror}") from None
     try:
@@ -95,16 +96,14 @@ def take(name: str, size: int) -> memoryview:
                 or info.st_mode & 0o077 or info.st_size != size):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
-        storage = torch.empty(size, dtype=torch.uint8)
-        from .serde import tensor_memory
-        target = tensor_memory(storage)
-        done = 0
-        while done < size:
-            count = os.readv(fd, [target[done:done + _CHUNK]])
-            if count == 0:
-                raise ProtocolError(f"shared-memory segment {name} ended after {done} bytes")
-            done += count
-        return target
+        if size == 0:
+            return memoryview(bytearray())
+        # Map it rather than copy it: the tensor is rebuilt over these pages (unlinked, so
+        # they are freed with the tensor). MAP_POPULATE maps every page now, so the memory
+        # shows in this process's RSS like any other received tensor, for a fraction of a copy.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        return memoryview(mmap.mmap(fd, size, flags=flags,
+                                    prot=mmap.PROT_READ | mmap.PROT_WRITE))
     finally:
         os.close(fd)
 
