@@ -304,17 +304,26 @@ class ClientSession:
         with self._lock:
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
-            complete = needs_complete_flush(msg)
-            pending = self._dirty | self._dirty_deletes if complete else self._dirty
-            others = {node for node in pending if node != location.node}
-            if others:
-                refs = {node: self._ref_for_node(node) for node in others}
-                flush = {"complete": True} if complete else {}
-                self._round_trip({node: message(FLUSH, origin=self.ref.node, **flush)
-                                  for node in others},
-                                 refs, timeout)
-            msg["origin"] = self.ref.node
-            return self._round_trip({location.node: msg}, {location.node: location}, timeout)[location.node]
+            try:
+                return self._observe_locked(location, msg, timeout)
+            except WorkerUnavailable:
+                # the deletes this observation carried may not have left: queue them again
+                # (deletes are idempotent, so sending one twice is harmless)
+                if location.node not in self._forgotten:
+                    self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
+                raise
+
+    def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float) -> Any:
+        complete = needs_complete_flush(msg)
+        pending = self._dirty | self._dirty_deletes if complete else self._dirty
+        others = {node for node in pending if node != location.node}
+        if others:
+            refs = {node: self._ref_for_node(node) for node in others}
+            flush = {"complete": True} if complete else {}
+            self._round_trip({node: message(FLUSH, origin=self.ref.node, **flush)
+                              for node in others}, refs, timeout)
+        msg["origin"] = self.ref.node
+        return self._round_trip({location.node: msg}, {location.node: location}, timeout)[location.node]
 
     def _ref_for_node(self, node: str) -> WorkerRef:
         handle = self._handles.get(node)
