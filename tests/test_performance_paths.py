@@ -88,3 +88,15 @@ def test_a_delete_elsewhere_costs_no_round_trip_but_listings_see_its_cascade(bob
     assert bob.object_count() == 1  # a listing waits for alice's cascade to reach bob
     assert alice.object_count() == 1
     del y, ok
+
+
+def test_deletes_carried_by_an_observation_that_raises_first_are_not_lost(bob, alice):
+    broken = torch.linalg.cholesky(torch.tensor([[1.0, 2.0], [2.0, 1.0]]).send(bob))
+    x = torch.ones(2).send(alice)
+    temporary = x + 1
+    del temporary  # its delete will ride on the next message to alice
+    gc.collect()
+    with pytest.raises(sy.RemoteError, match="positive-definite"):
+        x.get()  # flushing bob first raises bob's failure: the GET never leaves
+    assert alice.object_count() == 1  # the temporary's delete was not lost
+    del x, broken

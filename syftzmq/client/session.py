@@ -306,9 +306,10 @@ class ClientSession:
                 self._drain_releases(carrier=(location, msg))
             try:
                 return self._observe_locked(location, msg, timeout)
-            except WorkerUnavailable:
-                # the deletes this observation carried may not have left: queue them again
-                # (deletes are idempotent, so sending one twice is harmless)
+            except BaseException:
+                # The deletes this observation carried may not have left (flushing another
+                # worker can raise a remote error or time out before it is sent): queue them
+                # again. Deletes are idempotent and ids are never reused, so a second is harmless.
                 if location.node not in self._forgotten:
                     self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
                 raise
