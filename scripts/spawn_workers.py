@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cluster_file")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default $SYFTZMQ_WORKER_THREADS, else 1: "
+                             "the workers share this host's cores)")
     args = parser.parse_args(argv)
     spec = load_cluster(args.cluster_file)
     if spec.key_file is not None and not spec.key_file.exists():
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         for worker in spec.workers:
             process = spawn_worker(worker.id, bind=worker.bind, advertise=worker.address,
                                    key_file=str(spec.key_file) if spec.key_file else None,
-                                   log_level=args.log_level, extra_args=worker.options(spec))
+                                   log_level=args.log_level, extra_args=worker.options(spec),
+                                   threads=args.threads)
             processes.append(process)
         session = default_session()
         for process in processes:

@@ -16,9 +16,11 @@ from typing import Any, Callable
 import torch
 from torch.utils import _pytree as pytree
 
+from . import argtree
 from .errors import NeedsGetError, WorkerMismatchError
 from .ids import new_id
 from .pointer import ATTRIBUTE_POINTERS, REMOTE_DEVICE, PointerTensor
+from .result_cache import RESULTS
 from .shapes import TensorMeta, Unknown, describe, infer
 
 # Methods whose result is a Python value that only the data can give.
@@ -78,7 +80,7 @@ def unwrap(value: Any) -> Any:
 
 
 def _pointers_in(args: tuple, kwargs: dict) -> list[PointerTensor]:
-    return [leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, PointerTensor)]
+    return [leaf for leaf in argtree.leaves(args, kwargs) if isinstance(leaf, PointerTensor)]
 
 
 def _common_location(pointers: list[PointerTensor], name: str):
@@ -98,10 +100,18 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
     """Check operands, infer results on the mirrors, send one command, return result pointers."""
     if name in NEEDS_DATA:
         raise NeedsGetError(f"{name}() needs the data, which lives on a worker: call .get() first")
-    args, kwargs = pytree.tree_map(unwrap, (args, kwargs))
+    args, kwargs = argtree.map_args(unwrap, args, kwargs)
     pointers = _pointers_in(args, kwargs)
     location = _common_location(pointers, name)
     session = pointers[0]._require_session()
+
+    inplace = is_inplace(name)
+    cache_key = None if inplace else RESULTS.key(op, args, kwargs)
+    if cache_key is not None:
+        cached = RESULTS.get(cache_key)
+        if cached is not None:
+            return _send_with_results(session, location, op, args, kwargs, list(cached.metas),
+                                      cached.structure, mirrors=None)
 
     try:
         mirror_result = infer(call, args, kwargs)
@@ -116,7 +126,7 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
             session.command(location, op, args, kwargs, result_ids=[])
             return None
         return mirror_result  # computed exactly by the mirror: no message
-    if is_inplace(name) and isinstance(args[0], PointerTensor):
+    if inplace and isinstance(args[0], PointerTensor):
         session.command(location, op, args, kwargs, result_ids=[])
         return args[0]
 
@@ -128,10 +138,27 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
         if not leaves or not all(isinstance(leaf, torch.Tensor) for leaf in leaves):
             raise NeedsGetError(f"{name}() returns a Python value ({type(mirror_result).__name__}), "
                                 f"which needs the data: call .get() first")
-    result_ids = [new_id() for _ in leaves]
     metas = [describe(leaf) if leaf is not None else None for leaf in leaves]
+    if known and cache_key is not None:
+        RESULTS.put(cache_key, leaves, structure, metas)
+    return _send_with_results(session, location, op, args, kwargs, metas, structure,
+                              mirrors=leaves)
+
+
+def _send_with_results(session: Any, location: Any, op: tuple, args: tuple, kwargs: dict,
+                       metas: list[TensorMeta | None], structure: Any,
+                       mirrors: list[Any] | None) -> Any:
+    """Send the command with fresh result ids; pointers to the results, nested as ``structure``.
+
+    ``mirrors`` are the inferred meta results; without them (a cached inference) each pointer
+    builds its mirror from its meta when first needed.
+    """
+    result_ids = [new_id() for _ in metas]
     session.command(location, op, args, kwargs, result_ids=result_ids, metas=metas)
-    results = [session.new_pointer(location, rid, mirror=leaf) for rid, leaf in zip(result_ids, leaves)]
+    if mirrors is None:
+        results = [session.new_pointer(location, rid, meta=meta) for rid, meta in zip(result_ids, metas)]
+    else:
+        results = [session.new_pointer(location, rid, mirror=leaf) for rid, leaf in zip(result_ids, mirrors)]
     return results[0] if structure is None else pytree.tree_unflatten(results, structure)
 
 

@@ -15,10 +15,25 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import WorkerUnavailable
-from .worker.cli import READY_PREFIX
+from .wire import shm
+from .worker.cli import READY_PREFIX, THREADS_ENV
+
+LOCAL_DEFAULT_THREADS = 1
+
+
+def local_worker_threads() -> int:
+    """Torch threads for a worker spawned on this host: ``$SYFTZMQ_WORKER_THREADS``, else 1.
+
+    Local workers share this host's cores with each other and with the client; torch's
+    default (one thread per core, in every process) oversubscribes them, and small operations
+    then cost several times more. One thread each is the right default for several workers;
+    a single worker doing large matrix work may want more.
+    """
+    value = os.environ.get(THREADS_ENV)
+    return int(value) if value else LOCAL_DEFAULT_THREADS
 
 
 @dataclass
@@ -58,6 +73,9 @@ class WorkerProcess:
         return True
 
     def release_lifeline(self) -> None:
+        """Called once the process is reaped: also remove shared-memory segments it created
+        and, killed, could not remove itself (see :mod:`syftzmq.wire.shm`)."""
+        shm.sweep_pid(self.popen.pid)
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
@@ -66,13 +84,20 @@ class WorkerProcess:
 def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: str | None = None,
                  advertise: str | None = None, tie_to_parent: bool = True,
                  log_level: str | None = None, stderr=None, timeout: float = 30.0,
-                 extra_args: Sequence[str] = ()) -> WorkerProcess:
+                 extra_args: Sequence[str] = (), threads: int | None = None,
+                 while_starting: Callable[[], None] | None = None) -> WorkerProcess:
     """Start ``python -m syftzmq.worker`` and wait until it reports its endpoint.
 
     ``extra_args`` go to the worker's command line (``--safe``, ``--lease-seconds 30``, ...).
+    ``threads`` defaults to :func:`local_worker_threads` (the worker runs on this host).
+    ``while_starting`` runs here while the worker starts up (its errors are ignored).
     """
+    if threads is None and "--threads" not in extra_args:
+        threads = local_worker_threads()
     command = [sys.executable, "-m", "syftzmq.worker", "--id", worker_id, "--bind", bind,
                *extra_args]
+    if threads is not None:
+        command += ["--threads", str(threads)]
     if key_file:
         command += ["--key-file", str(key_file)]
     if advertise:
@@ -90,6 +115,11 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
         os.close(pass_fds[0])
     process = WorkerProcess(worker_id, "", "", popen, lifeline)
     try:
+        if while_starting is not None:
+            try:
+                while_starting()
+            except Exception:  # an optimisation only; the worker's start is what matters
+                pass
         info = _read_ready_line(popen, timeout)
     except BaseException:
         process.stop()

@@ -53,8 +53,10 @@ class PointerTensor:
         set_(self, "_location", location)
         set_(self, "id_at_location", id_at_location)
         set_(self, "id", new_id() if id is None else id)
-        set_(self, "_mirror", mirror if mirror is not None else
-             (mirror_of(meta) if meta is not None else None))
+        # The mirror is built on first use from ``meta``: most results (temporaries of a
+        # pipeline) never need theirs, and building one costs a meta-tensor allocation.
+        set_(self, "_built_mirror", mirror)
+        set_(self, "_pending_meta", meta if mirror is None else None)
         set_(self, "_owning", owning and attr is None)
         set_(self, "_gone", None)
         set_(self, "_session", session)
@@ -86,8 +88,25 @@ class PointerTensor:
         return self._resolved_mirror().dtype
 
     @property
+    def _mirror(self) -> torch.Tensor | None:
+        """The local meta stand-in (see :mod:`syftzmq.shapes`), or ``None`` if unknown."""
+        mirror = self._built_mirror
+        if mirror is None and self._pending_meta is not None:
+            mirror = mirror_of(self._pending_meta)
+            object.__setattr__(self, "_built_mirror", mirror)
+            object.__setattr__(self, "_pending_meta", None)
+        return mirror
+
+    @_mirror.setter
+    def _mirror(self, mirror: torch.Tensor | None) -> None:
+        object.__setattr__(self, "_built_mirror", mirror)
+        object.__setattr__(self, "_pending_meta", None)
+
+    @property
     def _meta(self) -> TensorMeta | None:
-        return None if self._mirror is None else describe(self._mirror)
+        if self._built_mirror is None:
+            return self._pending_meta
+        return describe(self._built_mirror)
 
     def size(self, dim: int | None = None) -> Any:
         shape = self.shape
@@ -161,8 +180,8 @@ class PointerTensor:
         snapshot (the pointer stays where it is); a transferred pointer belongs to whichever
         process rebuilds it.
         """
-        return PointerTensor(self._location, self.id_at_location, mirror=self._mirror,
-                             owning=owning, id=self.id, owner=owner, attr=self._attr)
+        return PointerTensor(self._location, self.id_at_location, mirror=self._built_mirror,
+                             meta=self._pending_meta, owning=owning, id=self.id, owner=owner, attr=self._attr)
 
     def __reduce__(self) -> tuple:
         return _rebuild_pointer, (self._location, self.id_at_location, self.id, self._meta,

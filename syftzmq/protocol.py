@@ -36,6 +36,9 @@ FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW})
 # Messages carry ``to``: the incarnation (``WorkerRef.node``) they are meant for. A worker
 # restarted under the same id and address is a new incarnation and refuses them.
 ADDRESSED_TO = "to"
+# Any request may carry ``release``: ids the sender's dead pointers owned on this worker, to be
+# deleted before the request is handled (a ``DEL`` riding along instead of a message of its own).
+RELEASES = "release"
 
 # The fields each kind of request must carry, and their types.
 REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -48,6 +51,19 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     MOVE: {"id": int, "new_id": int, "dest": object},
     OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {},
 }
+
+
+def needs_complete_flush(msg: dict) -> bool:
+    """Whether observing ``msg`` must also wait for deletes and ownership hand-offs in flight.
+
+    Deletes (``DEL``) and hand-offs (``FORK``) change no answer but a store listing: a
+    ``GET``, ``INFO`` or ``MOVE`` only touches objects the requester owns, which no delete of
+    someone else's pointer can reach, and neither ever records a failure. So only
+    ``OBJECTS`` (and a ``FLUSH`` made on its behalf, marked ``complete``) waits for them; the
+    common ``(p + 1).get()`` along a chain then costs no extra round trip for the temporary
+    that died.
+    """
+    return msg.get("kind") == OBJECTS or msg.get("complete") is True
 
 
 def check_fields(msg: dict) -> None:

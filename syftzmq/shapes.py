@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.utils import _pytree as pytree
+
+from . import argtree
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,32 @@ def infer(call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     A genuine error (wrong shapes, wrong types) propagates unchanged, as in local torch.
     """
     try:
-        meta_args, meta_kwargs = pytree.tree_map(as_mirror, (args, kwargs))
+        meta_args, meta_kwargs = argtree.map_args(as_mirror, args, kwargs)
         return call(*meta_args, **meta_kwargs)
     except Exception as exc:
         if _unsupported(exc):
             raise Unknown(str(exc)) from exc
         raise
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Run a few operations on meta tensors once per process.
+
+    The first operation inferred on the meta device costs about a second (torch imports and
+    traces its Python decompositions). :class:`~syftzmq.client.handle.VirtualWorker` calls
+    this while its worker process starts, so that second overlaps the worker's own start-up
+    instead of landing on the user's first operation.
+    """
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    a = torch.empty(2, 2, device="meta")
+    b = torch.empty(2, 2, device="meta", requires_grad=True)
+    for result in (a + a, a * 2, a - 1, a / 2, a @ a, a.sum(), a.mean(0), a.t(), a.view(4),
+                   torch.relu(a), torch.cat([a, a])):
+        del result
+    (b * a + 1).sum().backward()

@@ -8,8 +8,9 @@ from typing import Any
 import zmq
 
 from ..errors import ProtocolError
+from ..netpolicy import is_loopback
 from ..protocol import routing_identity
-from ..wire import Signer, dumps, loads, pack, unpack
+from ..wire import Signer, dumps, loads, pack, shm, unpack
 
 log = logging.getLogger("syftzmq.client")
 
@@ -33,6 +34,8 @@ class Connection:
         if curve is not None:
             curve.client(self.socket)
         self.socket.connect(address)
+        # a loopback worker shares this host: bulk bytes go through /dev/shm both ways
+        self.shared_memory = is_loopback(address) and shm.enabled()
 
     def send(self, msg: dict, flags: int = 0) -> int:
         """Send ``msg``; returns the number of bytes put on the wire.
@@ -40,8 +43,10 @@ class Connection:
         Blocks while the queue is full (backpressure), up to the send timeout; raises
         ``zmq.Again`` then, or at once with ``flags=zmq.NOBLOCK``.
         """
+        if self.shared_memory and msg.get("req"):
+            msg["shm"] = True  # the reply may use shared memory too
         header, buffers = dumps(msg)
-        frames = pack(self.signer, header, buffers)
+        frames = pack(self.signer, header, buffers, self.shared_memory, self.address)
         self.socket.send_multipart(frames, flags, copy=False)
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
 
@@ -63,3 +68,5 @@ class Connection:
 
     def close(self) -> None:
         self.socket.close(linger=1000)
+        if self.shared_memory:
+            shm.discard_tagged(self.address)  # what the worker never took

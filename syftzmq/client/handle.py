@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from ..keys import read_key
 from ..launcher import WorkerProcess, spawn_worker
+from ..shapes import warm_up
 from ..protocol import OBJECTS, WorkerRef, message
 from .session import ClientSession, default_session
 
@@ -69,7 +70,8 @@ class Worker:
         return self._session.objects(self._ref)
 
     def object_count(self) -> int:
-        return len(self._session.observe(self._ref, message(OBJECTS)))
+        """How many objects the worker stores; only the number travels, not the objects."""
+        return self._session.observe(self._ref, message(OBJECTS, count_only=True))
 
     def ping(self, timeout: float | None = None) -> dict:
         return self._session.ping(self._ref, timeout)
@@ -103,12 +105,14 @@ class VirtualWorker(Worker):
     """Starts a worker *process* on this machine and connects to it.
 
     The process ends when ``shutdown()`` is called or this client exits — also when this
-    client is killed (see :mod:`syftzmq.launcher`).
+    client is killed (see :mod:`syftzmq.launcher`). It runs torch on ``threads`` threads
+    (default ``$SYFTZMQ_WORKER_THREADS``, else 1: local workers share this host's cores).
     """
 
     def __init__(self, hook: Any = None, id: str | None = None, *, timeout: float | None = None,
                  log_level: str | None = None, safe: bool = False,
-                 lease_seconds: float | None = None, worker_args: Sequence[str] = ()) -> None:
+                 lease_seconds: float | None = None, worker_args: Sequence[str] = (),
+                 threads: int | None = None) -> None:
         if not id:
             raise ValueError("VirtualWorker needs an id, e.g. VirtualWorker(hook, id='bob')")
         session = default_session()
@@ -116,7 +120,8 @@ class VirtualWorker(Worker):
         extra = list(worker_args) + (["--safe"] if safe else [])
         if lease_seconds is not None:
             extra += ["--lease-seconds", str(lease_seconds)]
-        process = spawn_worker(id, key_file=key_file, extra_args=extra,
+        process = spawn_worker(id, key_file=key_file, extra_args=extra, threads=threads,
+                               while_starting=warm_up,
                                log_level=log_level or os.environ.get("SYFTZMQ_LOG_LEVEL", "WARNING"))
         session.adopt(process)
         self.process = process

@@ -8,7 +8,10 @@ command issued before it, along chains too; and the common case — commands to 
 ``get`` from it — costs exactly one round trip.
 
 Pointers that die only append their id to a queue (``__del__`` may run inside a socket call, or
-on another thread); the queue is sent as batched ``DEL`` messages before the next message.
+on another thread); the queue rides on the next message to the same worker (``release``, applied
+before that message), or goes as batched ``DEL`` messages to the others. A worker that received
+only deletes is flushed before a store listing (``OBJECTS``) only: no other answer depends on
+them (see :func:`syftzmq.protocol.needs_complete_flush`).
 """
 
 from __future__ import annotations
@@ -24,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import zmq
-from torch.utils import _pytree as pytree
 
-from .. import runtime
+from .. import argtree, runtime
 from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..ops import op_to_wire
 from ..pointer import PointerTensor
 from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                        SHUTDOWN, STORE, Ref, WorkerRef, message)
+                        RELEASES, SHUTDOWN, STORE, Ref, WorkerRef, message,
+                        needs_complete_flush)
 from ..shapes import TensorMeta, describe
 from ..worker.leases import DEFAULT_LEASE_SECONDS
 from .connection import Connection
@@ -78,6 +81,10 @@ class ClientSession:
         self._heartbeat = Heartbeat(self.context, self.ref.node, DEFAULT_LEASE_SECONDS)
         self._superseded: dict[str, WorkerRef] = {}  # old incarnation -> the one that replaced it
         self._dirty: set[str] = set()
+        # Workers that since their last answer received only deletes. A delete changes no
+        # answer but a store listing (a cascade may reach the observed worker), so only
+        # OBJECTS observations wait for them: see :func:`needs_complete_flush`.
+        self._dirty_deletes: set[str] = set()
         # Workers that missed a deadline: deletes still go to them, but do not make them
         # something every later observation must wait for. Cleared when they answer again.
         self._unresponsive: set[str] = set()
@@ -181,7 +188,7 @@ class ClientSession:
                 result_ids: list[int], metas: list[TensorMeta | None] | None = None) -> None:
         """Send one operation; results are stored under ``result_ids``. Runs in this thread's
         grad mode (an optimizer's ``step`` runs without grad on the worker too)."""
-        wire_args, wire_kwargs = pytree.tree_map(_to_ref, (args, kwargs))
+        wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
         msg = message(CMD, origin=self.ref.node, op=op_to_wire(op), args=wire_args,
                       kwargs=wire_kwargs, results=result_ids, metas=metas)
         if not torch.is_grad_enabled():
@@ -218,9 +225,13 @@ class ClientSession:
         if not self._closed and location.node not in self._forgotten:
             self._releases.append((location, object_id))
 
-    def _drain_releases(self) -> None:
+    def _drain_releases(self, carrier: tuple[WorkerRef, dict] | None = None) -> None:
         """Send queued deletes without ever blocking: a worker whose queue is full (dead or
-        swamped) keeps its deletes queued here, and nobody else's operation fails for it."""
+        swamped) keeps its deletes queued here, and nobody else's operation fails for it.
+
+        Deletes for ``carrier``'s worker ride on the carrier message (``RELEASES``, applied
+        before it) instead of costing a message of their own.
+        """
         batches: dict[str, tuple[WorkerRef, list[int]]] = {}
         while self._releases:
             location, object_id = self._releases.popleft()
@@ -228,6 +239,9 @@ class ClientSession:
         for location, ids in batches.values():
             if location.node in self._superseded:
                 continue  # died with the old incarnation
+            if carrier is not None and location.node == carrier[0].node:
+                carrier[1][RELEASES] = ids
+                continue
             try:
                 self._send_now(location, message(DEL, origin=self.ref.node, ids=ids), zmq.NOBLOCK)
             except (zmq.Again, WorkerUnavailable):
@@ -236,8 +250,13 @@ class ClientSession:
     def _send(self, location: WorkerRef, msg: dict) -> None:
         with self._lock:
             if self._releases:
-                self._drain_releases()
-            self._send_now(location, msg)
+                self._drain_releases(carrier=(location, msg))
+            try:
+                self._send_now(location, msg)
+            except BaseException:
+                # the carried deletes did not leave: queue them again
+                self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
+                raise
 
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         if location.node in self._superseded:
@@ -255,8 +274,10 @@ class ClientSession:
             raise WorkerUnavailable(location.id, location.address,
                                     f"its queue stayed full for {self.timeout:.1f} s") from None
         self.stats.messages_sent += 1
-        if not (msg["kind"] == DEL and location.node in self._unresponsive):
+        if msg["kind"] != DEL:
             self._dirty.add(location.node)
+        elif location.node not in self._unresponsive:
+            self._dirty_deletes.add(location.node)
 
     def _connection(self, location: WorkerRef) -> Connection:
         connection = self._connections.get(location.node)
@@ -282,14 +303,28 @@ class ClientSession:
         timeout = timeout or self.timeout
         with self._lock:
             if self._releases:
-                self._drain_releases()
-            others = {node for node in self._dirty if node != location.node}
-            if others:
-                refs = {node: self._ref_for_node(node) for node in others}
-                self._round_trip({node: message(FLUSH, origin=self.ref.node) for node in others},
-                                 refs, timeout)
-            msg["origin"] = self.ref.node
-            return self._round_trip({location.node: msg}, {location.node: location}, timeout)[location.node]
+                self._drain_releases(carrier=(location, msg))
+            try:
+                return self._observe_locked(location, msg, timeout)
+            except BaseException:
+                # The deletes this observation carried may not have left (flushing another
+                # worker can raise a remote error or time out before it is sent): queue them
+                # again. Deletes are idempotent and ids are never reused, so a second is harmless.
+                if location.node not in self._forgotten:
+                    self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
+                raise
+
+    def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float) -> Any:
+        complete = needs_complete_flush(msg)
+        pending = self._dirty | self._dirty_deletes if complete else self._dirty
+        others = {node for node in pending if node != location.node}
+        if others:
+            refs = {node: self._ref_for_node(node) for node in others}
+            flush = {"complete": True} if complete else {}
+            self._round_trip({node: message(FLUSH, origin=self.ref.node, **flush)
+                              for node in others}, refs, timeout)
+        msg["origin"] = self.ref.node
+        return self._round_trip({location.node: msg}, {location.node: location}, timeout)[location.node]
 
     def _ref_for_node(self, node: str) -> WorkerRef:
         handle = self._handles.get(node)
@@ -320,6 +355,7 @@ class ClientSession:
                 self._unresponsive.add(missing)
                 for node in requests:
                     self._dirty.discard(node)
+                    self._dirty_deletes.discard(node)
                 ref = refs[missing]
                 raise WorkerUnavailable(ref.id, ref.address,
                                         f"no answer within {timeout:.1f} s")
@@ -334,6 +370,7 @@ class ClientSession:
         errors = []
         for node, msg in replies.items():
             self._dirty.discard(node)
+            self._dirty_deletes.discard(node)
             self._unresponsive.discard(node)
             if msg.get("error") is not None:
                 errors.append(msg["error"].to_exception())
@@ -392,6 +429,7 @@ class ClientSession:
         with self._lock:
             self._releases = deque(r for r in self._releases if r[0].node != location.node)
             self._dirty.discard(location.node)
+            self._dirty_deletes.discard(location.node)
             self._forgotten.add(location.node)
             self._heartbeat.forget(location.node)
             connection = self._connections.pop(location.node, None)

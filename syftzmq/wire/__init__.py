@@ -4,7 +4,8 @@
 header plus out-of-band tensor buffers. Nothing else in syftzmq touches raw frames.
 """
 
+from . import shm
 from .envelope import PROTOCOL, Signer, pack, unpack
 from .serde import dumps, loads
 
-__all__ = ["PROTOCOL", "Signer", "pack", "unpack", "dumps", "loads"]
+__all__ = ["shm", "PROTOCOL", "Signer", "pack", "unpack", "dumps", "loads"]

@@ -11,11 +11,14 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import json
 from typing import Sequence
 
 from ..errors import ProtocolError
+from . import shm
 
 PROTOCOL = b"syftzmq/1"
+PROTOCOL_SHM = b"syftzmq/1+shm"  # bulk buffers travel through /dev/shm; see pack()
 MAX_FRAMES = 65536
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
@@ -60,8 +63,33 @@ class Signer:
             self._recent.popitem(last=False)
 
 
-def pack(signer: Signer, header: bytes, buffers: Sequence = ()) -> list:
-    """Frames for one message (without routing frames)."""
+def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: bool = False,
+         destination: str | None = None) -> list:
+    """Frames for one message (without routing frames).
+
+    With ``shared_memory`` (the receiver is on this host), buffers of at least
+    :data:`shm.THRESHOLD` bytes go through ``/dev/shm`` (see :mod:`syftzmq.wire.shm`): the
+    message then starts with :data:`PROTOCOL_SHM` and carries, after the header, a signed
+    manifest naming one segment or ``None`` (a frame follows) per buffer. ``destination``
+    tags the segments (see :func:`shm.discard_tagged`).
+    """
+    if shared_memory and any(_nbytes(b) >= shm.THRESHOLD for b in buffers):
+        manifest: list = []
+        frames: list = []
+        try:
+            for buffer in buffers:
+                if _nbytes(buffer) >= shm.THRESHOLD:
+                    manifest.append(list(shm.export(memoryview(buffer), destination)))
+                else:
+                    manifest.append(None)
+                    frames.append(buffer)
+        except OSError:  # /dev/shm full or unusable: frames carry everything
+            for entry in manifest:
+                if entry is not None:
+                    shm.discard(entry[0])
+            return pack(signer, header, buffers)
+        body = [header, json.dumps(manifest).encode(), *frames]
+        return [PROTOCOL_SHM, signer.sign(body), *body]
     body = [header, *buffers]
     return [PROTOCOL, signer.sign(body), *body]
 
@@ -83,7 +111,7 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
         raise ProtocolError(f"message has {len(frames)} frames; at most {MAX_FRAMES} allowed")
     views = [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
     proto = bytes(views[0])
-    if proto != PROTOCOL:
+    if proto not in (PROTOCOL, PROTOCOL_SHM):
         raise ProtocolError(f"unknown protocol {proto[:32]!r}; expected {PROTOCOL!r}")
     header = views[2]
     if header.nbytes > MAX_HEADER_BYTES:
@@ -92,4 +120,35 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
     if total > max_bytes:
         raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes}")
     signer.verify(bytes(views[1]), views[2:])
+    if proto == PROTOCOL_SHM:
+        return bytes(header), _with_shared_memory(views[3:], max_bytes - total)
     return bytes(header), views[3:]
+
+
+def _with_shared_memory(views: list, budget: int) -> list:
+    """The buffers of a verified :data:`PROTOCOL_SHM` message, segments read in place."""
+    if not views:
+        raise ProtocolError("shared-memory message without a manifest")
+    try:
+        manifest = json.loads(bytes(views[0]))
+    except ValueError:
+        raise ProtocolError("unreadable shared-memory manifest") from None
+    frames = iter(views[1:])
+    if not isinstance(manifest, list) or manifest.count(None) != len(views) - 1:
+        raise ProtocolError("shared-memory manifest does not match the frames")
+    named = [entry for entry in manifest if entry is not None]
+    if not all(isinstance(e, list) and len(e) == 2 for e in named):
+        raise ProtocolError("malformed shared-memory manifest entry")
+    if sum(e[1] for e in named if type(e[1]) is int) > budget:
+        for name, _ in named:
+            shm.discard(name)
+        raise ProtocolError(f"message exceeds the limit of {budget} bytes")
+    buffers: list = []
+    try:
+        for entry in manifest:
+            buffers.append(next(frames) if entry is None else shm.take(entry[0], entry[1]))
+    except BaseException:
+        for name, _ in named:  # whatever was not read yet must not stay behind
+            shm.discard(name)
+        raise
+    return buffers

@@ -18,6 +18,7 @@ from .leases import DEFAULT_LEASE_SECONDS
 from .server import WorkerServer
 
 READY_PREFIX = "SYFTZMQ-READY "
+THREADS_ENV = "SYFTZMQ_WORKER_THREADS"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,13 +45,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--curve-dir", default=os.environ.get("SYFTZMQ_CURVE_DIR"),
                         help="encrypt with CURVE and admit only the public keys in "
                              "DIR/authorized (see syftzmq.curve)")
+    parser.add_argument("--threads", type=int, default=_env_threads(),
+                        help="torch intra-op threads (torch.set_num_threads); default: env "
+                             f"{THREADS_ENV}, else torch's own default (one per core)")
     return parser.parse_args(argv)
+
+
+def _env_threads() -> int | None:
+    value = os.environ.get(THREADS_ENV)
+    return int(value) if value else None
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's intra-op thread count. Several workers on one host each running one thread
+    per core oversubscribe the CPU: small ops then spend their time in thread hand-offs."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        import torch
+        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    try:
+        apply_threads(args.threads)
+    except ValueError as exc:
+        print(f"syftzmq-worker: {exc}", file=sys.stderr)
+        return 2
     key = read_key(args.key_file) if args.key_file else None
     curve = None
     if args.curve_dir:

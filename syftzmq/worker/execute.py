@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from .. import argtree
 from ..dispatch import resolve_op
 from ..errors import WorkerMismatchError
 from ..ids import new_id
@@ -71,7 +72,7 @@ def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
             return obj
         return value
 
-    return pytree.tree_map(lookup, args), stored
+    return argtree.map_args(lookup, *args), stored
 
 
 def run_command(store: ObjectStore, msg: dict, sender: str, me: WorkerRef) -> Forward | None:
@@ -144,7 +145,7 @@ def _forward(store: ObjectStore, msg: dict, args: Any, kwargs: Any, stored: list
             return Ref(value.id_at_location, value._attr)
         return value
 
-    next_args, next_kwargs = pytree.tree_map(rename, (args, kwargs))
+    next_args, next_kwargs = argtree.map_args(rename, args, kwargs)
     forwarded = message(CMD, origin=msg["origin"], op=msg["op"], args=next_args,
                         kwargs=next_kwargs, results=next_ids, metas=msg.get("metas"),
                         grad=msg.get("grad", True))

@@ -13,8 +13,9 @@ import zmq
 
 from typing import Any
 
+from ..netpolicy import is_loopback
 from ..protocol import ADDRESSED_TO, WorkerRef, routing_identity
-from ..wire import Signer, dumps, pack
+from ..wire import Signer, dumps, pack, shm
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -51,7 +52,9 @@ class Peers:
     def send(self, peer: WorkerRef, msg: dict) -> None:
         msg[ADDRESSED_TO] = peer.node
         header, buffers = dumps(msg)
-        self.socket(peer).send_multipart(pack(self._signer, header, buffers), copy=False)
+        same_host = bool(peer.address) and is_loopback(peer.address) and shm.enabled()
+        self.socket(peer).send_multipart(pack(self._signer, header, buffers, same_host,
+                                                    peer.node), copy=False)
 
     def sockets(self) -> list[zmq.Socket]:
         return list(self._sockets.values())

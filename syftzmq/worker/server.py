@@ -32,11 +32,11 @@ from ..ids import new_id, new_token
 from ..netpolicy import is_loopback
 from ..ops import op_from_wire
 from ..pointer import PointerTensor
-from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RENEW,
-                        SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields, message, reply,
-                        sender_node)
+from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
+                        RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields,
+                        message, needs_complete_flush, reply, sender_node)
 from ..shapes import TensorMeta, describe
-from ..wire import Signer, dumps, loads, pack, unpack
+from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from .execute import DependencyFailed, resolve_ref, run_command
 from .leases import DEFAULT_LEASE_SECONDS, Leases, PeerRenewals
@@ -120,6 +120,7 @@ class WorkerServer:
         self.waiting: dict[int, _Waiter] = {}
         self.failures: dict[str, list[Failure]] = {}
         self.dirty: set[str] = set()
+        self.dirty_handoffs: set[str] = set()  # peers sent only DEL/FORK (needs_complete_flush)
         self.unresponsive: set[str] = set()  # peers that missed a flush deadline
         self.parent_fd = parent_fd
         if parent_fd is not None:
@@ -127,6 +128,8 @@ class WorkerServer:
         self.counters = {"messages": 0, "errors": 0, "replies_dropped": 0, "stale": 0,
                          "expired_objects": 0}
         self._stop_reason: str | None = None
+        self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
+        self._handler_table = self._handlers()
         self._wakeup_r: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -235,6 +238,8 @@ class WorkerServer:
             self._send_reply(identity, reply(0, error=failure))
             self._record_failure(sender, failure)  # raised at the sender's next observation
             return
+        if msg.get("shm") is True and shm.enabled():  # the sender shares this host
+            self.shm_identities.add(identity)
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)
         if addressed is not None and addressed != self.ref.node:
@@ -247,7 +252,8 @@ class WorkerServer:
             return
         try:
             check_fields(msg)
-            self._handlers()[msg["kind"]](sender, identity, msg)
+            self._apply_piggybacked_releases(sender, msg)
+            self._handler_table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self._fail(identity, msg, exc)
 
@@ -271,8 +277,9 @@ class WorkerServer:
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> None:
         header, buffers = dumps(msg)
+        frames = pack(self.signer, header, buffers, identity in self.shm_identities)
         try:
-            self.router.send_multipart([identity, *pack(self.signer, header, buffers)],
+            self.router.send_multipart([identity, *frames],
                                        zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
             self.counters["replies_dropped"] += 1
@@ -280,8 +287,11 @@ class WorkerServer:
 
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
         self.peers.send(peer, msg)
-        if not (msg["kind"] == DEL and peer.node in self.unresponsive):
-            self.dirty.add(peer.node)  # deletes to a dead peer must not stall every observation
+        if msg["kind"] not in (DEL, FORK):
+            self.dirty.add(peer.node)
+        elif not (msg["kind"] == DEL and peer.node in self.unresponsive):
+            # deletes to a dead peer must not stall every observation
+            self.dirty_handoffs.add(peer.node)
 
     def _fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -330,6 +340,17 @@ class WorkerServer:
         for object_id in msg["ids"]:
             self._cascade(self.store.delete(object_id, sender))
 
+    def _apply_piggybacked_releases(self, sender: str, msg: dict) -> None:
+        """Deletes that rode along on another message (``RELEASES``), applied *before* it.
+
+        The client queued them when pointers died, i.e. before it issued this message, so
+        the message cannot use those objects: deleting first is the order they happened in.
+        """
+        ids = msg.get(RELEASES)
+        if ids:
+            for object_id in _object_ids(ids):
+                self._cascade(self.store.delete(object_id, sender))
+
     def _on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
         self.leases.adopt(msg["new_owner"])
         self._cascade(self.store.fork(msg["id"], msg["old_owner"], msg["new_owner"]))
@@ -365,17 +386,24 @@ class WorkerServer:
         self._flush_downstream(msg, finish)
 
     def _flush_downstream(self, msg: dict, then: Callable[[], None]) -> None:
+        complete = needs_complete_flush(msg)
         targets, self.dirty = self.dirty, set()
+        if complete:
+            targets |= self.dirty_handoffs
+            self.dirty_handoffs = set()
+        else:
+            self.dirty_handoffs -= targets
         if not targets:
             then()
             return
+        flush = {"complete": True} if complete else {}
         origin = msg.get("origin", "")
         timeout = float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
         join = _Join(len(targets), then)
         for node in targets:
             peer = self.peers.refs[node]
             req = new_id()
-            self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout))
+            self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout, **flush))
             self.waiting[req] = _Waiter(time.monotonic() + timeout,
                                         self._flush_acknowledged(origin, join, node),
                                         self._flush_timed_out(origin, peer, join))
@@ -424,6 +452,10 @@ class WorkerServer:
         self._observe(identity, msg, take_all)
 
     def _on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
+        if msg.get("count_only"):  # object_count() and repr: no tensor crosses the wire
+            self._observe(identity, msg, lambda: len(self.store))
+            return
+
         def snapshot() -> dict:
             return {object_id: obj._wire_copy(owning=False, owner=self.ref)
                     if isinstance(obj, PointerTensor) else obj
@@ -490,6 +522,7 @@ class WorkerServer:
     def stats(self) -> dict:
         """Who this worker is and what it has seen: the PING answer."""
         return {"ref": self.ref, "objects": len(self.store), "safe": self.safe,
+                "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
                 **self.counters}

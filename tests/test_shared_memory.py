@@ -1,0 +1,169 @@
+"""Bulk bytes through /dev/shm between processes on one host (see syftzmq/wire/shm.py).
+
+Behaviour only: the bytes arrive exactly, travel outside the ZMQ frames, and no segment is left
+in /dev/shm — also when a process is killed mid-transfer. Frames remain the path when shared
+memory is disabled or the peer is not on this host.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+import zmq
+
+import syftzmq as sy
+from syftzmq.client.connection import Connection
+from syftzmq.client.session import default_session
+from syftzmq.errors import ProtocolError
+from syftzmq.wire import Signer, pack, shm, unpack
+
+pytestmark = pytest.mark.skipif(not shm.enabled(), reason="no /dev/shm on this host")
+
+MiB = 1 << 20
+
+
+def _leftovers(*workers) -> list[str]:
+    pids = [os.getpid()] + [w.process.pid for w in workers if w.process is not None]
+    return shm.segments_of(pids)
+
+
+def _wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        threading.Event().wait(0.01)  # polling an external condition, with a deadline
+    return False
+
+
+def test_send_get_and_move_round_trip_exactly_outside_the_frames(bob, alice):
+    x = torch.randn(2 * MiB)  # 8 MiB, above the threshold
+    before = sy.stats()
+    p = x.send(bob)
+    assert bob.object_count() == 1
+    sent = (sy.stats() - before).bytes_sent
+    assert sent < MiB, f"{sent} bytes went through ZMQ: the payload should not"
+    p.move(alice)
+    assert alice.object_count() == 1 and bob.object_count() == 0
+    before = sy.stats()
+    y = p.get()
+    assert (sy.stats() - before).bytes_received < MiB
+    assert torch.equal(x, y)
+    assert _leftovers(bob, alice) == []
+
+
+def test_mixed_sizes_in_one_message_keep_their_order(bob):
+    small, big = torch.arange(10.0), torch.arange(float(MiB))
+    ptrs = [t.send(bob) for t in (small, big, small + 1)]
+    values = default_session().get_many(ptrs)
+    assert torch.equal(values[0], small) and torch.equal(values[1], big)
+    assert torch.equal(values[2], small + 1)
+    assert _leftovers(bob) == []
+
+
+def test_envelope_reads_and_unlinks_the_segment():
+    signer = Signer(b"k" * 32)
+    data = bytearray(os.urandom(shm.THRESHOLD + 5))
+    frames = pack(signer, b"header", [memoryview(data), b"tail"], shared_memory=True)
+    assert len(shm.segments_of([os.getpid()])) == 1
+    header, buffers = unpack(signer, frames)
+    assert header == b"header" and bytes(buffers[0]) == bytes(data) and bytes(buffers[1]) == b"tail"
+    assert shm.segments_of([os.getpid()]) == []
+
+
+def test_a_tampered_manifest_is_rejected_before_any_segment_is_read():
+    signer = Signer(b"k" * 32)
+    frames = pack(signer, b"h", [memoryview(bytearray(shm.THRESHOLD))], shared_memory=True)
+    frames[3] = frames[3].replace(b"syftzmq-", b"syftzmq-1")
+    with pytest.raises(ProtocolError, match="signature"):
+        unpack(signer, frames)
+    shm.unlink_own()  # the sender's own clean-up (at exit, or after MAX_AGE)
+    assert shm.segments_of([os.getpid()]) == []
+
+
+def test_a_segment_others_could_write_is_rejected():
+    signer = Signer(b"k" * 32)
+    frames = pack(signer, b"h", [memoryview(bytearray(shm.THRESHOLD))], shared_memory=True)
+    (name,) = shm.segments_of([os.getpid()])
+    os.chmod(os.path.join(shm.DIRECTORY, name), 0o666)
+    with pytest.raises(ProtocolError, match="not a private file"):
+        unpack(signer, frames)
+    assert shm.segments_of([os.getpid()]) == []  # unlinked all the same
+
+
+def test_frames_are_the_path_to_another_host():
+    context = zmq.Context()
+    try:
+        remote = Connection(context, "me#x", "tcp://192.0.2.7:5555", None, 1.0)
+        local = Connection(context, "me#x", "tcp://127.0.0.1:5555", None, 1.0)
+        assert remote.shared_memory is False and local.shared_memory is True
+        remote.close()
+        local.close()
+    finally:
+        context.term()
+
+
+def test_disabled_shared_memory_falls_back_to_frames(hook, monkeypatch):
+    monkeypatch.setenv("SYFTZMQ_SHM", "0")  # inherited by the worker process
+    worker = sy.VirtualWorker(hook, id="noshm")
+    try:
+        x = torch.randn(MiB)
+        before = sy.stats()
+        p = x.send(worker)
+        worker.object_count()
+        assert (sy.stats() - before).bytes_sent >= 4 * MiB
+        assert torch.equal(p.get(), x)
+    finally:
+        worker.shutdown()
+
+
+def test_no_segment_outlives_a_sender_killed_mid_transfer(hook):
+    """The sender writes its segment, then dies before the (stopped) receiver reads it."""
+    sender = sy.VirtualWorker(hook, id="shm_sender")
+    receiver = sy.VirtualWorker(hook, id="shm_receiver")
+    session = default_session()
+    p = torch.randn(4 * MiB).send(sender)
+    sender.object_count()
+    os.kill(receiver.process.pid, signal.SIGSTOP)
+    failure: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            p.move(receiver)
+        except BaseException as exc:  # the move cannot complete: both ends are killed
+            failure.append(exc)
+
+    mover = threading.Thread(target=move)
+    mover.start()
+    try:
+        assert _wait_for(lambda: shm.segments_of([sender.process.pid])), "no segment written"
+        os.kill(sender.process.pid, signal.SIGKILL)
+    finally:
+        os.kill(receiver.process.pid, signal.SIGKILL)
+        os.kill(receiver.process.pid, signal.SIGCONT)
+        mover.join(30)
+    assert failure, "the move should have failed"
+    for worker in (sender, receiver):
+        worker.process.stop()  # reaps the process and sweeps what it left
+        session.forget(worker.ref)
+    assert _leftovers(sender, receiver) == []
+    del p
+
+
+def test_no_segment_outlives_a_receiver_killed_before_reading(hook):
+    receiver = sy.VirtualWorker(hook, id="shm_dead_receiver")
+    os.kill(receiver.process.pid, signal.SIGSTOP)
+    try:
+        torch.randn(4 * MiB).send(receiver)  # fire-and-forget: written, never read
+        assert shm.segments_of([os.getpid()]), "the client should have written a segment"
+    finally:
+        os.kill(receiver.process.pid, signal.SIGKILL)
+        os.kill(receiver.process.pid, signal.SIGCONT)
+    receiver.process.stop()
+    default_session().forget(receiver.ref)  # closing the connection discards what it never took
+    assert _leftovers(receiver) == []
