@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import select
 import subprocess
 import time
@@ -19,6 +20,17 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         return bool(readable)
     finally:
         os.close(fd)
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll an external condition (another process's state) until it holds, or fail naming
+    ``what`` at the deadline."""
+    import threading
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        threading.Event().wait(0.02)
 
 
 def read_lines_until(process: subprocess.Popen, marker: str, timeout: float) -> list[str]:
@@ -48,3 +60,27 @@ def read_lines_until(process: subprocess.Popen, marker: str, timeout: float) -> 
         if not chunk:
             raise RuntimeError(f"process exited before {marker!r}; got {lines + [pending.decode()]}")
         pending += chunk
+
+
+@contextmanager
+def spawned_cluster(cluster_file, count: int):
+    """Run ``scripts/spawn_workers.py cluster_file``; yields its start-up lines and worker pids.
+
+    On leaving, the script gets Ctrl-C (SIGINT), must exit 0, and every worker must be gone.
+    """
+    import re
+    import signal
+    import sys
+    from pathlib import Path
+    script_path = Path(__file__).resolve().parent.parent / "scripts" / "spawn_workers.py"
+    script = subprocess.Popen([sys.executable, str(script_path), str(cluster_file),
+                               "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        lines = read_lines_until(script, f"all {count} workers ready", timeout=90)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "\n".join(lines))]
+        yield lines, pids
+    finally:
+        script.send_signal(signal.SIGINT)
+        assert script.wait(15) == 0
+    assert all(wait_for_exit(pid, timeout=5) for pid in pids)

@@ -16,7 +16,6 @@ import pytest
 import torch
 import zmq
 
-import syftzmq as sy
 from conftest import started_workers
 from hostile import RawPeer
 from syftzmq.protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, STORE, Ref,

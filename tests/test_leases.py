@@ -6,13 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
 
 import syftzmq as sy
 from conftest import ROOT, started_workers
+from processes import wait_until
 from hostile import RawPeer
 from processes import read_lines_until
 
@@ -39,14 +39,6 @@ CLIENT = textwrap.dedent("""
 def leased(hook):
     with started_workers(hook, "lease_one", "lease_two", lease_seconds=LEASE) as pair:
         yield pair
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def test_objects_of_a_killed_client_are_freed_after_the_lease(leased):

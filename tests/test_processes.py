@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -11,12 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 
 import syftzmq as sy
 from conftest import ROOT
-from processes import read_lines_until, wait_for_exit
+from processes import read_lines_until, spawned_cluster, wait_for_exit
 
 CLIENT = textwrap.dedent("""
     import sys, torch
@@ -81,12 +79,7 @@ def test_spawn_script_cluster_and_ctrl_c(tmp_path, hook):
     cluster_file.write_text('key_file = "cluster.key"\n' + "".join(
         f'[workers.{name}]\nbind = "tcp://127.0.0.1:{port}"\n'
         for name, port in zip(["bob", "alice", "secure_worker"], ports)))
-    script = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "spawn_workers.py"),
-                               str(cluster_file), "--log-level", "WARNING"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        lines = read_lines_until(script, "all 3 workers ready", timeout=90)
-        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "\n".join(lines))]
+    with spawned_cluster(cluster_file, 3) as (lines, pids):
         assert len(pids) == 3
         assert any(f"worker alice ready at tcp://127.0.0.1:{ports[1]}" in line for line in lines)
         assert oct((tmp_path / "cluster.key").stat().st_mode & 0o777) == "0o600"
@@ -99,10 +92,6 @@ def test_spawn_script_cluster_and_ctrl_c(tmp_path, hook):
         assert workers["bob"]._objects == {} and workers["secure_worker"]._objects == {}
         for worker in workers.values():
             sy.default_session().forget(worker.ref)
-    finally:
-        script.send_signal(signal.SIGINT)
-        assert script.wait(15) == 0
-    assert all(wait_for_exit(pid, timeout=5) for pid in pids)
 
 
 def test_worker_command_line_serves_and_exits_on_sigterm(hook, tmp_path):

@@ -13,7 +13,7 @@ import torch
 
 import syftzmq as sy
 from hostile import RawPeer
-from processes import read_lines_until, wait_for_exit
+from processes import read_lines_until, spawned_cluster
 from syftzmq.curve import CurveClient, create_curve_dir
 from syftzmq.keys import read_key, write_key_file
 from syftzmq.launcher import spawn_worker
@@ -148,10 +148,7 @@ def test_curve_workers_refuse_strangers(hook, curve_cluster, tmp_path):
 def test_cluster_file_with_curve_and_safe_mode(tmp_path, hook):
     """One option in the cluster file: the spawn script creates the CURVE keys, the workers
     encrypt and authenticate, refuse code, and sy.cluster connects with the same file."""
-    import re
     import socket
-
-    from conftest import ROOT
 
     def free_port() -> int:
         with socket.socket() as s:
@@ -163,13 +160,8 @@ def test_cluster_file_with_curve_and_safe_mode(tmp_path, hook):
                             'lease_seconds = 30\n' + "".join(
                                 f'[workers.{name}]\nbind = "tcp://127.0.0.1:{free_port()}"\n'
                                 for name in ("cbob", "calice")))
-    script = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "spawn_workers.py"),
-                               str(cluster_file), "--log-level", "WARNING"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        lines = read_lines_until(script, "all 2 workers ready", timeout=90)
+    with spawned_cluster(cluster_file, 2) as (lines, _):
         assert any("created CURVE keys" in line for line in lines)
-        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "\n".join(lines))]
         workers = sy.cluster(cluster_file, hook)
         info = workers["cbob"].ping()
         assert info["safe"] is True and info["lease_seconds"] == 30
@@ -177,7 +169,3 @@ def test_cluster_file_with_curve_and_safe_mode(tmp_path, hook):
         assert torch.equal(torch.add(x, 1).get(), torch.arange(3.0) + 1)
         for worker in workers.values():
             sy.default_session().forget(worker.ref)
-    finally:
-        script.send_signal(signal.SIGINT)
-        assert script.wait(15) == 0
-    assert all(wait_for_exit(pid, timeout=5) for pid in pids)

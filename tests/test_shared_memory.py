@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import pytest
 import torch
 import zmq
 
 import syftzmq as sy
+from processes import wait_until
 from syftzmq.client.connection import Connection
 from syftzmq.client.session import default_session
 from syftzmq.errors import ProtocolError
@@ -30,15 +30,6 @@ MiB = 1 << 20
 def _leftovers(*workers) -> list[str]:
     pids = [os.getpid()] + [w.process.pid for w in workers if w.process is not None]
     return shm.segments_of(pids)
-
-
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        threading.Event().wait(0.01)  # polling an external condition, with a deadline
-    return False
 
 
 def test_send_get_and_move_round_trip_exactly_outside_the_frames(bob, alice):
@@ -141,7 +132,7 @@ def test_no_segment_outlives_a_sender_killed_mid_transfer(hook):
     mover = threading.Thread(target=move)
     mover.start()
     try:
-        assert _wait_for(lambda: shm.segments_of([sender.process.pid])), "no segment written"
+        wait_until(lambda: shm.segments_of([sender.process.pid]), 10, "the sender wrote a segment")
         os.kill(sender.process.pid, signal.SIGKILL)
     finally:
         os.kill(receiver.process.pid, signal.SIGKILL)
