@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
+from . import argtree
 from .client.session import default_session
 from .dispatch import call_function, get_property, is_inplace, set_property
 from .pointer import PointerTensor
@@ -42,7 +42,7 @@ class RemoteParameter(nn.Parameter):
             return f"RemoteParameter({args[0]._pointer!r})"
         if name == "__reduce_ex__":
             raise TypeError("a RemoteParameter cannot be pickled; .get() it first")
-        params = [a for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, RemoteParameter)]
+        params = [a for a in argtree.leaves(args, kwargs) if isinstance(a, RemoteParameter)]
         result = call_function(func, tuple(args), kwargs)
         if is_inplace(name) and params and result is params[0]._pointer:
             return params[0]
