@@ -29,10 +29,15 @@ FLUSH = "flush"        # answer once everything forwarded so far has been applie
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
 RENEW = "renew"        # the sender is alive: renew the lease on everything it owns here
+BATCH = "batch"        # nothing of its own: carries queued messages in ``before``
 REPLY = "reply"
 
 OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN})
-FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW})
+FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW, BATCH})
+# Any request may carry ``before``: fire-and-forget messages the sender queued for this worker
+# (see :mod:`syftzmq.client.outbox`), applied in order before the request itself.
+BEFORE = "before"
+BATCHABLE = frozenset({STORE, CMD, DEL, FORK})
 # Messages carry ``to``: the incarnation (``WorkerRef.node``) they are meant for. A worker
 # restarted under the same id and address is a new incarnation and refuses them.
 ADDRESSED_TO = "to"
@@ -49,7 +54,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     GET: {"refs": list},
     INFO: {"ref": object},
     MOVE: {"id": int, "new_id": int, "dest": object},
-    OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {},
+    OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {}, BATCH: {},
 }
 
 
@@ -73,11 +78,15 @@ def check_fields(msg: dict) -> None:
     if fields is None:
         raise ProtocolError(f"unknown message kind {msg['kind']!r}")
     for name, expected in fields.items():
-        if name not in msg:
-            raise ProtocolError(f"message {msg['kind']!r} lacks field {name!r}")
-        if not isinstance(msg[name], expected):
+        value = msg.get(name, _MISSING)
+        if value is _MISSING or not isinstance(value, expected):
+            if value is _MISSING:
+                raise ProtocolError(f"message {msg['kind']!r} lacks field {name!r}")
             raise ProtocolError(f"field {name!r} of message {msg['kind']!r} has type "
-                                f"{type(msg[name]).__name__}")
+                                f"{type(value).__name__}")
+
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)

@@ -49,12 +49,22 @@ def _tensor_key(mirror: torch.Tensor) -> tuple:
     return ("T", tuple(mirror.shape), mirror.dtype)
 
 
+_POINTER_TYPE: list[type] = []
+
+
+def _pointer_type() -> type:
+    """``PointerTensor``, imported on first use (it imports this module)."""
+    if not _POINTER_TYPE:
+        from .pointer import PointerTensor
+        _POINTER_TYPE.append(PointerTensor)
+    return _POINTER_TYPE[0]
+
+
 def _key(value: Any) -> Hashable:
     kind = type(value)
     if kind in _ATOMS:
         return (kind, value)
-    from .pointer import PointerTensor
-    if kind is PointerTensor:
+    if kind is _pointer_type():
         meta = value._pending_meta
         if meta is not None:  # a lazy mirror: contiguous by construction
             if meta.requires_grad:

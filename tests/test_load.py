@@ -55,6 +55,6 @@ def test_four_clients_pipeline_100k_commands_each_without_loss(load_pair):
     assert codes == [0] * CLIENTS, reports
     assert all(f"SENT {COMMANDS} " in report and ", 0 wrong" in report for report in reports)
     stats = [w.ping() for w in load_pair]
-    assert sum(s["messages"] for s in stats) >= CLIENTS * COMMANDS
+    assert sum(s["commands"] for s in stats) >= CLIENTS * COMMANDS
     assert all(s["replies_dropped"] == 0 and s["rejected"] == 0 for s in stats)
     assert a._objects == {} and b._objects == {}

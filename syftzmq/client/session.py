@@ -7,6 +7,12 @@ flushes whatever it forwarded downstream before answering. So an answer always r
 command issued before it, along chains too; and the common case — commands to one worker, then
 ``get`` from it — costs exactly one round trip.
 
+Commands do not leave one by one: they wait in an :class:`~syftzmq.client.outbox.Outbox` (at
+most a millisecond) and leave together, or ride on the next message to the same worker. One rule
+keeps that invisible: before anything goes to a worker that holds pointers this client stored
+there (a chain), every other worker's queue leaves first — that worker may forward work to them,
+and it must arrive after what this client queued for them.
+
 Pointers that die only append their id to a queue (``__del__`` may run inside a socket call, or
 on another thread); the queue rides on the next message to the same worker (``release``, applied
 before that message), or goes as batched ``DEL`` messages to the others. A worker that received
@@ -33,13 +39,14 @@ from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..ops import op_to_wire
 from ..pointer import PointerTensor
-from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                        RELEASES, SHUTDOWN, STORE, Ref, WorkerRef, message,
+from ..protocol import (ADDRESSED_TO, BATCH, BEFORE, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
+                        OBJECTS, PING, RELEASES, SHUTDOWN, STORE, Ref, WorkerRef, message,
                         needs_complete_flush)
 from ..shapes import TensorMeta, describe
 from ..worker.leases import DEFAULT_LEASE_SECONDS
 from .connection import Connection
 from .heartbeat import Heartbeat
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from ..launcher import WorkerProcess
@@ -93,6 +100,10 @@ class ClientSession:
         self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
         self._processes: list["WorkerProcess"] = []
         self._lock = threading.RLock()
+        self._outbox = Outbox(self._flush_due, self._lock)
+        # Workers holding pointers this client stored there: they forward work to others.
+        self._chain_holders: set[str] = set()
+        self._stalled: set[str] = set()  # a background flush found their socket full
         self._closed = False
         self._cluster_key_file: str | None = None
         self.grads_uncertain = False  # set when a backward() ran on a graph the mirrors lack
@@ -193,7 +204,43 @@ class ClientSession:
                       kwargs=wire_kwargs, results=result_ids, metas=metas)
         if not torch.is_grad_enabled():
             msg["grad"] = False
-        self._send(location, msg)
+        if _is_snapshot(msg["op"], wire_args, wire_kwargs):
+            self._queue(location, msg)
+        else:  # it holds objects the caller may change next: pickle it (and the queue) now
+            self._send(location, msg)
+
+    def _queue(self, location: WorkerRef, msg: dict) -> None:
+        """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
+        with self._lock:
+            self._check_current(location)
+            self._connection(location)  # an unknown or closed worker raises now, not later
+            if self._releases:
+                self._drain_releases(carrier=(location, msg))
+            self._dirty.add(location.node)
+            if self._outbox.add(location, msg):
+                self._flush_queue(location.node)
+
+    def _flush_queue(self, node: str, flags: int = 0) -> None:
+        """Send what is queued for ``node`` now, as one message."""
+        if node in self._outbox:
+            self._send_now(self._outbox.ref(node), message(BATCH, origin=self.ref.node), flags)
+
+    def _flush_due(self) -> None:
+        """The outbox's linger thread: send queues that waited long enough; never raise
+        (a worker that cannot take them now gets them with the next foreground message)."""
+        for node in self._outbox.due(time.monotonic()):
+            if node in self._stalled:
+                continue
+            try:
+                self._flush_queue(node, zmq.NOBLOCK)
+            except Exception:
+                self._stalled.add(node)
+
+    def _release_queues_for(self, location: WorkerRef) -> None:
+        """Before ``location`` (a chain holder) hears anything, every other queue leaves."""
+        for node in self._outbox.nodes():
+            if node != location.node:
+                self._flush_queue(node)
 
     def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor") -> PointerTensor:
         object_id = new_id()
@@ -205,6 +252,7 @@ class ClientSession:
         object_id = new_id()
         owning = pointer._owning
         with self._lock:
+            self._chain_holders.add(dest.node)
             self._send(dest, message(STORE, origin=self.ref.node, id=object_id,
                                      obj=pointer._wire_copy(owning=owning)))
             if owning:
@@ -258,22 +306,35 @@ class ClientSession:
                 self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
                 raise
 
-    def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
+    def _check_current(self, location: WorkerRef) -> None:
         if location.node in self._superseded:
             raise StaleIncarnationError(
                 f"worker {location.id!r} was restarted (now {self._superseded[location.node].node!r}); "
                 f"objects of its earlier incarnation {location.node!r} are gone")
+
+    def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
+        """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first)."""
+        self._check_current(location)
+        if location.node in self._chain_holders:
+            self._release_queues_for(location)
         connection = self._connection(location)
         if not location.node.startswith("probe:"):
             msg[ADDRESSED_TO] = location.node  # a restarted worker refuses it
+        queued = self._outbox.take(location.node)
+        if queued:
+            msg[BEFORE] = queued
         try:
             self.stats.bytes_sent += connection.send(msg, flags)
-        except zmq.Again:
-            if flags & zmq.NOBLOCK:
-                raise
-            raise WorkerUnavailable(location.id, location.address,
-                                    f"its queue stayed full for {self.timeout:.1f} s") from None
+        except BaseException as exc:
+            self._outbox.put_back(location.node, location, msg.pop(BEFORE, []))
+            if isinstance(exc, zmq.Again) and not flags & zmq.NOBLOCK:
+                raise WorkerUnavailable(location.id, location.address,
+                                        f"its queue stayed full for {self.timeout:.1f} s") from None
+            raise
+        self._stalled.discard(location.node)
         self.stats.messages_sent += 1
+        if queued and any(m["kind"] != DEL for m in queued):
+            self._dirty.add(location.node)
         if msg["kind"] != DEL:
             self._dirty.add(location.node)
         elif location.node not in self._unresponsive:
@@ -410,6 +471,8 @@ class ClientSession:
         new_object_id = new_id()
         with self._lock:
             self._connection(dest)  # the moved object is ours there: keep its lease renewed
+            if location.node in self._chain_holders:
+                self._chain_holders.add(dest.node)  # the moved object may be a pointer
         self.observe(location, message(MOVE, id=object_id, dest=dest, new_id=new_object_id))
         return new_object_id
 
@@ -428,6 +491,7 @@ class ClientSession:
         """Drop the connection to a worker that is gone; its pending releases go too."""
         with self._lock:
             self._releases = deque(r for r in self._releases if r[0].node != location.node)
+            self._outbox.discard(location.node)
             self._dirty.discard(location.node)
             self._dirty_deletes.discard(location.node)
             self._forgotten.add(location.node)
@@ -446,6 +510,12 @@ class ClientSession:
                 if pointer._owning and pointer._gone is None:
                     pointer._relinquish("released at exit")
                     self._releases.append((pointer._location, pointer.id_at_location))
+            self._outbox.close()
+            for node in self._outbox.nodes():
+                try:  # queued commands still leave: they may change objects others can see
+                    self._flush_queue(node, zmq.NOBLOCK)
+                except Exception:
+                    pass
             try:
                 self._drain_releases()
             except Exception:
@@ -464,6 +534,27 @@ class ClientSession:
                     os.rmdir(os.path.dirname(self._cluster_key_file))
                 except OSError:
                     pass
+
+
+# Values a queued command may hold unpickled: nothing the caller can change after the call.
+_IMMUTABLE = frozenset({Ref, int, float, bool, complex, str, type(None), type(...), torch.dtype,
+                        torch.device, torch.layout, torch.memory_format, torch.Size})
+
+
+def _is_snapshot(op: tuple, args: tuple, kwargs: dict) -> bool:
+    """Whether the command is fully determined now, so it can wait in the outbox unpickled.
+
+    A local tensor argument could be changed in place before the queue leaves, and pickled
+    code depends on what is registered for pickling by value at the time of the call.
+    """
+    if not isinstance(op[1], str):
+        return False
+    for leaf in argtree.leaves(args, kwargs):
+        kind = type(leaf)
+        if kind not in _IMMUTABLE and not (
+                kind is slice and {type(leaf.start), type(leaf.stop), type(leaf.step)} <= _IMMUTABLE):
+            return False
+    return True
 
 
 def _to_ref(value: Any) -> Any:

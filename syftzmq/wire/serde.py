@@ -1,7 +1,11 @@
 """Objects to ``(header, buffers)`` and back, with tensor bytes out of band.
 
-cloudpickle (pickle protocol 5) carries the structure, so functions and classes defined in the
-user's ``__main__`` travel too. A plain CPU tensor is reduced to its dtype, shape and a
+Pickle protocol 5 carries the structure. Most messages (commands, replies) hold only builtins,
+ids and tensors: the C pickler writes those in microseconds. Code that the receiver cannot import
+— functions, lambdas and classes of the user's ``__main__``, modules registered with
+``cloudpickle.register_pickle_by_value`` — needs cloudpickle, which pickles it by value but pays
+a Python call per pickled object (tens of microseconds per command). So :func:`dumps` tries the
+C pickler first and falls back to cloudpickle when the result would name unimportable code. A plain CPU tensor is reduced to its dtype, shape and a
 ``PickleBuffer`` over its memory: buffers of at least ``INLINE_LIMIT`` bytes leave the pickle and
 become frames of their own, sent without copying and rebuilt on the receiver over the received
 memory. Smaller ones stay in the pickle, where one copy is cheaper than one more frame.
@@ -44,19 +48,20 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
     numel = 1
     for size in shape:
         numel *= size
-    expected = numel * torch.empty((), dtype=dtype).element_size()
+    expected = numel * dtype.itemsize
     view = memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer.cast("B")
     if view.nbytes != expected:
         raise ProtocolError(f"tensor of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, "
                             f"got {view.nbytes}")
     if expected == 0:
         tensor = torch.empty(shape, dtype=dtype)
-    elif isinstance(buffer, (bytes, bytearray)) or view.readonly:
-        # in band (small): one copy into a tensor of its own frees the pickle's bytearray
+    elif view.readonly:  # bytes: the tensor needs memory of its own
         tensor = torch.empty(shape, dtype=dtype)
         tensor_memory(tensor)[:] = view
     else:
-        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)  # over the received frame
+        # Over the received frame, or over the bytearray the unpickler made for this tensor
+        # alone (an in-band buffer): no copy either way.
+        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)
     if parameter:
         tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
     elif requires_grad:
@@ -78,18 +83,45 @@ def _materialized(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.is_contiguous() else tensor.contiguous()
 
 
-class _Pickler(cloudpickle.Pickler):
+def _reduce_tensor(obj: torch.Tensor) -> tuple:
+    data = _materialized(obj.detach())
+    return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data)), obj.dtype, tuple(obj.shape),
+                            obj.requires_grad, obj.grad if obj.is_leaf else None,
+                            isinstance(obj, torch.nn.Parameter))
+
+
+def _reduce_any_tensor(obj: torch.Tensor) -> Any:
+    return _reduce_tensor(obj) if _plain_cpu(obj) else obj.__reduce_ex__(PROTOCOL)
+
+
+# Looked up by exact type, so only these objects cost a Python call in the C pickler.
+_TENSOR_REDUCERS = {torch.Tensor: _reduce_any_tensor, torch.nn.Parameter: _reduce_any_tensor}
+
+
+class _FastPickler(pickle.Pickler):
+    dispatch_table = _TENSOR_REDUCERS
+
+
+class _CodePickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) and _plain_cpu(obj):
-            data = _materialized(obj.detach())
-            return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data)), obj.dtype,
-                                    tuple(obj.shape), obj.requires_grad, obj.grad if obj.is_leaf else None,
-                                    isinstance(obj, torch.nn.Parameter))
+            return _reduce_tensor(obj)
         return super().reducer_override(obj)
 
 
-def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
-    """Serialize ``obj``; large tensor buffers are returned separately, uncopied."""
+def _names_unimportable_code(header: bytes) -> bool:
+    """Whether a plain pickle refers to code the receiver may lack (by name, not by value).
+
+    A global is written as its module's name: ``__main__`` or a module registered to be
+    pickled by value. A string that merely contains such a name costs a cloudpickle pass, no more.
+    """
+    if b"__main__" in header:
+        return True
+    by_value = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
+    return any(name.encode() in header for name in by_value)
+
+
+def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:
     buffers: list[memoryview] = []
 
     def keep_out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -100,8 +132,19 @@ def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
         return False
 
     stream = io.BytesIO()
-    _Pickler(stream, protocol=PROTOCOL, buffer_callback=keep_out_of_band).dump(obj)
+    pickler_type(stream, protocol=PROTOCOL, buffer_callback=keep_out_of_band).dump(obj)
     return stream.getvalue(), buffers
+
+
+def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
+    """Serialize ``obj``; large tensor buffers are returned separately, uncopied."""
+    try:
+        header, buffers = _dump(_FastPickler, obj)
+        if not _names_unimportable_code(header):
+            return header, buffers
+    except (pickle.PicklingError, TypeError, AttributeError):
+        pass  # a lambda, a local function: only cloudpickle can
+    return _dump(_CodePickler, obj)
 
 
 def loads(header: bytes, buffers: list, safe: bool = False) -> Any:

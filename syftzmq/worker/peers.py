@@ -3,6 +3,11 @@
 A DEALER connected to several endpoints would round-robin between them, so each peer gets its
 own socket, with this worker's incarnation id as routing identity. The peers' replies arrive on
 these sockets; their requests arrive on the worker's ROUTER.
+
+Fire-and-forget messages to a peer (forwarded commands, cascading deletes, hand-offs) are
+queued and leave together when the loop has handled what it read (:meth:`Peers.send_queued`),
+or earlier riding on a request to the same peer (``before``): a chain hop's forwarded command
+and the flush that follows it are then one message, not two.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import zmq
 from typing import Any
 
 from ..netpolicy import is_loopback
-from ..protocol import ADDRESSED_TO, WorkerRef, routing_identity
+from ..protocol import ADDRESSED_TO, BATCH, BEFORE, WorkerRef, message, routing_identity
 from ..wire import Signer, dumps, pack, shm
 
 log = logging.getLogger("syftzmq.worker")
@@ -30,6 +35,7 @@ class Peers:
         self._poller = poller
         self._sockets: dict[str, zmq.Socket] = {}
         self.refs: dict[str, WorkerRef] = {}
+        self._queued: dict[str, tuple[WorkerRef, list[dict]]] = {}
 
     def socket(self, peer: WorkerRef) -> zmq.Socket:
         sock = self._sockets.get(peer.node)
@@ -49,7 +55,22 @@ class Peers:
             log.info("connected to peer %s at %s", peer.id, peer.address)
         return sock
 
+    def queue(self, peer: WorkerRef, msg: dict) -> None:
+        """Send ``msg`` with the next message to ``peer`` or at :meth:`send_queued`."""
+        self.socket(peer)  # a peer without an address fails the caller now
+        self._queued.setdefault(peer.node, (peer, []))[1].append(msg)
+
+    def send_queued(self) -> None:
+        """Everything queued leaves now, one message per peer."""
+        while self._queued:
+            node, (peer, _) = next(iter(self._queued.items()))
+            self.send(peer, message(BATCH, origin=self._own_node))
+
     def send(self, peer: WorkerRef, msg: dict) -> None:
+        """Send ``msg`` now, carrying (first) whatever is queued for ``peer``."""
+        queued = self._queued.pop(peer.node, None)
+        if queued is not None:
+            msg[BEFORE] = queued[1]
         msg[ADDRESSED_TO] = peer.node
         header, buffers = dumps(msg)
         same_host = bool(peer.address) and is_loopback(peer.address) and shm.enabled()

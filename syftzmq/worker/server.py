@@ -32,9 +32,9 @@ from ..ids import new_id, new_token
 from ..netpolicy import is_loopback
 from ..ops import op_from_wire
 from ..pointer import PointerTensor
-from ..protocol import (ADDRESSED_TO, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                        RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref, WorkerRef, check_fields,
-                        message, needs_complete_flush, reply, sender_node)
+from ..protocol import (ADDRESSED_TO, BATCH, BATCHABLE, BEFORE, CMD, DEL, FLUSH, FORK, GET, INFO,
+                        MOVE, OBJECTS, PING, RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref,
+                        WorkerRef, check_fields, message, needs_complete_flush, reply, sender_node)
 from ..shapes import TensorMeta, describe
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
@@ -49,7 +49,7 @@ log = logging.getLogger("syftzmq.worker")
 MAX_FAILURES_KEPT = 100
 MAX_ORIGINS_WITH_FAILURES = 1024
 DEFAULT_PEER_TIMEOUT = 4.0
-BATCH = 256  # messages read from one socket before looking at the others
+READ_BATCH = 256  # messages read from one socket before looking at the others
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
 # Requests buffered per sender while the loop computes. Beyond it ZMQ stops reading the
 # connection, TCP pushes back, and the sender's own queue (SNDHWM) fills: it blocks, up to its
@@ -125,8 +125,8 @@ class WorkerServer:
         self.parent_fd = parent_fd
         if parent_fd is not None:
             self.poller.register(parent_fd, zmq.POLLIN)
-        self.counters = {"messages": 0, "errors": 0, "replies_dropped": 0, "stale": 0,
-                         "expired_objects": 0}
+        self.counters = {"messages": 0, "commands": 0, "errors": 0, "replies_dropped": 0,
+                         "stale": 0, "expired_objects": 0}
         self._stop_reason: str | None = None
         self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
         self._handler_table = self._handlers()
@@ -158,6 +158,7 @@ class WorkerServer:
                 for sock in self.peers.sockets():
                     if sock in events:
                         self._drain(sock, self._on_peer_reply)
+                self._send_queued()
                 if self.parent_fd is not None and self.parent_fd in events:
                     if not os.read(self.parent_fd, 64):
                         self._stop_reason = "parent process exited"
@@ -173,7 +174,15 @@ class WorkerServer:
         log.info("worker %s stopped: %s", self.ref.id, self._stop_reason)
         return self._stop_reason or "stopped"
 
+    def _send_queued(self) -> None:
+        try:
+            self.peers.send_queued()
+        except Exception:  # a peer socket gone: what it would have carried is lost with it
+            self.counters["errors"] += 1
+            log.exception("could not send queued messages to a peer")
+
     def close(self) -> None:
+        self._send_queued()
         self.peers.close()
         self.router.close(linger=1000)
         if self.curve is not None:
@@ -203,7 +212,7 @@ class WorkerServer:
 
     # ------------------------------------------------------------------ receiving
     def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:
-        for _ in range(BATCH):
+        for _ in range(READ_BATCH):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -238,7 +247,8 @@ class WorkerServer:
             self._send_reply(identity, reply(0, error=failure))
             self._record_failure(sender, failure)  # raised at the sender's next observation
             return
-        if msg.get("shm") is True and shm.enabled():  # the sender shares this host
+        if identity not in self.shm_identities and msg.get("shm") is True and shm.enabled():
+            # the sender shares this host
             self.shm_identities.add(identity)
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)
@@ -251,11 +261,37 @@ class WorkerServer:
                     f"are gone"))
             return
         try:
+            self._apply_queued(sender, identity, msg)
             check_fields(msg)
             self._apply_piggybacked_releases(sender, msg)
             self._handler_table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self._fail(identity, msg, exc)
+
+    def _apply_queued(self, sender: str, identity: bytes, msg: dict) -> None:
+        """The fire-and-forget messages the sender queued before ``msg`` (``before``), in order.
+
+        Each is handled exactly as if it had come alone: its own failure is recorded for the
+        next observation and does not stop the ones after it.
+        """
+        queued = msg.get(BEFORE)
+        if queued is None:
+            return
+        if not isinstance(queued, list):
+            raise ProtocolError(f"field {BEFORE!r} must be a list of messages")
+        for inner in queued:
+            if not isinstance(inner, dict) or inner.get("kind") not in BATCHABLE or inner.get("req"):
+                kind = inner.get("kind") if isinstance(inner, dict) else type(inner).__name__
+                self._fail(identity, {"origin": msg.get("origin", "")}, ProtocolError(
+                    f"a queued message must be one of {sorted(BATCHABLE)} without 'req'; "
+                    f"got {kind!r:.40}"))
+                continue
+            try:
+                check_fields(inner)
+                self._apply_piggybacked_releases(sender, inner)
+                self._handler_table[inner["kind"]](sender, identity, inner)
+            except Exception as exc:
+                self._fail(identity, inner, exc)
 
     def _on_peer_reply(self, frames: list) -> None:
         try:
@@ -272,7 +308,8 @@ class WorkerServer:
         return {STORE: self._on_store, CMD: self._on_command, DEL: self._on_delete,
                 FORK: self._on_fork, GET: self._on_get, OBJECTS: self._on_objects,
                 INFO: self._on_info, MOVE: self._on_move, FLUSH: self._on_flush,
-                PING: self._on_ping, SHUTDOWN: self._on_shutdown, RENEW: self._on_renew}
+                PING: self._on_ping, SHUTDOWN: self._on_shutdown, RENEW: self._on_renew,
+                BATCH: lambda sender, identity, msg: None}  # its content came in ``before``
 
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> None:
@@ -286,7 +323,7 @@ class WorkerServer:
             log.info("could not reply to %r: %s", identity[:64], exc)
 
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
-        self.peers.send(peer, msg)
+        self.peers.queue(peer, msg)
         if msg["kind"] not in (DEL, FORK):
             self.dirty.add(peer.node)
         elif not (msg["kind"] == DEL and peer.node in self.unresponsive):
@@ -319,6 +356,7 @@ class WorkerServer:
             self._send_reply(identity, reply(msg["req"], value=True))
 
     def _on_command(self, sender: str, identity: bytes, msg: dict) -> None:
+        self.counters["commands"] += 1
         _object_ids(msg.get("results"))  # malformed: no failure is stored under junk ids
         try:
             wire_op = msg.get("op")

@@ -1,0 +1,140 @@
+"""Commands waiting to leave, per worker: many operations, one message.
+
+Every message costs both ends a fixed amount of Python (pickling a dict, signing, a socket call,
+a wake-up of the receiver's loop) that dwarfs the work of a small operation. So fire-and-forget
+commands are queued here and leave together, as one message, when the first of these happens:
+
+- something else goes to the same worker: the queue rides along on it (``before``, applied
+  first), so ``(p + p).get()`` is a single message;
+- the queue holds :data:`MAX_QUEUED` commands;
+- a command joins a queue whose oldest command has waited :data:`LINGER_SECONDS`;
+- a background thread finds a queue older than that (it looks every :data:`SWEEP_SECONDS`), so
+  a command never waits for the client's next operation to start running.
+
+Why the thread polls instead of being woken per command: waking a thread costs the caller a GIL
+hand-off, about 100 µs on a small VM — more than the whole client side of an operation. So the
+thread is woken once when work starts, looks every few milliseconds while the client is active,
+and goes back to sleep after a second without queued work.
+
+The queue never reorders anything. Order across workers is the session's business (see
+``ClientSession._release_queues_for``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import Callable
+
+from ..protocol import WorkerRef
+
+MAX_QUEUED = int(os.environ.get("SYFTZMQ_BATCH", "64"))
+LINGER_SECONDS = float(os.environ.get("SYFTZMQ_LINGER_MS", "5")) / 1000
+SWEEP_SECONDS = 0.005
+IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
+
+
+class Outbox:
+    """Per-worker queues of fire-and-forget messages, flushed by size, by age or by the caller.
+
+    Not locked itself: every method runs under the session's lock, including the linger
+    thread's flush (``flush_due`` is called with it held).
+    """
+
+    def __init__(self, flush_due: Callable[[], None], lock: threading.RLock) -> None:
+        self._queues: dict[str, list[dict]] = {}
+        self._refs: dict[str, WorkerRef] = {}
+        self._oldest: dict[str, float] = {}
+        self._lock = lock
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._sweeping = False  # the thread is looking (no need to wake it)
+        self._flush_due = weakref.WeakMethod(flush_due)
+
+    def add(self, location: WorkerRef, msg: dict) -> bool:
+        """Queue ``msg``; true when the queue is full and should leave now."""
+        queue = self._queues.get(location.node)
+        if queue is None:
+            queue = self._queues[location.node] = []
+            self._refs[location.node] = location
+            self._oldest[location.node] = time.monotonic()
+            if not self._sweeping:
+                self._start_sweeping()
+            queue.append(msg)
+            return False
+        queue.append(msg)
+        return (len(queue) >= MAX_QUEUED
+                or time.monotonic() - self._oldest[location.node] >= LINGER_SECONDS)
+
+    def take(self, node: str) -> list[dict]:
+        """Everything queued for ``node`` (the queue empties)."""
+        self._oldest.pop(node, None)
+        self._refs.pop(node, None)
+        return self._queues.pop(node, [])
+
+    def put_back(self, node: str, location: WorkerRef, msgs: list[dict]) -> None:
+        """Messages that did not leave go back to the front, in their order."""
+        if msgs:
+            self._queues[node] = msgs + self._queues.get(node, [])
+            self._refs[node] = location
+            self._oldest.setdefault(node, time.monotonic())
+
+    def nodes(self) -> list[str]:
+        return list(self._queues)
+
+    def ref(self, node: str) -> WorkerRef:
+        return self._refs[node]
+
+    def due(self, now: float) -> list[str]:
+        return [node for node, since in self._oldest.items() if now - since >= LINGER_SECONDS]
+
+    def discard(self, node: str) -> None:
+        self.take(node)
+
+    def __contains__(self, node: str) -> bool:
+        return node in self._queues
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    # ---------------------------------------------------------------- the sweeping thread
+    def _start_sweeping(self) -> None:
+        if self._closed:
+            return
+        self._sweeping = True
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._sweep, name="syftzmq-outbox",
+                                            daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _sweep(self) -> None:
+        """Sleep until work starts; then flush what is due every few ms until idle a while."""
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            last_work = time.monotonic()
+            while not self._closed:
+                time.sleep(SWEEP_SECONDS)  # a timer, not synchronization: see module docstring
+                now = time.monotonic()
+                if self._queues:
+                    last_work = now
+                    flush_due = self._flush_due()
+                    if flush_due is None:  # the session is gone
+                        return
+                    with self._lock:
+                        if self._closed:
+                            return
+                        flush_due()
+                elif now - last_work > IDLE_SECONDS:
+                    with self._lock:
+                        if not self._queues:  # ``add`` sees this under the same lock
+                            self._sweeping = False
+                            break
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
