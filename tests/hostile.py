@@ -9,7 +9,7 @@ import zmq
 import syftzmq as sy
 from syftzmq.keys import read_key
 from syftzmq.protocol import PING, message
-from syftzmq.wire import Signer, dumps, pack
+from syftzmq.wire import Signer, dumps, pack, unpack
 
 
 class RawPeer:
@@ -34,8 +34,8 @@ class RawPeer:
     def reply(self, timeout_ms: int = 5000) -> dict | None:
         if not self.sock.poll(timeout_ms):
             return None
-        frames = self.sock.recv_multipart()
-        return pickle.loads(frames[2], buffers=frames[3:])
+        header, buffers = unpack(self.signer, self.sock.recv_multipart())
+        return pickle.loads(header, buffers=buffers)
 
     def ask(self, msg: dict, timeout_ms: int = 5000) -> dict:
         """Send ``msg`` (which must carry a ``req``) and return the reply to it, skipping others."""

@@ -117,13 +117,13 @@ class Fuzzer:
             return [r.choice([b"syftzmq/0", b"syftzmq/2", b"SYFTZMQ/1", b"http/1.1", b""]),
                     os.urandom(32), b"\x80\x05N."]
         if choice == 7:
-            frames = pack(self.signer, *dumps(message(PING, req=1)))
-            return frames[:r.randint(1, 2)]                               # truncated
+            (whole,) = pack(self.signer, *dumps(message(PING, req=1)))    # one compact frame
+            return [whole[:r.randrange(len(whole))]]                       # truncated
         if choice == 8:
             return pack(self.signer, *dumps(message(PING, req=2))) + [b"extra"]  # extra frame
         if choice == 9:
             frames = pack(self.signer, *dumps(message(PING, req=3)))
-            victim = r.randrange(1, len(frames))
+            victim = r.randrange(len(frames))
             flipped = bytearray(frames[victim])
             if flipped:
                 flipped[r.randrange(len(flipped))] ^= 1 << r.randrange(8)

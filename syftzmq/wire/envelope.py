@@ -1,7 +1,10 @@
-"""The envelope: ``[protocol, signature, header, *buffers]``.
+"""The envelope: ``[protocol, signature, header, *buffers]``, or one frame when there are no buffers.
 
 Frame 0 names the protocol and its version, so a peer speaking anything else is told apart
-before any parsing. The signature is an HMAC-SHA256 over every other frame, buffers included
+before any parsing. A message without buffers (nearly every command, observation and reply)
+travels *compact*, as the single frame ``PROTOCOL_COMPACT + len(signature) + signature +
+header``: every frame is a call into pyzmq and a wake-up of work on both ends, so one frame
+instead of three is measurably faster per message; what is signed is the same. The signature is an HMAC-SHA256 over every other frame, buffers included
 (Jupyter's spec leaves buffers unsigned; with pickled payloads that would be code execution).
 It is verified before anything is unpickled. Every check is an ``if``, never an ``assert``.
 """
@@ -19,6 +22,7 @@ from . import shm
 
 PROTOCOL = b"syftzmq/1"
 PROTOCOL_SHM = b"syftzmq/1+shm"  # bulk buffers travel through /dev/shm; see pack()
+PROTOCOL_COMPACT = b"syftzmq/1c"  # one frame: protocol, signature length, signature, header
 MAX_FRAMES = 65536
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
@@ -90,6 +94,9 @@ def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: b
             return pack(signer, header, buffers)
         body = [header, json.dumps(manifest).encode(), *frames]
         return [PROTOCOL_SHM, signer.sign(body), *body]
+    if not buffers:
+        signature = signer.sign([header])
+        return [b"".join((PROTOCOL_COMPACT, bytes((len(signature),)), signature, header))]
     body = [header, *buffers]
     return [PROTOCOL, signer.sign(body), *body]
 
@@ -105,6 +112,8 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
     error raised here is a :class:`ProtocolError` of an *unauthenticated* message: nobody is
     owed an answer.
     """
+    if len(frames) == 1:
+        return _unpack_compact(signer, frames[0], max_bytes), []
     if len(frames) < 3:
         raise ProtocolError(f"message has {len(frames)} frames; at least 3 expected")
     if len(frames) > MAX_FRAMES:
@@ -123,6 +132,23 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
     if proto == PROTOCOL_SHM:
         return bytes(header), _with_shared_memory(views[3:], max_bytes - total)
     return bytes(header), views[3:]
+
+
+def _unpack_compact(signer: Signer, frame, max_bytes: int) -> bytes:
+    """The header of a verified one-frame message (see the module docstring)."""
+    view = frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
+    start = len(PROTOCOL_COMPACT)
+    if view.nbytes <= start or bytes(view[:start]) != PROTOCOL_COMPACT:
+        raise ProtocolError(f"a one-frame message must start with {PROTOCOL_COMPACT!r} "
+                            f"(unknown protocol, or 1 frame where at least 3 are expected)")
+    if view.nbytes > min(max_bytes, MAX_HEADER_BYTES + start + 256):
+        raise ProtocolError(f"message of {view.nbytes} bytes exceeds the limit")
+    signature_end = start + 1 + view[start]
+    if signature_end > view.nbytes:
+        raise ProtocolError("one-frame message truncated inside its signature (bad frames)")
+    header = view[signature_end:]
+    signer.verify(bytes(view[start + 1:signature_end]), [header])
+    return bytes(header)
 
 
 def _with_shared_memory(views: list, budget: int) -> list:
