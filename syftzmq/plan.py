@@ -357,7 +357,9 @@ class Plan:
         location = _common_location(split.pointers, f"plan {self.name}")
         session = split.pointers[0]._require_session()
         _refuse_safe_worker(session, location, self.name)
-        function = self._stored.get(location.node) or self._pickled()
+        function: Any = self._stored.get(location.node)  # a pointer: truth needs data
+        if function is None:
+            function = self._pickled()
         report = self._layouts.get(split.signature)
         try:
             if report is None:
@@ -385,7 +387,9 @@ class Plan:
         held = session.new_pointer(location, held_id)
         report_pointer = session.new_pointer(location, report_id)
         try:
-            report: _Report = report_pointer.get()
+            report: Any = report_pointer.get()
+            while isinstance(report, PointerTensor):  # on a chain: one hop at a time
+                report = report.get()
             result_ids = [new_id() for _ in report.metas]
             if result_ids:
                 session.command(location, ("func", _unpack), (held,), {}, result_ids=result_ids,
