@@ -25,8 +25,13 @@ How a call travels:
   returns pointers to its results, nested as the function nests them.
 * The function travels by value (cloudpickle, with the helpers of its own module), serialized
   once per plan at its first remote call — later edits to the globals it reads are not seen.
+  Other modules it uses (torch, installed packages) must be importable on the worker; a helper
+  module of your own can travel too with ``cloudpickle.register_pickle_by_value(module)``.
   The worker keeps the unpickled function in a small cache. ``plan.send(worker)`` stores it on
   the worker so calls there stop carrying it at all.
+* Everything else in the arguments travels by value: local tensors, numbers, a module whose
+  parameters are all local (the worker trains a copy). An optimizer cannot be passed (its
+  remote parameters do not pickle): make it inside the plan.
 * A module argument whose parameters were sent (``model.send(w)``) travels as its structure
   with each remote parameter and buffer replaced by a reference; the worker rebuilds the module
   over the very tensors it stores. An optimizer made inside the plan updates them in place, so
@@ -179,12 +184,12 @@ def _split_arguments(args: tuple, kwargs: dict) -> _CallArguments:
         pointer = _pointer_of(leaf)
         if pointer is not None:
             wire.append(_Slot(len(pointers)))
-            signature.append(("p", _meta_key(pointer._meta)))
+            signature.append(("p", _pointer_key(pointer)))
             pointers.append(pointer)
         elif isinstance(leaf, nn.Module) and _has_remote_state(leaf):
             argument = _module_argument(leaf, pointers)
             wire.append(argument)
-            signature.append(("m", type(leaf), tuple(_meta_key(pointers[s.index]._meta)
+            signature.append(("m", type(leaf), tuple(_pointer_key(pointers[s.index])
                                                      for s in argument.slots)))
         else:
             wire.append(leaf)
@@ -202,8 +207,14 @@ def _pointer_of(value: Any) -> PointerTensor | None:
     return None
 
 
-def _meta_key(meta: TensorMeta | None) -> Hashable:
-    return None if meta is None else (tuple(meta.shape), meta.dtype, meta.requires_grad)
+def _pointer_key(pointer: PointerTensor) -> Hashable:
+    """Shape, dtype and requires_grad of the target, as far as the client knows them (read
+    from the mirror without building a :class:`TensorMeta`: this runs for every operand)."""
+    mirror = pointer._built_mirror
+    if mirror is not None:
+        return (mirror.shape, mirror.dtype, mirror.requires_grad)
+    meta = pointer._pending_meta
+    return None if meta is None else (meta.shape, meta.dtype, meta.requires_grad)
 
 
 def _value_key(value: Any) -> Hashable:
