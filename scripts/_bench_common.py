@@ -74,7 +74,8 @@ RAW_ZMQ = "raw zmq"
 TORCH = "torch.rpc"
 MEMCPY = "memcpy"
 LOCAL = "local sequential"
-SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, RAW_ZMQ, TORCH, MEMCPY, LOCAL)  # table order in a case
+# table order in a case
+SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, RAW_ZMQ, TORCH, MEMCPY, LOCAL)
 ROUND_TRIP = "(p + p).get(), 4 floats"
 
 

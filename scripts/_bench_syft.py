@@ -13,8 +13,8 @@ import torch
 
 import _bench_fedavg as fedavg
 import syftzmq as sy
-from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_PLAN, SYFT_SEND, ClientTraffic, Config,
-                           Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
+from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_PLAN, SYFT_SEND,
+                           ClientTraffic, Config, Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
                            fedavg_name, memory_stored_name, move_name, one_thread, overhead_name,
                            pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
 
