@@ -232,3 +232,20 @@ def test_safe_worker_refuses_plans_and_keeps_serving(safe_worker):
     del x_ptr
     gc.collect()
     assert safe_worker.object_count() == 0
+
+
+def test_module_buffers_are_updated_in_place_and_the_training_flag_travels(bob):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4))
+    local = copy.deepcopy(model)
+    model.send(bob)
+    forward = sy.func2plan()(lambda m, x: m(x))
+    inputs = torch.randn(8, 5)
+    x_ptr = inputs.send(bob)
+    torch.testing.assert_close(forward(model, x_ptr).get(), local(inputs))  # train mode
+    model.eval()
+    local.eval()
+    torch.testing.assert_close(forward(model, x_ptr).get(), local(inputs))  # running stats used
+    model.get()
+    torch.testing.assert_close(model[1].running_mean, local[1].running_mean)
+    assert int(model[1].num_batches_tracked) == 1
