@@ -233,21 +233,36 @@ def _has_remote_state(module: nn.Module) -> bool:
 def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> _ModuleArgument:
     """A copy of ``module`` without its remote tensors, and where each of them goes back.
 
-    The remote parameters and buffers are left out of the copy (deep-copied as ``None``); their
-    pointers are appended to ``pointers``. Local parameters, if any, travel by value.
+    Each submodule is copied shallowly (it is only pickled, never used here) with fresh
+    parameter, buffer and child tables; remote tensors are left out as ``None`` and their
+    pointers appended to ``pointers``. Local parameters, if any, travel by value. A submodule
+    reachable by two paths is copied once, so the worker's module shares it too.
     """
-    memo: dict[int, Any] = {}
     slots: list[_ModuleSlot] = []
-    for path, owner in module.named_modules(remove_duplicate=False):
+    copies: dict[int, nn.Module] = {}
+
+    def strip(owner: nn.Module, path: str) -> nn.Module:
+        if id(owner) in copies:
+            return copies[id(owner)]
+        clone = copy.copy(owner)
+        copies[id(owner)] = clone
         for table in ("_parameters", "_buffers"):
+            kept: dict[str, Any] = {}
             for name, tensor in getattr(owner, table).items():
                 pointer = _pointer_of(tensor)
                 if pointer is None:
-                    continue
-                memo[id(tensor)] = None
-                slots.append(_ModuleSlot(path, table, name, len(pointers)))
-                pointers.append(pointer)
-    return _ModuleArgument(copy.deepcopy(module, memo), slots)
+                    kept[name] = tensor
+                else:
+                    kept[name] = None
+                    slots.append(_ModuleSlot(path, table, name, len(pointers)))
+                    pointers.append(pointer)
+            clone.__dict__[table] = kept
+        clone.__dict__["_modules"] = {
+            name: None if child is None else strip(child, f"{path}.{name}" if path else name)
+            for name, child in owner._modules.items()}
+        return clone
+
+    return _ModuleArgument(strip(module, ""), slots)
 
 
 # ------------------------------------------------------------------------------ worker side
