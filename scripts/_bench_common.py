@@ -69,11 +69,13 @@ FULL = Config(quick=False, reps_small=30, reps_pipelined=5, pipelined_ops=10_000
 SYFT = "syftzmq"
 SYFT_SEND = "syftzmq one-way send"  # case 4's yardstick for a move
 SYFT_DERIVED = "syftzmq (derived)"   # computed from other syftzmq rows
+SYFT_PLAN = "syftzmq Plan"           # case 6 with sy.func2plan; its ratio is Plan/local
 RAW_ZMQ = "raw zmq"
 TORCH = "torch.rpc"
 MEMCPY = "memcpy"
 LOCAL = "local sequential"
-SYSTEMS = (SYFT, SYFT_SEND, SYFT_DERIVED, RAW_ZMQ, TORCH, MEMCPY, LOCAL)  # table order in a case
+# table order in a case
+SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, RAW_ZMQ, TORCH, MEMCPY, LOCAL)
 ROUND_TRIP = "(p + p).get(), 4 floats"
 
 

@@ -9,6 +9,9 @@ worker (syftzmq), so both sides do exactly the same arithmetic. There are two ki
   needs the library to send modules (``nn.Module.send``/``move``).
 * :class:`TensorLearner` — the fallback for a library without module support: weight and bias
   as plain tensors, closed-form gradients, in-place updates; only tensor operations.
+
+:func:`local_training` is a module learner's whole local loop as one function, for libraries
+that can ship a function to the worker (a PySyft *Plan*).
 """
 
 from __future__ import annotations
@@ -99,6 +102,17 @@ class TensorLearner:
 
 
 Learner = ModuleLearner | TensorLearner
+
+
+def local_training(model: nn.Module, batches: Sequence[Batch], lr: float) -> None:
+    """:class:`ModuleLearner`'s ``STEPS`` steps as one function: what the Plan row ships to a
+    worker (``sy.func2plan``). The same arithmetic: SGD without momentum keeps no state, so an
+    optimizer made here steps exactly as the learner's own."""
+    optimizer = optim.SGD(model.parameters(), lr=lr)
+    for inputs, targets in batches:
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
 
 
 def train_interleaved(learners: Sequence[Learner], shards: Sequence[Sequence[Batch]]) -> None:

@@ -13,8 +13,8 @@ import torch
 
 import _bench_fedavg as fedavg
 import syftzmq as sy
-from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_SEND, ClientTraffic, Config,
-                           Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
+from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_PLAN, SYFT_SEND,
+                           ClientTraffic, Config, Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
                            fedavg_name, memory_stored_name, move_name, one_thread, overhead_name,
                            pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
 
@@ -236,12 +236,25 @@ def _fedavg_with(kind: type[fedavg.Learner], count: int, workers: Sequence[Any],
                 Measurement(6, name, LOCAL, local,
                             note="the same learner code on local tensors, one after the "
                                  "other, one thread"))
+    if kind is fedavg.ModuleLearner and hasattr(sy, "func2plan"):
+        plan = sy.func2plan()(fedavg.local_training)
+        planned = sample(lambda: _remote_round(kind, initial, workers[:count], aggregator,
+                                               remote_shards, plan), config.fedavg_reps)
+        _check(all(torch.allclose(got, want, atol=1e-5)
+                   for got, want in zip(planned[-1][1], expected)),
+               f"FedAvg with {count} workers, Plan")
+        results.add(Measurement(6, name, SYFT_PLAN, [seconds for seconds, _ in planned],
+                                note=f"the same {kind.kind} steps as one sy.func2plan call per "
+                                     f"worker (one command each), then the same move, average "
+                                     f"and get; judged against local sequential"))
 
 
 def _remote_round(kind: type[fedavg.Learner], initial: torch.nn.Linear, workers: Sequence[Any],
-                  aggregator: Any, shards: Sequence[Sequence[fedavg.Batch]]
+                  aggregator: Any, shards: Sequence[Sequence[fedavg.Batch]], plan: Any = None
                   ) -> tuple[float, list[torch.Tensor]]:
-    """Timed: the training, the models' move to the aggregator, the average and its get."""
+    """Timed: the training, the models' move to the aggregator, the average and its get.
+
+    With ``plan`` (module learners), each worker's whole local loop is one plan call."""
     learners = [kind(initial) for _ in workers]
     for learner, worker in zip(learners, workers):
         learner.send(worker)
@@ -250,7 +263,11 @@ def _remote_round(kind: type[fedavg.Learner], initial: torch.nn.Linear, workers:
     averaged: list[torch.Tensor] = []
 
     def round_() -> None:
-        fedavg.train_interleaved(learners, shards)
+        if plan is None:
+            fedavg.train_interleaved(learners, shards)
+        else:
+            for learner, shard in zip(learners, shards):
+                plan(learner.model, shard, fedavg.LR)
         for learner in learners:
             learner.move(aggregator)
         averaged.extend(pointer.get() for pointer in fedavg.averaged_parameters(learners))

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render_table(report.table_rows(results, verdicts)))
     print()
     print("syftzmq/peer: syftzmq's median over the row's median (times: below 1 means syftzmq "
-          "is faster)")
+          "is faster); on a syftzmq Plan row, the Plan's median over local sequential")
     print(report.summary(verdicts))
     print(report.render_notes(results))
     if args.json:

@@ -17,6 +17,7 @@ from .errors import (NeedsGetError, ObjectGoneError, ObjectNotFoundError, Protoc
                      RemoteError, StaleIncarnationError, SyftZmqError, WorkerMismatchError,
                      WorkerUnavailable)
 from .hook import TorchHook
+from .plan import Plan, func2plan
 from .pointer import PointerTensor
 
 __version__ = "0.1.0"
@@ -38,6 +39,6 @@ def stats() -> Stats:
 
 
 __all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor", "cluster",
-           "local_worker", "stats", "set_timeout", "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable",
+           "local_worker", "func2plan", "Plan", "stats", "set_timeout", "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable",
            "WorkerMismatchError", "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError",
            "ProtocolError", "StaleIncarnationError"]

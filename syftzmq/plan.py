@@ -1,0 +1,465 @@
+"""Plans: a Python function shipped to a worker once and run there by one command per call.
+
+Every operation on a pointer is one command: shape inference on the client's meta mirrors,
+pickling, a message, and execution on the worker — a hundred microseconds or more of Python
+per operation. A training loop is hundreds of operations on small tensors, so that overhead
+dwarfs the arithmetic. PySyft 0.2's answer, kept here under its names, is the *plan*::
+
+    @sy.func2plan()
+    def train(model, batches, lr):
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        for x, y in batches:
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return model.weight.sum()
+
+    model.send(bob)
+    result = train(model, batch_pointers, 0.1)   # one command to bob; a pointer back
+
+How a call travels:
+
+* Called with local values only, a plan is just its function, run here.
+* Called with pointers (all on one worker, else :class:`WorkerMismatchError`, as for any
+  operation), the function runs on that worker as ONE fire-and-forget command, and the call
+  returns pointers to its results, nested as the function nests them.
+* The function travels by value (cloudpickle, with the helpers of its own module), serialized
+  once per plan at its first remote call — later edits to the globals it reads are not seen.
+  Other modules it uses (torch, installed packages) must be importable on the worker; a helper
+  module of your own can travel too with ``cloudpickle.register_pickle_by_value(module)``.
+  The worker keeps the unpickled function in a small cache. ``plan.send(worker)`` stores it on
+  the worker so calls there stop carrying it at all.
+* Everything else in the arguments travels by value: local tensors, numbers, a module whose
+  parameters are all local (the worker trains a copy). An optimizer cannot be passed (its
+  remote parameters do not pickle): make it inside the plan.
+* A module argument whose parameters were sent (``model.send(w)``) travels as its structure
+  with each remote parameter and buffer replaced by a reference; the worker rebuilds the module
+  over the very tensors it stores. An optimizer made inside the plan updates them in place, so
+  the client's parameter pointers stay valid and ``model.get()`` returns the trained weights.
+  (Optimizer state made inside the plan — momentum, say — lives for one call only.)
+* No shape inference on the client: running the user's whole loop on meta tensors would cost
+  what plans save. Instead the *first* call for a given argument signature (structure, shapes,
+  dtypes, plain values) waits for the worker to report how many results there are and their
+  shapes — one round trip, so an error in that first run raises at the call. Later calls with
+  the same signature reuse the report, send one command and wait for nothing; an error in them
+  surfaces at the next observation, like any command's. A function whose result structure
+  depends on the data fails (clearly) on a later call instead.
+* After a remote call the client no longer knows which gradients changed, so ``.grad`` of any
+  pointer is asked of the worker from then on (``session.grads_uncertain``).
+* A worker in ``--safe`` mode never unpickles code, so it cannot run plans: the call raises
+  :class:`~syftzmq.ops.OperationRefused` before anything is sent (the worker's mode is asked
+  once per worker), and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import pickle
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+import cloudpickle
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from .dispatch import _common_location
+from .ids import new_id
+from .ops import OperationRefused
+from .pointer import PointerTensor
+from .protocol import STORE, WorkerRef, message
+from .shapes import TensorMeta, describe
+
+_SIGNATURES_KEPT = 64      # argument signatures whose result layout a plan remembers
+_FUNCTIONS_KEPT = 64       # unpickled plan functions a worker keeps
+_BY_REFERENCE = ("syftzmq", "torch")  # packages a worker imports itself; never sent by value
+
+
+# ------------------------------------------------------------------------------ the function
+@dataclass(frozen=True, eq=False)
+class _Code:
+    """A plan's function, pickled once on the client. Unpickling it on the worker yields the
+    function itself (from the worker's cache when it has seen these bytes before)."""
+
+    digest: bytes
+    payload: bytes
+
+    def __reduce__(self) -> tuple:
+        return _load_function, (self.digest, self.payload)
+
+
+_LOADED: OrderedDict[bytes, Callable] = OrderedDict()
+
+
+def _load_function(digest: bytes, payload: bytes) -> Callable:
+    """Worker side: the function for ``payload``, unpickled at most once per cache lifetime."""
+    function = _LOADED.get(digest)
+    if function is None:
+        function = pickle.loads(payload)
+        _LOADED[digest] = function
+        while len(_LOADED) > _FUNCTIONS_KEPT:
+            _LOADED.popitem(last=False)
+    else:
+        _LOADED.move_to_end(digest)
+    return function
+
+
+def _pickle_function(function: Callable) -> _Code:
+    """cloudpickle ``function`` by value, with its own module's helpers: the worker may not be
+    able to import the module that defined it (a script, a test file)."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    by_value = (module is not None and module.__name__ != "__main__"
+                and module.__name__.split(".")[0] not in _BY_REFERENCE
+                and module.__name__ not in cloudpickle.list_registry_pickle_by_value())
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        payload = cloudpickle.dumps(function, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+    return _Code(hashlib.blake2b(payload, digest_size=16).digest(), payload)
+
+
+# ------------------------------------------------------------------------------ the arguments
+@dataclass(frozen=True)
+class _ModuleSlot:
+    """Where one stored tensor goes in a rebuilt module: ``<path>.<table>[<name>]``."""
+
+    path: str
+    table: str   # "_parameters" or "_buffers"
+    name: str
+    index: int   # into the command's tensor operands
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Stands, in a plan call's arguments, for the command's ``index``-th remote operand."""
+
+    index: int
+
+
+@dataclass(eq=False)
+class _ModuleArgument:
+    """A module argument without its remote tensors, and where each of them goes back."""
+
+    skeleton: nn.Module
+    slots: list[_ModuleSlot]
+
+
+@dataclass(eq=False)
+class _Template:
+    """Everything of a plan call but its remote operands, which travel as the command's flat
+    arguments (so the worker resolves them, and a chain hop can rename them).
+
+    ``arguments`` is ``(args, kwargs)`` with every pointer replaced by a :class:`_Slot` and every
+    module holding remote tensors by a :class:`_ModuleArgument`: plain containers, no pytree
+    spec (whose pickled form torch is deprecating).
+    """
+
+    name: str
+    arguments: tuple[tuple, dict]
+    outputs: int | None = None       # None: first call for this signature, report the results
+
+
+@dataclass
+class _CallArguments:
+    """A call's arguments, split into the remote operands and a picklable structure."""
+
+    arguments: tuple[tuple, dict]
+    pointers: list[PointerTensor]
+    signature: tuple[Hashable, ...]  # what decides the result's layout and shapes
+
+
+def _split_arguments(args: tuple, kwargs: dict) -> _CallArguments:
+    leaves, spec = pytree.tree_flatten((args, kwargs))
+    pointers: list[PointerTensor] = []
+    wire: list[Any] = []
+    signature: list[Hashable] = [spec]
+    for leaf in leaves:
+        pointer = _pointer_of(leaf)
+        if pointer is not None:
+            wire.append(_Slot(len(pointers)))
+            signature.append(("p", _pointer_key(pointer)))
+            pointers.append(pointer)
+        elif isinstance(leaf, nn.Module) and _has_remote_state(leaf):
+            argument = _module_argument(leaf, pointers)
+            wire.append(argument)
+            signature.append(("m", type(leaf), tuple(_pointer_key(pointers[s.index])
+                                                     for s in argument.slots)))
+        else:
+            wire.append(leaf)
+            signature.append(_value_key(leaf))
+    return _CallArguments(pytree.tree_unflatten(wire, spec), pointers, tuple(signature))
+
+
+def _pointer_of(value: Any) -> PointerTensor | None:
+    if isinstance(value, PointerTensor):
+        return value
+    if isinstance(value, nn.Parameter):  # a RemoteParameter stands for its pointer
+        pointer = value.__dict__.get("_pointer")
+        if isinstance(pointer, PointerTensor):
+            return pointer
+    return None
+
+
+def _pointer_key(pointer: PointerTensor) -> Hashable:
+    """Shape, dtype and requires_grad of the target, as far as the client knows them (read
+    from the mirror without building a :class:`TensorMeta`: this runs for every operand)."""
+    mirror = pointer._built_mirror
+    if mirror is not None:
+        return (mirror.shape, mirror.dtype, mirror.requires_grad)
+    meta = pointer._pending_meta
+    return None if meta is None else (meta.shape, meta.dtype, meta.requires_grad)
+
+
+def _value_key(value: Any) -> Hashable:
+    if isinstance(value, torch.Tensor):
+        return ("t", tuple(value.shape), value.dtype, value.requires_grad)
+    if value is None or isinstance(value, (bool, int, float, complex, str, torch.dtype)):
+        return ("v", type(value), value)
+    return ("v", type(value))
+
+
+def _has_remote_state(module: nn.Module) -> bool:
+    return any(_pointer_of(p) is not None for p in module.parameters()) or \
+        any(isinstance(b, PointerTensor) for b in module.buffers())
+
+
+def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> _ModuleArgument:
+    """A copy of ``module`` without its remote tensors, and where each of them goes back.
+
+    Each submodule is copied shallowly (it is only pickled, never used here) with fresh
+    parameter, buffer and child tables; remote tensors are left out as ``None`` and their
+    pointers appended to ``pointers``. Local parameters, if any, travel by value. A submodule
+    reachable by two paths is copied once, so the worker's module shares it too.
+    """
+    slots: list[_ModuleSlot] = []
+    copies: dict[int, nn.Module] = {}
+
+    def strip(owner: nn.Module, path: str) -> nn.Module:
+        if id(owner) in copies:
+            return copies[id(owner)]
+        clone = copy.copy(owner)
+        copies[id(owner)] = clone
+        for table in ("_parameters", "_buffers"):
+            kept: dict[str, Any] = {}
+            for name, tensor in getattr(owner, table).items():
+                pointer = _pointer_of(tensor)
+                if pointer is None:
+                    kept[name] = tensor
+                else:
+                    kept[name] = None
+                    slots.append(_ModuleSlot(path, table, name, len(pointers)))
+                    pointers.append(pointer)
+            clone.__dict__[table] = kept
+        clone.__dict__["_modules"] = {
+            name: None if child is None else strip(child, f"{path}.{name}" if path else name)
+            for name, child in owner._modules.items()}
+        return clone
+
+    return _ModuleArgument(strip(module, ""), slots)
+
+
+# ------------------------------------------------------------------------------ worker side
+@dataclass(eq=False)
+class _Held:
+    """A first call's whole result, kept on the worker until the client has learnt its layout."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class _Out:
+    """Stands, in a reported result structure, for the ``index``-th stored result."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class _Report:
+    """What a first call tells the client: the result with every stored leaf replaced by an
+    :class:`_Out` (``None`` leaves stay ``None`` and get no pointer), and each one's meta."""
+
+    structure: Any
+    metas: tuple[TensorMeta | None, ...]  # per stored result: its meta if it is a tensor
+
+
+def _run_plan(function: Callable, template: _Template, *operands: Any) -> Any:
+    """Worker side: rebuild the arguments around the stored tensors and call the function."""
+    def fill(leaf: Any) -> Any:
+        if isinstance(leaf, _Slot):
+            return operands[leaf.index]
+        if isinstance(leaf, _ModuleArgument):
+            return _rebuild_module(leaf, operands)
+        return leaf
+
+    args, kwargs = pytree.tree_map(fill, template.arguments)
+    value = function(*args, **kwargs)
+    if template.outputs is None:
+        return [_Held(value), _report(value)]
+    results = _stored_leaves(value)
+    if len(results) != template.outputs:
+        raise TypeError(f"plan {template.name!r} returned {len(results)} values; its first call "
+                        f"with arguments of these shapes returned {template.outputs}. A plan "
+                        f"must return the same structure on every call")
+    return results if results else None
+
+
+def _stored_leaves(value: Any) -> list[Any]:
+    """The leaves of a result that get stored: all but ``None``."""
+    return [leaf for leaf in pytree.tree_leaves(value) if leaf is not None]
+
+
+def _report(value: Any) -> _Report:
+    metas: list[TensorMeta | None] = []
+
+    def mark(leaf: Any) -> Any:
+        if leaf is None:
+            return None
+        metas.append(describe(leaf) if isinstance(leaf, torch.Tensor) else None)
+        return _Out(len(metas) - 1)
+
+    return _Report(pytree.tree_map(mark, value), tuple(metas))
+
+
+def _rebuild_module(argument: _ModuleArgument, operands: Sequence[Any]) -> nn.Module:
+    """Put the stored tensors themselves (not copies) into the module: in-place updates by an
+    optimizer then change what the client's pointers name."""
+    owners = dict(argument.skeleton.named_modules(remove_duplicate=False))
+    for slot in argument.slots:
+        getattr(owners[slot.path], slot.table)[slot.name] = operands[slot.index]
+    return argument.skeleton
+
+
+def _unpack(held: _Held) -> list[Any]:
+    """Worker side: a first call's stored leaves, one per result id."""
+    return _stored_leaves(held.value)
+
+
+# ------------------------------------------------------------------------------ client side
+_SAFE_WORKERS: dict[str, bool] = {}
+
+
+def _refuse_safe_worker(session: Any, location: WorkerRef, name: str) -> None:
+    """Raise before sending a plan to a worker in safe mode (asked once per worker)."""
+    safe = _SAFE_WORKERS.get(location.node)
+    if safe is None:
+        safe = bool(session.ping(location).get("safe"))
+        _SAFE_WORKERS[location.node] = safe
+    if safe:
+        raise OperationRefused(
+            f"plan {name!r} cannot run on worker {location.id!r}: it runs in safe mode (--safe), "
+            f"which never unpickles code, and a plan ships its Python function. Nothing was "
+            f"sent; use pointer operations there (they travel as named torch operations)")
+
+
+class Plan:
+    """A function that runs where its pointer arguments live, as one command per call.
+
+    Build one with :func:`func2plan`; see this module's docstring for the rules.
+    """
+
+    def __init__(self, function: Callable, name: str | None = None) -> None:
+        self.function = function
+        self.name = name or getattr(function, "__name__", "plan")
+        functools.update_wrapper(self, function)
+        self._code: _Code | None = None
+        self._stored: dict[str, PointerTensor] = {}  # worker incarnation -> stored function
+        self._layouts: OrderedDict[tuple, _Report] = OrderedDict()
+
+    def __repr__(self) -> str:
+        where = ", ".join(p._location.id for p in self._stored.values())
+        return f"<Plan {self.name}{' on ' + where if where else ''}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        split = _split_arguments(args, kwargs)
+        if not split.pointers:
+            return self.function(*args, **kwargs)
+        location = _common_location(split.pointers, f"plan {self.name}")
+        session = split.pointers[0]._require_session()
+        _refuse_safe_worker(session, location, self.name)
+        function: Any = self._stored.get(location.node)  # a pointer: truth needs data
+        if function is None:
+            function = self._pickled()
+        report = self._layouts.get(split.signature)
+        try:
+            if report is None:
+                report, results = self._first_call(session, location, function, split)
+                self._layouts[split.signature] = report
+                while len(self._layouts) > _SIGNATURES_KEPT:
+                    self._layouts.popitem(last=False)
+                return results
+            template = _Template(self.name, split.arguments, len(report.metas))
+            result_ids = [new_id() for _ in report.metas]
+            session.command(location, ("func", _run_plan), (function, template, *split.pointers),
+                            {}, result_ids=result_ids, metas=list(report.metas))
+            return _results(session, location, result_ids, report)
+        finally:
+            session.grads_uncertain = True  # the plan may have run backward()
+
+    def _first_call(self, session: Any, location: WorkerRef, function: Any,
+                    split: _CallArguments) -> tuple[_Report, Any]:
+        """Run the plan keeping its whole result, learn the result's layout (one round trip),
+        then split the result into one stored object per leaf."""
+        template = _Template(self.name, split.arguments, None)
+        held_id, report_id = new_id(), new_id()
+        session.command(location, ("func", _run_plan), (function, template, *split.pointers), {},
+                        result_ids=[held_id, report_id])
+        held = session.new_pointer(location, held_id)
+        report_pointer = session.new_pointer(location, report_id)
+        try:
+            report: Any = report_pointer.get()
+            while isinstance(report, PointerTensor):  # on a chain: one hop at a time
+                report = report.get()
+            result_ids = [new_id() for _ in report.metas]
+            if result_ids:
+                session.command(location, ("func", _unpack), (held,), {}, result_ids=result_ids,
+                                metas=list(report.metas))
+        finally:
+            del held, report_pointer  # released with the next message
+        return report, _results(session, location, result_ids, report)
+
+    def _pickled(self) -> _Code:
+        if self._code is None:
+            self._code = _pickle_function(self.function)
+        return self._code
+
+    def send(self, *workers: Any) -> "Plan":
+        """Store the function on each worker, so calls there no longer carry it; returns the
+        plan. It stays stored until the plan is garbage collected (or sent there again)."""
+        from .client.session import default_session
+        session = default_session()
+        for worker in workers:
+            dest = session.ref_of(worker)
+            _refuse_safe_worker(session, dest, self.name)
+            object_id = new_id()
+            session._send(dest, message(STORE, origin=session.ref.node, id=object_id,
+                                        obj=self._pickled()))
+            self._stored[dest.node] = session.new_pointer(dest, object_id)
+        return self
+
+
+def _results(session: Any, location: WorkerRef, result_ids: list[int], report: _Report) -> Any:
+    """Pointers to the stored results, nested as the function nested them."""
+    pointers = [session.new_pointer(location, rid, meta=meta)
+                for rid, meta in zip(result_ids, report.metas)]
+    return pytree.tree_map(lambda leaf: pointers[leaf.index] if isinstance(leaf, _Out) else leaf,
+                           report.structure)
+
+
+def func2plan(function: Callable | None = None, *, args_shape: Any = None) -> Any:
+    """Decorator: make ``function`` a :class:`Plan` (``@sy.func2plan()`` or ``@sy.func2plan``).
+
+    ``args_shape`` is accepted for PySyft 0.2 compatibility and ignored: PySyft traced the
+    function on dummy arguments of those shapes to build the plan, while here the function
+    itself travels and the worker reports the results' layout on the first call.
+    """
+    del args_shape
+    if function is not None:
+        return Plan(function)
+    return Plan
