@@ -168,7 +168,8 @@ def get_property(pointer: PointerTensor, name: str) -> Any:
     session = pointer._require_session()
     if name == "device":
         return REMOTE_DEVICE
-    if name == "grad" and (pointer._mirror is None or session.grads_uncertain):
+    if name == "grad" and (pointer._mirror is None or session.grads_uncertain
+                           or pointer._grad_unknown):
         meta = session.info(pointer, attr="grad")
         return None if meta is None else _attribute_pointer(pointer, "grad", meta)
     mirror = pointer._resolved_mirror()

@@ -45,7 +45,7 @@ How a call travels:
   surfaces at the next observation, like any command's. A function whose result structure
   depends on the data fails (clearly) on a later call instead.
 * After a remote call the client no longer knows which gradients changed, so ``.grad`` of any
-  pointer is asked of the worker from then on (``session.grads_uncertain``).
+  pointer passed to a plan is asked of the worker from then on (``_grad_unknown``).
 * A worker in ``--safe`` mode never unpickles code, so it cannot run plans: the call raises
   :class:`~syftzmq.ops.OperationRefused` before anything is sent (the worker's mode is asked
   once per worker), and the worker keeps serving.
@@ -400,7 +400,8 @@ class Plan:
                             {}, result_ids=result_ids, metas=list(report.metas))
             return _results(session, location, result_ids, report)
         finally:
-            session.grads_uncertain = True  # the plan may have run backward()
+            for pointer in split.pointers:  # the plan may have run backward() on them
+                object.__setattr__(pointer, "_grad_unknown", True)
 
     def _first_call(self, session: Any, location: WorkerRef, function: Any,
                     split: _CallArguments) -> tuple[_Report, Any]:

@@ -62,6 +62,9 @@ class PointerTensor:
         set_(self, "_session", session)
         set_(self, "_owner", owner)
         set_(self, "_attr", attr)
+        # Set when code the mirrors did not see (a plan) may have changed the target's .grad:
+        # its gradient is then asked of the worker.
+        set_(self, "_grad_unknown", False)
 
     # ----------------------------------------------------------------- identity and display
     @property
