@@ -130,13 +130,24 @@ def module_get(module: nn.Module) -> nn.Module:
 
 
 def module_move(module: nn.Module, worker: Any) -> nn.Module:
-    """Move parameters and buffers straight to ``worker`` (worker to worker); returns the module."""
-    for _, _, param in _parameters(module):
-        if isinstance(param, RemoteParameter):
-            param._pointer.move(worker)
-    for _, _, buf in _buffers(module):
-        if isinstance(buf, PointerTensor):
-            buf.move(worker)
+    """Move parameters and buffers straight to ``worker`` (worker to worker); returns the module.
+
+    One round trip per worker they come from, however many tensors there are.
+    """
+    session = default_session()
+    dest = session.ref_of(worker)
+    pointers = [param._pointer for _, _, param in _parameters(module)
+                if isinstance(param, RemoteParameter)]
+    pointers += [buf for _, _, buf in _buffers(module) if isinstance(buf, PointerTensor)]
+    by_location: dict[str, list[PointerTensor]] = {}
+    for pointer in {id(p): p for p in pointers}.values():  # a tied tensor moves once
+        if pointer._location.node != dest.node:
+            pointer._check_owning("move")
+            by_location.setdefault(pointer._location.node, []).append(pointer)
+    for group in by_location.values():
+        new_ids = session.move(group[0]._location, [p.id_at_location for p in group], dest)
+        for pointer, new_id_at_dest in zip(group, new_ids):
+            pointer._moved_to(dest, new_id_at_dest)
     if module_location(module) is None:
         module_send(module, worker)
     return module

@@ -226,10 +226,13 @@ class PointerTensor:
         dest = session.ref_of(worker)
         if dest.node == self._location.node:
             return self
-        new_id_at_dest = session.move(self._location, self.id_at_location, dest)
+        (new_id_at_dest,) = session.move(self._location, [self.id_at_location], dest)
+        self._moved_to(dest, new_id_at_dest)
+        return self
+
+    def _moved_to(self, dest: WorkerRef, new_id_at_dest: int) -> None:
         object.__setattr__(self, "_location", dest)
         object.__setattr__(self, "id_at_location", new_id_at_dest)
-        return self
 
     # ----------------------------------------------------------------- remote execution
     @classmethod

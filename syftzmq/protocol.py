@@ -24,7 +24,7 @@ FORK = "fork"          # ownership of a remote id passes from one process to ano
 GET = "get"            # return an object and remove it
 OBJECTS = "objects"    # snapshot of the store
 INFO = "info"          # shape and dtype of an object
-MOVE = "move"          # send an object to another worker, delete it here once stored there
+MOVE = "move"          # send objects to another worker, delete them here once stored there
 FLUSH = "flush"        # answer once everything forwarded so far has been applied
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
@@ -53,7 +53,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     FORK: {"id": int, "old_owner": str, "new_owner": str},
     GET: {"refs": list},
     INFO: {"ref": object},
-    MOVE: {"id": int, "new_id": int, "dest": object},
+    MOVE: {"ids": list, "new_ids": list, "dest": object},
     OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {}, BATCH: {},
 }
 

@@ -73,8 +73,8 @@ class Fuzzer:
             return message(INFO, req=r.getrandbits(32), id=self.junk())
         if choice == 4:
             dest = r.choice([self.junk(), WorkerRef("ghost", "tcp://127.0.0.1:1", "ghost#0")])
-            return message(MOVE, req=r.getrandbits(32), id=r.getrandbits(63), dest=dest,
-                           new_id=self.junk())
+            return message(MOVE, req=r.getrandbits(32), ids=r.choice([[r.getrandbits(63)], 5]),
+                           dest=dest, new_ids=r.choice([[self.junk()], [1, 2], []]))
         if choice == 5:
             return message(DEL, ids=r.choice([ids, None, "abc", 7]))
         if choice == 6:

@@ -214,3 +214,19 @@ def test_module_defined_in_the_users_main_script(tmp_path):
                             capture_output=True, text=True, timeout=100, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("OK")
+
+
+def test_moving_a_model_is_one_round_trip_and_keeps_every_tensor(bob, alice):
+    model = make_model(3)
+    expected = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.send(bob)
+    bob.ping()
+    before = sy.stats()
+    model.move(alice)
+    spent = sy.stats() - before
+    assert spent.round_trips == 1, spent  # every parameter in one MOVE
+    assert model.location.id == "alice"
+    assert bob.object_count() == 0
+    model.get()
+    for name, param in model.named_parameters():
+        assert torch.equal(param, expected[name]), name

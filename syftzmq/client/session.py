@@ -467,14 +467,16 @@ class ClientSession:
     def objects(self, location: WorkerRef) -> dict:
         return self.observe(location, message(OBJECTS))
 
-    def move(self, location: WorkerRef, object_id: int, dest: WorkerRef) -> int:
-        new_object_id = new_id()
+    def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef) -> list[int]:
+        """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids."""
+        new_object_ids = [new_id() for _ in object_ids]
         with self._lock:
-            self._connection(dest)  # the moved object is ours there: keep its lease renewed
+            self._connection(dest)  # the moved objects are ours there: keep their lease renewed
             if location.node in self._chain_holders:
-                self._chain_holders.add(dest.node)  # the moved object may be a pointer
-        self.observe(location, message(MOVE, id=object_id, dest=dest, new_id=new_object_id))
-        return new_object_id
+                self._chain_holders.add(dest.node)  # a moved object may be a pointer
+        self.observe(location, message(MOVE, ids=list(object_ids), dest=dest,
+                                       new_ids=new_object_ids))
+        return new_object_ids
 
     def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
         with self._lock:

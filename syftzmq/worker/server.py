@@ -280,11 +280,10 @@ class WorkerServer:
         if not isinstance(queued, list):
             raise ProtocolError(f"field {BEFORE!r} must be a list of messages")
         for inner in queued:
-            if not isinstance(inner, dict) or inner.get("kind") not in BATCHABLE or inner.get("req"):
+            if not isinstance(inner, dict) or inner.get("kind") not in BATCHABLE:
                 kind = inner.get("kind") if isinstance(inner, dict) else type(inner).__name__
                 self._fail(identity, {"origin": msg.get("origin", "")}, ProtocolError(
-                    f"a queued message must be one of {sorted(BATCHABLE)} without 'req'; "
-                    f"got {kind!r:.40}"))
+                    f"a queued message must be one of {sorted(BATCHABLE)}; got {kind!r:.40}"))
                 continue
             try:
                 check_fields(inner)
@@ -521,38 +520,51 @@ class WorkerServer:
         self._observe(identity, msg, info)
 
     def _on_move(self, sender: str, identity: bytes, msg: dict) -> None:
-        """Store the object on the destination; delete it here only once the destination has it."""
+        """Store the objects on the destination (one message carries them all); delete them
+        here only once the destination has confirmed every one."""
+        ids, new_ids = _object_ids(msg["ids"]), _object_ids(msg["new_ids"])
+        if len(ids) != len(new_ids) or not ids:
+            raise ProtocolError(f"a move needs as many new ids as ids, at least one; got "
+                                f"{len(ids)} and {len(new_ids)}")
+
         def start() -> Any:
-            obj = self.store.get(msg["id"])
-            if isinstance(obj, Failure):
-                raise obj.to_exception()
+            objects = [self.store.get(object_id) for object_id in ids]
+            for obj in objects:
+                if isinstance(obj, Failure):
+                    raise obj.to_exception()
             dest: WorkerRef = msg["dest"]
-            owner = self.store.owner(msg["id"]) or sender
-            payload = obj._wire_copy(owning=obj._owning) if isinstance(obj, PointerTensor) else obj
-            req = new_id()
             timeout = float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
-            self.peers.send(dest, message(STORE, req=req, origin=msg.get("origin", ""),
-                                          id=msg["new_id"], obj=payload, owner=owner))
-            self.waiting[req] = _Waiter(time.monotonic() + timeout,
-                                        lambda ack: self._move_stored(identity, msg, obj, ack),
-                                        lambda: self._move_failed(identity, msg, dest))
+            acks: list[dict] = []
+            join = _Join(len(ids), lambda: self._move_stored(identity, msg, objects, acks))
+            for object_id, new_object_id, obj in zip(ids, new_ids, objects):
+                owner = self.store.owner(object_id) or sender
+                payload = obj._wire_copy(owning=obj._owning) if isinstance(obj, PointerTensor) else obj
+                req = new_id()
+                self.peers.queue(dest, message(STORE, req=req, origin=msg.get("origin", ""),
+                                               id=new_object_id, obj=payload, owner=owner))
+                self.waiting[req] = _Waiter(time.monotonic() + timeout,
+                                            lambda ack: (acks.append(ack), join.arrive()),
+                                            lambda: (acks.append({"error": self._move_failure(dest)}),
+                                                     join.arrive()))
             return _DEFERRED
         self._observe(identity, msg, start)
 
-    def _move_stored(self, identity: bytes, msg: dict, obj: Any, ack: dict) -> None:
-        if ack.get("error"):
-            self._send_reply(identity, reply(msg["req"], error=ack["error"]))
+    def _move_stored(self, identity: bytes, msg: dict, objects: list[Any], acks: list[dict]) -> None:
+        errors = [ack["error"] for ack in acks if ack.get("error")]
+        if errors:  # nothing is deleted here: the data stays where it was
+            self._send_reply(identity, reply(msg["req"], error=errors[0]))
             return
-        if msg["id"] in self.store and self.store.get(msg["id"]) is obj:
-            self.store.take(msg["id"])
-        if isinstance(obj, PointerTensor):
-            self._hand_over(obj, msg["dest"].node)
-        self._send_reply(identity, reply(msg["req"], value=msg["new_id"]))
+        for object_id, obj in zip(msg["ids"], objects):
+            if object_id in self.store and self.store.get(object_id) is obj:
+                self.store.take(object_id)
+            if isinstance(obj, PointerTensor):
+                self._hand_over(obj, msg["dest"].node)
+        self._send_reply(identity, reply(msg["req"], value=msg["new_ids"]))
 
-    def _move_failed(self, identity: bytes, msg: dict, dest: WorkerRef) -> None:
+    def _move_failure(self, dest: WorkerRef) -> Failure:
         exc = WorkerUnavailable(dest.id, dest.address, f"move from {self.ref.id!r} got no "
                                 f"confirmation; the data stays on {self.ref.id!r}")
-        self._send_reply(identity, reply(msg["req"], error=Failure.from_exception(exc, self.ref.id)))
+        return Failure.from_exception(exc, self.ref.id)
 
     def _on_ping(self, sender: str, identity: bytes, msg: dict) -> None:
         self._send_reply(identity, reply(msg["req"], value=self.stats()))
