@@ -108,7 +108,7 @@ def _write_segment(name: str, view: memoryview, tag: str | None) -> None:
 def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
     """Run ``calls`` at once, the first in this thread; raise the first error once all ended.
 
-    The calls are system calls that release the GIL (``write``, ``mmap``), so they use as many
+    The calls are system calls that release the GIL (``write``), so they use as many
     cores as there are calls, whatever torch's thread setting (workers run torch on one).
     """
     errors: list[BaseException] = []
@@ -198,12 +198,14 @@ class _Region:
 
 
 def _map_back_to_back(fds: Sequence[int], sizes: Sequence[int]) -> memoryview:
-    """Several segments as one buffer: each is mapped (and populated, one thread per segment)
-    over its place in one reserved range, so a tensor can be rebuilt over all of them."""
+    """Several segments as one buffer: each is mapped over its place in one reserved range, so
+    a tensor can be rebuilt over all of them. One after the other: ``mmap`` takes the address
+    space's lock for writing, so populating from several threads measured no faster."""
     region = _Region(sum(sizes))
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    _in_parallel([lambda fd=fd, offset=offset, size=size: region.place(offset, fd, size)
-                  for fd, offset, size in zip(fds, offsets, sizes)])
+    offset = 0
+    for fd, size in zip(fds, sizes):
+        region.place(offset, fd, size)
+        offset += size
     raw = (ctypes.c_char * region.size).from_address(region.base)
     raw._owner = region  # the buffer (and the tensor over it) keeps the mapping alive
     return memoryview(raw).cast("B")
