@@ -91,6 +91,10 @@ def test_parts_that_are_not_whole_pages_are_rejected_and_removed():
     with pytest.raises(ProtocolError, match="whole pages"):
         unpack(signer, [PROTOCOL_SHM, b"", b"h", manifest])
     assert shm.segments_of([os.getpid()]) == []
+    (name, _), = shm.export(memoryview(bytearray(shm.THRESHOLD)))
+    with pytest.raises(ProtocolError, match="sizes"):
+        unpack(signer, [PROTOCOL_SHM, b"", b"h", json.dumps([[[name, "1"]]]).encode()])
+    assert shm.segments_of([os.getpid()]) == []
 
 
 def test_a_large_tensor_round_trips_between_processes(bob, alice):

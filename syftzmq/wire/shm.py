@@ -46,7 +46,8 @@ _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
 # writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
-# so separate files written at once finish in about 0.7x the time of one on two cores.
+# so separate files written at once take 0.55-0.75x the time of one when a second core is
+# free (256 MiB, micro-benchmark; with every core busy it measured the same as one file).
 PARALLEL_MIN = int(os.environ.get("SYFTZMQ_SHM_PARALLEL_MIN", str(32 << 20)))
 WRITERS = max(1, min(4, os.cpu_count() or 1))
 MAX_PARTS = 64  # per buffer, as received
@@ -135,6 +136,8 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
     if not isinstance(parts, (list, tuple)) or not 1 <= len(parts) <= MAX_PARTS:
         raise ProtocolError(f"bad shared-memory reference {parts!r:.80}")
     sizes = [size for _, size in parts]
+    if not all(type(size) is int and size >= 0 for size in sizes):
+        raise ProtocolError(f"bad shared-memory sizes {sizes!r:.80}")
     if any(size % mmap.PAGESIZE or size == 0 for size in sizes[:-1]):
         raise ProtocolError("shared-memory parts are not whole pages")
     fds: list[int] = []
