@@ -7,6 +7,7 @@ memory is disabled or the peer is not on this host.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -21,6 +22,7 @@ from syftzmq.client.connection import Connection
 from syftzmq.client.session import default_session
 from syftzmq.errors import ProtocolError
 from syftzmq.wire import Signer, pack, shm, unpack
+from syftzmq.wire.envelope import PROTOCOL_SHM
 
 pytestmark = pytest.mark.skipif(not shm.enabled(), reason="no /dev/shm on this host")
 
@@ -65,6 +67,41 @@ def test_envelope_reads_and_unlinks_the_segment():
     header, buffers = unpack(signer, frames)
     assert header == b"header" and bytes(buffers[0]) == bytes(data) and bytes(buffers[1]) == b"tail"
     assert shm.segments_of([os.getpid()]) == []
+
+
+def test_a_large_buffer_travels_as_several_segments_mapped_back_to_back(monkeypatch):
+    monkeypatch.setattr(shm, "PARALLEL_MIN", shm.THRESHOLD)
+    monkeypatch.setattr(shm, "WRITERS", 3)
+    signer = Signer(b"k" * 32)
+    data = bytearray(os.urandom(3 * shm.THRESHOLD + 123))  # the last part is not whole pages
+    frames = pack(signer, b"header", [memoryview(data)], shared_memory=True)
+    assert len(shm.segments_of([os.getpid()])) == 3
+    _, buffers = unpack(signer, frames)
+    assert shm.segments_of([os.getpid()]) == []
+    received = torch.frombuffer(buffers[0], dtype=torch.uint8)
+    assert bytes(buffers[0]) == bytes(data)
+    received[:4] = 7  # writable, like any received tensor
+    assert bytes(buffers[0][:4]) == bytes([7] * 4)
+
+
+def test_parts_that_are_not_whole_pages_are_rejected_and_removed():
+    signer = Signer(None)  # unsigned: this test writes its own manifest
+    first, second = (shm.export(memoryview(bytearray(shm.THRESHOLD + 1)))[0] for _ in range(2))
+    manifest = json.dumps([[list(first), list(second)]]).encode()
+    with pytest.raises(ProtocolError, match="whole pages"):
+        unpack(signer, [PROTOCOL_SHM, b"", b"h", manifest])
+    assert shm.segments_of([os.getpid()]) == []
+    (name, _), = shm.export(memoryview(bytearray(shm.THRESHOLD)))
+    with pytest.raises(ProtocolError, match="sizes"):
+        unpack(signer, [PROTOCOL_SHM, b"", b"h", json.dumps([[[name, "1"]]]).encode()])
+    assert shm.segments_of([os.getpid()]) == []
+
+
+def test_a_large_tensor_round_trips_between_processes(bob, alice):
+    x = torch.randn((shm.PARALLEL_MIN + 5 * MiB) // 4)  # several segments each way
+    p = x.send(bob).move(alice)
+    assert torch.equal(p.get(), x)
+    assert _leftovers(bob, alice) == []
 
 
 def test_a_tampered_manifest_is_rejected_before_any_segment_is_read():

@@ -74,7 +74,8 @@ def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: b
     With ``shared_memory`` (the receiver is on this host), buffers of at least
     :data:`shm.THRESHOLD` bytes go through ``/dev/shm`` (see :mod:`syftzmq.wire.shm`): the
     message then starts with :data:`PROTOCOL_SHM` and carries, after the header, a signed
-    manifest naming one segment or ``None`` (a frame follows) per buffer. ``destination``
+    manifest with, per buffer, the ``[name, size]`` of its segments (several for a large
+    buffer, written at once) or ``None`` (a frame follows). ``destination``
     tags the segments (see :func:`shm.discard_tagged`).
     """
     if shared_memory and any(_nbytes(b) >= shm.THRESHOLD for b in buffers):
@@ -83,14 +84,15 @@ def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: b
         try:
             for buffer in buffers:
                 if _nbytes(buffer) >= shm.THRESHOLD:
-                    manifest.append(list(shm.export(memoryview(buffer), destination)))
+                    manifest.append([list(part) for part in shm.export(memoryview(buffer),
+                                                                        destination)])
                 else:
                     manifest.append(None)
                     frames.append(buffer)
         except OSError:  # /dev/shm full or unusable: frames carry everything
             for entry in manifest:
-                if entry is not None:
-                    shm.discard(entry[0])
+                for name, _ in entry or ():
+                    shm.discard(name)
             return pack(signer, header, buffers)
         body = [header, json.dumps(manifest).encode(), *frames]
         return [PROTOCOL_SHM, signer.sign(body), *body]
@@ -162,17 +164,20 @@ def _with_shared_memory(views: list, budget: int) -> list:
     frames = iter(views[1:])
     if not isinstance(manifest, list) or manifest.count(None) != len(views) - 1:
         raise ProtocolError("shared-memory manifest does not match the frames")
-    named = [entry for entry in manifest if entry is not None]
-    if not all(isinstance(e, list) and len(e) == 2 for e in named):
+    entries = [entry for entry in manifest if entry is not None]
+    if not all(isinstance(e, list) and 1 <= len(e) <= shm.MAX_PARTS for e in entries):
         raise ProtocolError("malformed shared-memory manifest entry")
-    if sum(e[1] for e in named if type(e[1]) is int) > budget:
+    named = [part for entry in entries for part in entry]
+    if not all(isinstance(part, list) and len(part) == 2 for part in named):
+        raise ProtocolError("malformed shared-memory manifest entry")
+    if sum(size for _, size in named if type(size) is int) > budget:
         for name, _ in named:
             shm.discard(name)
         raise ProtocolError(f"message exceeds the limit of {budget} bytes")
     buffers: list = []
     try:
         for entry in manifest:
-            buffers.append(next(frames) if entry is None else shm.take(entry[0], entry[1]))
+            buffers.append(next(frames) if entry is None else shm.take(entry))
     except BaseException:
         for name, _ in named:  # whatever was not read yet must not stay behind
             shm.discard(name)

@@ -2,9 +2,9 @@
 
 Over loopback TCP a 256 MiB frame crosses the kernel twice and is signed twice (HMAC-SHA256
 runs at about 1.5 GB/s). Between processes of one user on one host, the sender instead writes
-each large buffer into a fresh shared-memory file and the signed message names it; the
-receiver opens the file, unlinks it at once, and maps it: the received tensor lives in those
-pages, which are freed with it.
+each large buffer into a fresh shared-memory file (several, written at once, for a very large
+one) and the signed message names it; the receiver opens the file, unlinks it at once, and
+maps it: the received tensor lives in those pages, which are freed with it.
 
 Lifetime — no segment outlives its use, also when a process is killed:
 
@@ -25,6 +25,7 @@ cluster key file as well, so signing the bytes would add no protection against t
 from __future__ import annotations
 
 import atexit
+import ctypes
 import mmap
 import os
 import re
@@ -32,7 +33,7 @@ import secrets
 import stat
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 from ..errors import ProtocolError
@@ -43,6 +44,13 @@ MAX_AGE = float(os.environ.get("SYFTZMQ_SHM_MAX_AGE", "120"))
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
+# A buffer this large is written as several segments, each by its own thread: tmpfs serializes
+# writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
+# so separate files written at once take 0.55-0.75x the time of one when a second core is
+# free (256 MiB, micro-benchmark; with every core busy it measured the same as one file).
+PARALLEL_MIN = int(os.environ.get("SYFTZMQ_SHM_PARALLEL_MIN", str(32 << 20)))
+WRITERS = max(1, min(4, os.cpu_count() or 1))
+MAX_PARTS = 64  # per buffer, as received
 
 _created: dict[str, tuple[float, str | None]] = {}  # name -> (created, destination tag)
 _lock = threading.Lock()
@@ -57,15 +65,36 @@ def _path(name: str) -> str:
     return os.path.join(DIRECTORY, name)
 
 
-def export(buffer: memoryview, tag: str | None = None) -> tuple[str, int]:
-    """Write ``buffer`` into a new segment; returns its name and size.
+def export(buffer: memoryview, tag: str | None = None) -> list[tuple[str, int]]:
+    """Write ``buffer`` into new segments; returns each one's name and size, in order.
 
-    ``tag`` names the destination, so that :func:`discard_tagged` can remove what a peer that
-    is gone never took.
+    One segment, unless the buffer is at least :data:`PARALLEL_MIN` bytes: then one per writer
+    thread, every part but the last a whole number of pages, so that :func:`take` can map them
+    back to back. ``tag`` names the destination, so that :func:`discard_tagged` can remove what
+    a peer that is gone never took.
     """
     expire_own()
-    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
     view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+    bounds = _split(view.nbytes, WRITERS if view.nbytes >= PARALLEL_MIN else 1)
+    names = [f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}" for _ in bounds]
+    try:
+        _in_parallel([lambda name=name, start=start, end=end:
+                      _write_segment(name, view[start:end], tag)
+                      for name, (start, end) in zip(names, bounds)])
+    except BaseException:
+        for name in names:
+            _unlink(name)
+        raise
+    return [(name, end - start) for name, (start, end) in zip(names, bounds)]
+
+
+def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` page-aligned ``(start, end)`` ranges covering ``nbytes`` (fewer if small)."""
+    step = -(-nbytes // parts // mmap.PAGESIZE) * mmap.PAGESIZE or mmap.PAGESIZE
+    return [(start, min(start + step, nbytes)) for start in range(0, nbytes, step)] or [(0, 0)]
+
+
+def _write_segment(name: str, view: memoryview, tag: str | None) -> None:
     fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     with _lock:
         _created[name] = (time.monotonic(), tag)
@@ -73,16 +102,58 @@ def export(buffer: memoryview, tag: str | None = None) -> tuple[str, int]:
         written = 0
         while written < view.nbytes:
             written += os.write(fd, view[written:written + _CHUNK])
-    except BaseException:
-        _unlink(name)
-        raise
     finally:
         os.close(fd)
-    return name, view.nbytes
 
 
-def take(name: str, size: int) -> memoryview:
-    """Open and unlink the segment ``name``; returns its bytes, mapped into this process."""
+def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
+    """Run ``calls`` at once, the first in this thread; raise the first error once all ended.
+
+    The calls are system calls that release the GIL (``write``), so they use as many
+    cores as there are calls, whatever torch's thread setting (workers run torch on one).
+    """
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=run, args=(call,), daemon=True) for call in calls[1:]]
+    for helper in helpers:
+        helper.start()
+    run(calls[0])
+    for helper in helpers:
+        helper.join()  # a write or mmap call: it ends
+    if errors:
+        raise errors[0]
+
+
+def take(parts: Sequence[tuple[str, int]]) -> memoryview:
+    """Open and unlink the segments ``parts`` (name, size); returns their bytes, mapped into
+    this process back to back, as one buffer."""
+    if not isinstance(parts, (list, tuple)) or not 1 <= len(parts) <= MAX_PARTS:
+        raise ProtocolError(f"bad shared-memory reference {parts!r:.80}")
+    sizes = [size for _, size in parts]
+    if not all(type(size) is int and size >= 0 for size in sizes):
+        raise ProtocolError(f"bad shared-memory sizes {sizes!r:.80}")
+    if any(size % mmap.PAGESIZE or size == 0 for size in sizes[:-1]):
+        raise ProtocolError("shared-memory parts are not whole pages")
+    fds: list[int] = []
+    try:
+        for name, size in parts:
+            fds.append(_open(name, size))
+        if len(fds) == 1:
+            return _map(fds[0], sizes[0])
+        return _map_back_to_back(fds, sizes)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _open(name: str, size: int) -> int:
+    """Open the segment ``name``, unlink it, and check that it is ours to read; returns its fd."""
     if not isinstance(name, str) or not _NAME.match(name) or type(size) is not int or size < 0:
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
     try:
@@ -96,16 +167,70 @@ def take(name: str, size: int) -> memoryview:
                 or info.st_mode & 0o077 or info.st_size != size):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
-        if size == 0:
-            return memoryview(bytearray())
-        # Map it rather than copy it: the tensor is rebuilt over these pages (unlinked, so
-        # they are freed with the tensor). MAP_POPULATE maps every page now, so the memory
-        # shows in this process's RSS like any other received tensor, for a fraction of a copy.
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        return memoryview(mmap.mmap(fd, size, flags=flags,
-                                    prot=mmap.PROT_READ | mmap.PROT_WRITE))
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _map(fd: int, size: int) -> memoryview:
+    """One segment's bytes. Mapped rather than copied: the tensor is rebuilt over these pages
+    (unlinked, so they are freed with the tensor). MAP_POPULATE maps every page now, so the
+    memory shows in this process's RSS like any other received tensor, for a fraction of a copy."""
+    if size == 0:
+        return memoryview(bytearray())
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return memoryview(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE))
+
+
+class _Region:
+    """Address space reserved with ``mmap``; unmapped (with the segments in it) when dropped."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.base = size, 0
+        self.base = _libc_mmap(None, size, _PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+
+    def place(self, offset: int, fd: int, size: int) -> None:
+        """Map ``size`` bytes of ``fd`` at ``offset``, over the reservation, pages populated."""
+        _libc_mmap(self.base + offset, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                   mmap.MAP_SHARED | _MAP_FIXED | getattr(mmap, "MAP_POPULATE", 0), fd)
+
+    def __del__(self) -> None:
+        if self.base:
+            _libc.munmap(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size))
+
+
+def _map_back_to_back(fds: Sequence[int], sizes: Sequence[int]) -> memoryview:
+    """Several segments as one buffer: each is mapped over its place in one reserved range, so
+    a tensor can be rebuilt over all of them. One after the other: ``mmap`` takes the address
+    space's lock for writing, so populating from several threads measured no faster."""
+    region = _Region(sum(sizes))
+    offset = 0
+    for fd, size in zip(fds, sizes):
+        region.place(offset, fd, size)
+        offset += size
+    raw = (ctypes.c_char * region.size).from_address(region.base)
+    raw._owner = region  # the buffer (and the tensor over it) keeps the mapping alive
+    return memoryview(raw).cast("B")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FIXED = 0x10  # Linux (x86, arm, riscv, power, s390); Python's mmap does not export it
+_PROT_NONE = 0
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _libc_mmap(address: int | None, size: int, prot: int, flags: int, fd: int) -> int:
+    """``mmap(2)`` at a chosen address, which Python's :mod:`mmap` cannot do."""
+    result = _libc.mmap(address, size, prot, flags, fd, 0)
+    if result is None or result == _MAP_FAILED or (address is not None and result != address):
+        error = ctypes.get_errno()
+        raise OSError(error, f"mmap of {size} bytes failed: {os.strerror(error)}")
+    return result
 
 
 def discard(name: str) -> None:
