@@ -315,15 +315,15 @@ class ClientSession:
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first)."""
         self._check_current(location)
-        if location.node in self._chain_holders:
-            self._release_queues_for(location)
         connection = self._connection(location)
         if not location.node.startswith("probe:"):
             msg[ADDRESSED_TO] = location.node  # a restarted worker refuses it
-        queued = self._outbox.take(location.node)
+        queued = self._outbox.take(location.node)  # first: releasing others must not come back
         if queued:
             msg[BEFORE] = queued
         try:
+            if location.node in self._chain_holders:
+                self._release_queues_for(location)
             self.stats.bytes_sent += connection.send(msg, flags)
         except BaseException as exc:
             self._outbox.put_back(location.node, location, msg.pop(BEFORE, []))
