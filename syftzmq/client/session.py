@@ -406,9 +406,15 @@ class ClientSession:
         self.stats.round_trips += 1
         replies: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
-        poller = zmq.Poller()
-        for node in requests:
-            poller.register(self._connections[node].socket, zmq.POLLIN)
+        if len(requests) == 1:  # the common case: a socket polls itself, no Poller to build
+            (node,) = requests
+            sock = self._connections[node].socket
+            poll = lambda ms: {sock: zmq.POLLIN} if sock.poll(ms) else {}  # noqa: E731
+        else:
+            poller = zmq.Poller()
+            for node in requests:
+                poller.register(self._connections[node].socket, zmq.POLLIN)
+            poll = lambda ms: dict(poller.poll(ms))  # noqa: E731
         while len(replies) < len(requests):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -420,13 +426,13 @@ class ClientSession:
                 ref = refs[missing]
                 raise WorkerUnavailable(ref.id, ref.address,
                                         f"no answer within {timeout:.1f} s")
-            ready = dict(poller.poll(int(remaining * 1000) + 1))
+            ready = poll(int(remaining * 1000) + 1)
             for node in requests:
                 connection = self._connections[node]
                 if connection.socket not in ready:
                     continue
-                while (msg := connection.receive(self.stats)) is not None:
-                    if reqs.get(msg.get("req")) == node:
+                while node not in replies and (msg := connection.receive(self.stats)) is not None:
+                    if reqs.get(msg.get("req")) == node:  # else a late answer to a timed-out ask
                         replies[node] = msg
         errors = []
         for node, msg in replies.items():
