@@ -117,3 +117,19 @@ def test_commands_before_move_are_applied_before_it(bob, alice):
     y.move(alice)      # must see the result
     assert torch.equal(y.get(), torch.full((3,), 5.0))
     del x
+
+
+def test_a_move_waits_for_no_unrelated_worker(bob, alice, carol):
+    """A move observes no data: work queued on another (non-chain) worker is not flushed
+    first, and an error there still surfaces at that worker's next observation."""
+    x = torch.ones(3).send(bob)
+    y = torch.ones(3).send(carol)
+    carol.ping()
+    z = y[torch.tensor([7])]               # out of range: only the worker can tell
+    before = sy.stats()
+    x.move(alice)
+    assert (sy.stats() - before).round_trips == 1
+    with pytest.raises(IndexError, match="out of bounds|out of range"):
+        z.get()
+    assert torch.equal(x.get(), torch.ones(3))
+    del y, z

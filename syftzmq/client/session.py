@@ -379,6 +379,10 @@ class ClientSession:
         complete = needs_complete_flush(msg)
         pending = self._dirty | self._dirty_deletes if complete else self._dirty
         others = {node for node in pending if node != location.node}
+        if msg.get("kind") == MOVE:
+            # A move observes no data: only a chain holder's forwarded commands can still
+            # change the objects it moves (everything else surfaces at the next observation).
+            others &= self._chain_holders
         if others:
             refs = {node: self._ref_for_node(node) for node in others}
             flush = {"complete": True} if complete else {}
