@@ -39,7 +39,7 @@ IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
 class Outbox:
     """Per-worker queues of fire-and-forget messages, flushed by size, by age or by the caller.
 
-    Not locked itself: every method runs under the session's lock, including the linger
+    Not locked itself: every method runs under the session's lock, including the sweeper
     thread's flush (``flush_due`` is called with it held).
     """
 

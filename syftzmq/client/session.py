@@ -7,8 +7,8 @@ flushes whatever it forwarded downstream before answering. So an answer always r
 command issued before it, along chains too; and the common case — commands to one worker, then
 ``get`` from it — costs exactly one round trip.
 
-Commands do not leave one by one: they wait in an :class:`~syftzmq.client.outbox.Outbox` (at
-most a millisecond) and leave together, or ride on the next message to the same worker. One rule
+Commands do not leave one by one: they wait in an :class:`~syftzmq.client.outbox.Outbox` (a few
+milliseconds at most) and leave together, or ride on the next message to the same worker. One rule
 keeps that invisible: before anything goes to a worker that holds pointers this client stored
 there (a chain), every other worker's queue leaves first — that worker may forward work to them,
 and it must arrive after what this client queued for them.
@@ -226,7 +226,7 @@ class ClientSession:
             self._send_now(self._outbox.ref(node), message(BATCH, origin=self.ref.node), flags)
 
     def _flush_due(self) -> None:
-        """The outbox's linger thread: send queues that waited long enough; never raise
+        """Called by the outbox's sweeper thread: send queues that waited long enough; never raise
         (a worker that cannot take them now gets them with the next foreground message)."""
         for node in self._outbox.due(time.monotonic()):
             if node in self._stalled:
