@@ -55,13 +55,13 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
                             f"got {view.nbytes}")
     if expected == 0:
         tensor = torch.empty(shape, dtype=dtype)
-    elif view.readonly:  # bytes: the tensor needs memory of its own
+    elif isinstance(buffer, (bytes, bytearray)) or view.readonly:
+        # In band (small): one copy into a tensor of its own. A tensor over the unpickler's
+        # bytearray would keep that object alive too: about 1 KiB more per stored small tensor.
         tensor = torch.empty(shape, dtype=dtype)
         tensor_memory(tensor)[:] = view
     else:
-        # Over the received frame, or over the bytearray the unpickler made for this tensor
-        # alone (an in-band buffer): no copy either way.
-        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)
+        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)  # over the received frame
     if parameter:
         tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
     elif requires_grad:
