@@ -13,7 +13,7 @@ downstream, so an answer reflects every command issued before it.
 from __future__ import annotations
 
 import traceback as _traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ids import new_id
 
@@ -91,11 +91,16 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class WorkerRef:
-    """How to reach a worker: its id, its address, and its incarnation (``node``)."""
+    """How to reach a worker: its id, its address, and its incarnation (``node``).
+
+    ``shm`` names the shared-memory filesystem the worker sees (:func:`syftzmq.wire.shm.namespace`):
+    bulk bytes go through ``/dev/shm`` only to a worker on this host that sees the same one.
+    """
 
     id: str
     address: str | None
     node: str
+    shm: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"WorkerRef({self.id!r}, {self.address!r})"

@@ -17,6 +17,7 @@ import torch
 import zmq
 
 import syftzmq as sy
+from conftest import started_workers
 from processes import wait_until
 from syftzmq.client.connection import Connection
 from syftzmq.client.session import default_session
@@ -127,11 +128,14 @@ def test_a_segment_others_could_write_is_rejected():
 def test_frames_are_the_path_to_another_host():
     context = zmq.Context()
     try:
-        remote = Connection(context, "me#x", "tcp://192.0.2.7:5555", None, 1.0)
-        local = Connection(context, "me#x", "tcp://127.0.0.1:5555", None, 1.0)
+        here = shm.namespace()
+        remote = Connection(context, "me#x", "tcp://192.0.2.7:5555", None, 1.0, peer_shm=here)
+        local = Connection(context, "me#x", "tcp://127.0.0.1:5555", None, 1.0, peer_shm=here)
+        unknown = Connection(context, "me#x", "tcp://127.0.0.1:5556", None, 1.0)
         assert remote.shared_memory is False and local.shared_memory is True
-        remote.close()
-        local.close()
+        assert unknown.shared_memory is False  # a peer of unknown /dev/shm gets frames
+        for connection in (remote, local, unknown):
+            connection.close()
     finally:
         context.term()
 
@@ -195,3 +199,23 @@ def test_no_segment_outlives_a_receiver_killed_before_reading(hook):
     receiver.process.stop()
     default_session().forget(receiver.ref)  # closing the connection discards what it never took
     assert _leftovers(receiver) == []
+
+
+def test_a_worker_with_its_own_shm_directory_gets_frames_not_segments(hook, bob, tmp_path):
+    """Loopback is not enough: containers with host networking share 127.0.0.1 but not
+    /dev/shm. A worker that sees another shared-memory directory gets bulk bytes as frames,
+    from the client and from other workers, both ways — and nothing waits for a segment."""
+    island_dir = tmp_path / "island-shm"
+    island_dir.mkdir()
+    with started_workers(hook, "island", worker_args=["--shm-dir", str(island_dir)]) as (island,):
+        connections = default_session()._connections
+        assert connections[bob.ref.node].shared_memory            # the control: same /dev/shm
+        assert not connections[island.ref.node].shared_memory
+        big = torch.randn(MiB)                                     # 4 MiB: over the threshold
+        pointer = big.send(island)
+        pointer.move(bob)                                          # island -> bob
+        pointer.move(island)                                       # bob -> island
+        assert torch.equal(pointer.get(), big)
+        assert island.ping()["rejected"] == 0 and bob.ping()["rejected"] == 0
+        assert list(island_dir.iterdir()) == []
+        assert shm.segments_of([os.getpid(), bob.process.pid, island.process.pid]) == []

@@ -21,7 +21,7 @@ class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
 
     def __init__(self, context: zmq.Context, node: str, address: str, key: bytes | None,
-                 send_timeout: float, curve: Any = None) -> None:
+                 send_timeout: float, curve: Any = None, peer_shm: str | None = None) -> None:
         self.address = address
         self.signer = Signer(key)
         self.socket = context.socket(zmq.DEALER)
@@ -34,8 +34,13 @@ class Connection:
         if curve is not None:
             curve.client(self.socket)
         self.socket.connect(address)
-        # a loopback worker shares this host: bulk bytes go through /dev/shm both ways
-        self.shared_memory = is_loopback(address) and shm.enabled()
+        self.shared_memory = False
+        self.learn_peer(peer_shm)
+
+    def learn_peer(self, peer_shm: str | None) -> None:
+        """A loopback worker that sees our ``/dev/shm`` (:func:`shm.namespace`): bulk bytes go
+        through shared memory both ways. Unknown (``None``): frames, which always work."""
+        self.shared_memory = is_loopback(self.address) and shm.shared_with(peer_shm)
 
     def send(self, msg: dict, flags: int = 0) -> int:
         """Send ``msg``; returns the number of bytes put on the wire.

@@ -134,6 +134,7 @@ class ClientSession:
             if expected_id is not None and ref.id != expected_id:
                 connection.close()
                 raise ValueError(f"the worker at {address} is {ref.id!r}, not {expected_id!r}")
+            connection.learn_peer(ref.shm)  # the probe knew nothing of it
             old = self._connections.pop(ref.node, None)
             if old is not None:
                 old.close()
@@ -350,7 +351,7 @@ class ClientSession:
             key = self._keys.get(location.address, self._default_key)
             curve = self._curves.get(location.address, self._default_curve)
             connection = Connection(self.context, self.ref.node, location.address, key,
-                                    self._send_timeout(), curve)
+                                    self._send_timeout(), curve, location.shm)
             self._connections[location.node] = connection
             self._heartbeat.watch(location.node, location.address, key, curve, None)
         return connection

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 from ..errors import ProtocolError
 
-DIRECTORY = "/dev/shm"
+DIRECTORY = os.environ.get("SYFTZMQ_SHM_DIR", "/dev/shm")
 THRESHOLD = int(os.environ.get("SYFTZMQ_SHM_THRESHOLD", str(1 << 20)))  # smaller: frames
 MAX_AGE = float(os.environ.get("SYFTZMQ_SHM_MAX_AGE", "120"))
 PREFIX = "syftzmq-"
@@ -59,6 +59,29 @@ _lock = threading.Lock()
 def enabled() -> bool:
     """Shared memory is used unless ``SYFTZMQ_SHM=0`` or there is no ``/dev/shm``."""
     return os.environ.get("SYFTZMQ_SHM", "1") != "0" and os.path.isdir(DIRECTORY)
+
+
+def namespace() -> str | None:
+    """Which shared-memory filesystem this process sees; ``None`` if it uses none.
+
+    Two processes exchange segments only when both see the same one, as the same user.
+    Sharing loopback is not enough: containers on one host with host networking reach each
+    other on 127.0.0.1 but each has its own ``/dev/shm``. A tmpfs's device number identifies
+    its mount system-wide, so equal ``device:inode`` of the directory means the very same
+    files; the uid is part of it because :func:`take` refuses another user's segment.
+    """
+    if not enabled():
+        return None
+    try:
+        info = os.stat(DIRECTORY)
+    except OSError:
+        return None
+    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}"
+
+
+def shared_with(other: str | None) -> bool:
+    """Whether a process whose :func:`namespace` is ``other`` sees this process's segments."""
+    return other is not None and other == namespace()
 
 
 def _path(name: str) -> str:

@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..keys import read_key
+from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from .leases import DEFAULT_LEASE_SECONDS
 from .server import WorkerServer
@@ -48,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=_env_threads(),
                         help="torch intra-op threads (torch.set_num_threads); default: env "
                              f"{THREADS_ENV}, else torch's own default (one per core)")
+    parser.add_argument("--shm-dir", default=None,
+                        help="the shared-memory directory for same-host bulk transfers "
+                             "(default: env SYFTZMQ_SHM_DIR, else /dev/shm); only processes "
+                             "that see the same one use it with each other")
     return parser.parse_args(argv)
 
 
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"syftzmq-worker: {exc}", file=sys.stderr)
         return 2
+    if args.shm_dir:
+        shm.DIRECTORY = args.shm_dir
     key = read_key(args.key_file) if args.key_file else None
     curve = None
     if args.curve_dir:

@@ -73,7 +73,7 @@ class Peers:
             msg[BEFORE] = queued[1]
         msg[ADDRESSED_TO] = peer.node
         header, buffers = dumps(msg)
-        same_host = bool(peer.address) and is_loopback(peer.address) and shm.enabled()
+        same_host = bool(peer.address) and is_loopback(peer.address) and shm.shared_with(peer.shm)
         self.socket(peer).send_multipart(pack(self._signer, header, buffers, same_host,
                                                     peer.node), copy=False)
 

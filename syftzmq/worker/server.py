@@ -104,7 +104,8 @@ class WorkerServer:
             curve.serve(self.context, self.router)
         self.router.bind(bind)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}")
+        self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}",
+                             shm=shm.namespace())
         runtime.set_current(runtime.LocalContext(self.ref, None))
         self.signer = Signer(key)
         self.safe = safe
