@@ -214,6 +214,8 @@ class WorkerServer:
     # ------------------------------------------------------------------ receiving
     def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:
         for _ in range(READ_BATCH):
+            if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return  # asking is cheaper than the exception an empty read raises
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
