@@ -216,10 +216,16 @@ def timings(action: Callable[[], object], reps: int, warmup: int = 1) -> list[fl
 
 
 def stopwatch(action: Callable[[], object]) -> float:
-    """Seconds ``action`` took, by ``time.perf_counter``."""
+    """Seconds ``action`` took, by ``time.perf_counter``.
+
+    Whatever ``action`` returns is released only after the clock stopped, for every system
+    alike: freeing a fetched 256 MiB result (unmapping its pages) is not part of fetching it.
+    """
     start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+    result = action()
+    elapsed = time.perf_counter() - start
+    del result
+    return elapsed
 
 
 @contextlib.contextmanager
