@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
+import pytest
 import torch
+
+import syftzmq as sy
+from processes import wait_for_exit
 
 
 def test_interleaved_commands_to_two_chain_holders(bob, alice, carol):
@@ -17,3 +26,53 @@ def test_interleaved_commands_to_two_chain_holders(bob, alice, carol):
         middle = result.get()                   # a pointer on carol: the ops reached the data
         assert torch.equal(middle.get(), torch.full((3,), 11.0))
     del on_carol, chains, results
+
+
+def test_commands_from_two_threads_all_arrive_in_each_threads_order(bob):
+    """The outbox is shared by every thread of the client: nothing is lost or reordered
+    within a thread (each thread adds to its own tensor, in place)."""
+    counters = [torch.zeros(1).send(bob) for _ in range(2)]
+    bob.ping()
+
+    def bump(counter, steps):
+        for step in range(steps):
+            counter.mul_(2).add_(step % 3)   # order matters: a reordering changes the value
+
+    threads = [threading.Thread(target=bump, args=(c, 300)) for c in counters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    expected = torch.zeros(1, dtype=torch.float32)
+    for step in range(300):
+        expected = expected * 2 + step % 3
+    for counter in counters:
+        assert torch.equal(counter.get(), expected)
+
+
+def test_queued_commands_to_a_killed_worker_fail_the_next_observation(hook, victim_timeout):
+    """Commands still in the outbox when their worker dies: the next observation raises
+    WorkerUnavailable naming it within the deadline; nothing hangs."""
+    victim = sy.VirtualWorker(hook, id="outbox_victim")
+    try:
+        x = torch.ones(3).send(victim)
+        victim.ping()
+        os.kill(victim.process.pid, signal.SIGKILL)
+        assert wait_for_exit(victim.process.pid, 10)
+        y = x + 1                                  # queued: nothing can tell it is lost yet
+        start = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailable, match="outbox_victim"):
+            y.get()
+        assert time.monotonic() - start < victim_timeout + 2
+    finally:
+        sy.default_session().forget(victim.ref)
+        victim.process.stop()
+
+
+@pytest.fixture
+def victim_timeout():
+    session = sy.default_session()
+    before = session.timeout
+    sy.set_timeout(2.0)
+    yield 2.0
+    session.timeout = before
