@@ -55,10 +55,18 @@ class Connection:
         self.socket.send_multipart(frames, flags, copy=False)
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
 
-    def receive(self, stats: Any = None) -> dict | None:
-        """One waiting reply, or ``None`` if nothing is waiting or the reply is invalid."""
+    def receive(self, stats: Any = None, wait_ms: int = 0) -> dict | None:
+        """One reply, or ``None`` if none came (within ``wait_ms``) or the reply is invalid.
+
+        Waiting inside the receive (``RCVTIMEO``) instead of polling first saves a system call
+        and a Python round of the poll per round trip.
+        """
         try:
-            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            if wait_ms > 0:
+                self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
+                frames = self.socket.recv_multipart(copy=False)
+            else:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
         if stats is not None:

@@ -411,15 +411,10 @@ class ClientSession:
         self.stats.round_trips += 1
         replies: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
-        if len(requests) == 1:  # the common case: a socket polls itself, no Poller to build
-            (node,) = requests
-            sock = self._connections[node].socket
-            poll = lambda ms: {sock: zmq.POLLIN} if sock.poll(ms) else {}  # noqa: E731
-        else:
-            poller = zmq.Poller()
+        poller = zmq.Poller()
+        if len(requests) > 1:
             for node in requests:
                 poller.register(self._connections[node].socket, zmq.POLLIN)
-            poll = lambda ms: dict(poller.poll(ms))  # noqa: E731
         while len(replies) < len(requests):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -431,7 +426,13 @@ class ClientSession:
                 ref = refs[missing]
                 raise WorkerUnavailable(ref.id, ref.address,
                                         f"no answer within {timeout:.1f} s")
-            ready = poll(int(remaining * 1000) + 1)
+            if len(requests) == 1:  # the common case: wait in the receive itself
+                (node,) = requests
+                msg = self._connections[node].receive(self.stats, int(remaining * 1000) + 1)
+                if msg is not None and reqs.get(msg.get("req")) == node:
+                    replies[node] = msg
+                continue
+            ready = dict(poller.poll(int(remaining * 1000) + 1))
             for node in requests:
                 connection = self._connections[node]
                 if connection.socket not in ready:
