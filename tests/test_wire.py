@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+import cloudpickle
 import pytest
 import torch
 
@@ -67,3 +70,27 @@ def test_envelope_signs_every_frame():
 def test_envelope_rejects_malformed_messages(frames, message):
     with pytest.raises(ProtocolError, match=message):
         unpack(Signer(b"key"), frames)
+
+
+def test_code_that_only_cloudpickle_can_carry_still_travels():
+    """The C pickler is tried first; a lambda, or a function of a module registered to travel
+    by value (the worker cannot import it), must still go by value: cloudpickle's rebuilders
+    appear in the pickle instead of a reference to the module."""
+    header, buffers = dumps({"f": lambda x: x + 1, "t": torch.arange(3.0)})
+    assert b"cloudpickle" in header
+    message = loads(header, buffers)
+    assert message["f"](1) == 2 and torch.equal(message["t"], torch.arange(3.0))
+
+    module = sys.modules[__name__]
+    assert b"cloudpickle" not in dumps({"f": _helper_defined_here})[0]  # importable: by name
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        header, buffers = dumps({"f": _helper_defined_here})
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert b"cloudpickle" in header
+    assert loads(header, buffers)["f"](2) == 6
+
+
+def _helper_defined_here(x):
+    return x * 3

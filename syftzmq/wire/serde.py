@@ -5,7 +5,9 @@ ids and tensors: the C pickler writes those in microseconds. Code that the recei
 — functions, lambdas and classes of the user's ``__main__``, modules registered with
 ``cloudpickle.register_pickle_by_value`` — needs cloudpickle, which pickles it by value but pays
 a Python call per pickled object (tens of microseconds per command). So :func:`dumps` tries the
-C pickler first and falls back to cloudpickle when the result would name unimportable code. A plain CPU tensor is reduced to its dtype, shape and a
+C pickler first and falls back to cloudpickle when the result would name unimportable code.
+
+A plain CPU tensor is reduced to its dtype, shape and a
 ``PickleBuffer`` over its memory: buffers of at least ``INLINE_LIMIT`` bytes leave the pickle and
 become frames of their own, sent without copying and rebuilt on the receiver over the received
 memory. Smaller ones stay in the pickle, where one copy is cheaper than one more frame.
@@ -117,8 +119,7 @@ def _names_unimportable_code(header: bytes) -> bool:
     """
     if b"__main__" in header:
         return True
-    by_value = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", ())
-    return any(name.encode() in header for name in by_value)
+    return any(name.encode() in header for name in cloudpickle.list_registry_pickle_by_value())
 
 
 def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:
