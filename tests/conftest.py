@@ -102,3 +102,22 @@ def pytest_sessionfinish(session, exitstatus):
     if alive:
         print(f"\nERROR: worker processes left running after the suite: {alive}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def victim(hook):
+    """A worker of its own for a test to kill (the session's workers must survive)."""
+    worker = sy.VirtualWorker(hook, id="victim")
+    yield worker
+    sy.default_session().forget(worker.ref)
+    worker.process.stop()
+
+
+@pytest.fixture
+def short_timeout():
+    """A 2 s deadline for the test (restored after), so a dead worker is noticed quickly."""
+    session = sy.default_session()
+    before = session.timeout
+    sy.set_timeout(2.0)
+    yield 2.0
+    session.timeout = before

@@ -22,23 +22,6 @@ from syftzmq.launcher import spawn_worker
 from syftzmq.protocol import GET, STORE, message
 
 
-@pytest.fixture
-def victim(hook):
-    worker = sy.VirtualWorker(hook, id="victim")
-    yield worker
-    sy.default_session().forget(worker.ref)
-    worker.process.stop()
-
-
-@pytest.fixture
-def short_timeout():
-    session = sy.default_session()
-    before = session.timeout
-    sy.set_timeout(2.0)
-    yield 2.0
-    session.timeout = before
-
-
 def keep_busy(pointer, products: int = 40):
     """Queue matrix products on ``pointer``'s worker so it cannot answer for a while; results
     are dropped as they come (the worker deletes them in order), so memory stays small."""

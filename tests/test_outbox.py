@@ -50,29 +50,15 @@ def test_commands_from_two_threads_all_arrive_in_each_threads_order(bob):
         assert torch.equal(counter.get(), expected)
 
 
-def test_queued_commands_to_a_killed_worker_fail_the_next_observation(hook, victim_timeout):
+def test_queued_commands_to_a_killed_worker_fail_the_next_observation(victim, short_timeout):
     """Commands still in the outbox when their worker dies: the next observation raises
     WorkerUnavailable naming it within the deadline; nothing hangs."""
-    victim = sy.VirtualWorker(hook, id="outbox_victim")
-    try:
-        x = torch.ones(3).send(victim)
-        victim.ping()
-        os.kill(victim.process.pid, signal.SIGKILL)
-        assert wait_for_exit(victim.process.pid, 10)
-        y = x + 1                                  # queued: nothing can tell it is lost yet
-        start = time.monotonic()
-        with pytest.raises(sy.WorkerUnavailable, match="outbox_victim"):
-            y.get()
-        assert time.monotonic() - start < victim_timeout + 2
-    finally:
-        sy.default_session().forget(victim.ref)
-        victim.process.stop()
-
-
-@pytest.fixture
-def victim_timeout():
-    session = sy.default_session()
-    before = session.timeout
-    sy.set_timeout(2.0)
-    yield 2.0
-    session.timeout = before
+    x = torch.ones(3).send(victim)
+    victim.ping()
+    os.kill(victim.process.pid, signal.SIGKILL)
+    assert wait_for_exit(victim.process.pid, 10)
+    y = x + 1                                  # queued: nothing can tell it is lost yet
+    start = time.monotonic()
+    with pytest.raises(sy.WorkerUnavailable, match="victim"):
+        y.get()
+    assert time.monotonic() - start < short_timeout + 2

@@ -411,8 +411,9 @@ class ClientSession:
         self.stats.round_trips += 1
         replies: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
-        poller = zmq.Poller()
-        if len(requests) > 1:
+        poller = None
+        if len(requests) > 1:  # one request waits in its receive (below): no poller to build
+            poller = zmq.Poller()
             for node in requests:
                 poller.register(self._connections[node].socket, zmq.POLLIN)
         while len(replies) < len(requests):
@@ -426,7 +427,7 @@ class ClientSession:
                 ref = refs[missing]
                 raise WorkerUnavailable(ref.id, ref.address,
                                         f"no answer within {timeout:.1f} s")
-            if len(requests) == 1:  # the common case: wait in the receive itself
+            if poller is None:  # the common case: wait in the receive itself
                 (node,) = requests
                 msg = self._connections[node].receive(self.stats, int(remaining * 1000) + 1)
                 if msg is not None and reqs.get(msg.get("req")) == node:
