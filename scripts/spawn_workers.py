@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
 
-from syftzmq.client.session import default_session  # noqa: E402
-from syftzmq.cluster import load_cluster  # noqa: E402
-from syftzmq.keys import read_key, write_key_file  # noqa: E402
-from syftzmq.launcher import WorkerProcess, spawn_worker  # noqa: E402
+from syftzmq.client.handles import default_session  # noqa: E402
+from syftzmq.client.cluster_file import load_cluster  # noqa: E402
+from syftzmq.security.keys import read_key, write_key_file  # noqa: E402
+from syftzmq.client.launcher import WorkerProcess, spawn_worker  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     key = read_key(spec.key_file) if spec.key_file else None
     curve = None
     if spec.curve_dir is not None:
-        from syftzmq.curve import CurveClient, create_curve_dir
+        from syftzmq.security.curve import CurveClient, create_curve_dir
         if not (spec.curve_dir / "server.key_secret").exists():
             create_curve_dir(spec.curve_dir)
             print(f"created CURVE keys in {spec.curve_dir} (secret files mode 0600)", flush=True)

@@ -6,31 +6,33 @@
     bob = sy.VirtualWorker(hook, id="bob")      # a real worker process
     x_ptr = torch.tensor([1, 2, 3]).send(bob)  # data on bob, pointer here
     (x_ptr + x_ptr).get()                      # runs on bob
+
+Packages, by the process that runs them: ``core`` and ``wire`` (both sides), ``security``,
+``tensor`` (the pointer proxy), ``plan``, ``client`` (the user's process) and ``worker`` (a
+worker process). See README's "How it works".
 """
 
 from __future__ import annotations
 
-from .client.handle import LocalWorker, VirtualWorker, Worker
-from .client.session import Stats, default_session
-from .cluster import cluster
-from .errors import (NeedsGetError, ObjectGoneError, ObjectNotFoundError, ProtocolError,
-                     RemoteError, StaleIncarnationError, SyftZmqError, WorkerMismatchError,
-                     WorkerUnavailable)
-from .hook import TorchHook
-from .plan import Plan, func2plan
-from .pointer import PointerTensor
+from .client.cluster_file import cluster
+from .client.handles import LocalWorker, VirtualWorker, Worker, default_session
+from .client.session import Stats
+from .client.torch_hook import TorchHook
+from .errors import (IdCollisionError, NeedsGetError, ObjectGoneError, ObjectNotFoundError,
+                     OperationRefused, ProtocolError, RefusedByPolicy, RemoteError,
+                     StaleIncarnationError, SyftZmqError, WorkerMismatchError, WorkerUnavailable)
+from .plan.plan import Plan, func2plan
+from .tensor.pointer import PointerTensor
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 local_worker = LocalWorker()
 
 
 def set_timeout(seconds: float) -> None:
     """How long an observation waits for a worker before raising :class:`WorkerUnavailable`
-    (default 5 s, or ``SYFTZMQ_TIMEOUT``)."""
-    if not seconds > 0:
-        raise ValueError("the timeout must be positive")
-    default_session().timeout = float(seconds)
+    (default 5 s, or ``SYFTZMQ_TIMEOUT``); applies to connections already open too."""
+    default_session().set_timeout(seconds)
 
 
 def stats() -> Stats:
@@ -39,6 +41,7 @@ def stats() -> Stats:
 
 
 __all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor", "cluster",
-           "local_worker", "func2plan", "Plan", "stats", "set_timeout", "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable",
-           "WorkerMismatchError", "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError",
-           "ProtocolError", "StaleIncarnationError"]
+           "local_worker", "func2plan", "Plan", "stats", "set_timeout", "default_session",
+           "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
+           "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
+           "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError"]

@@ -43,6 +43,19 @@ class ProtocolError(SyftZmqError):
     """A message does not follow the wire format (wrong frames, version, sizes or signature)."""
 
 
+class OperationRefused(SyftZmqError, PermissionError):
+    """A worker refuses an operation: in safe mode, anything that is not an allowed, named
+    torch operation; anywhere, an operation the worker cannot run honestly."""
+
+
+class RefusedByPolicy(ProtocolError):
+    """A safe worker refused to unpickle a global outside its allow-list."""
+
+
+class IdCollisionError(SyftZmqError, KeyError):
+    """An object already lives under this id; it is never overwritten silently."""
+
+
 class NeedsGetError(SyftZmqError, TypeError):
     """An operation would produce a plain Python value, which a pointer cannot hold."""
 

@@ -7,8 +7,8 @@ import pickle
 import zmq
 
 import syftzmq as sy
-from syftzmq.keys import read_key
-from syftzmq.protocol import PING, message
+from syftzmq.security.keys import read_key
+from syftzmq.core.messages import PING, message
 from syftzmq.wire import Signer, dumps, pack, unpack
 
 

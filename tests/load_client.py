@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import syftzmq as sy  # noqa: E402
-from syftzmq.ids import new_id  # noqa: E402
-from syftzmq.shapes import TensorMeta  # noqa: E402
+from syftzmq.core.ids import new_id  # noqa: E402
+from syftzmq.core.meta import TensorMeta  # noqa: E402
 
 PRIME = 1_000_003
 

@@ -11,7 +11,8 @@ import torch
 import zmq
 
 import syftzmq as sy
-from syftzmq.protocol import CMD, Ref, message
+from syftzmq.core.messages import CMD, message
+from syftzmq.core.refs import Ref
 
 ATTEMPTS = 20_000                       # 20,000 x 16 KiB = 320 MiB if nothing pushed back
 
@@ -46,7 +47,7 @@ def test_a_busy_worker_pushes_back_and_loses_nothing(bob, tmp_path):
     accepted = 0
     try:
         while accepted < ATTEMPTS:
-            msg = message(CMD, origin=session.ref.node, op=("method", "add_"),
+            msg = message(CMD, origin=session.ref.incarnation, op=("method", "add_"),
                           args=(Ref(x.id_at_location), ones), kwargs={}, results=[])
             try:
                 session._send_now(bob.ref, msg, zmq.NOBLOCK)

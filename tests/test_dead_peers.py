@@ -17,9 +17,9 @@ import torch
 import syftzmq as sy
 from hostile import RawPeer
 from processes import wait_for_exit
-from syftzmq.ids import new_id
-from syftzmq.launcher import spawn_worker
-from syftzmq.protocol import GET, STORE, message
+from syftzmq.core.ids import new_id
+from syftzmq.client.launcher import spawn_worker
+from syftzmq.core.messages import GET, STORE, message
 
 
 def keep_busy(pointer, products: int = 40):
@@ -157,7 +157,7 @@ def test_restarted_worker_is_a_new_incarnation(hook):
         y = x * 2                       # queued for the dead incarnation
         second = spawn_worker("phoenix", bind=address, key_file=key_file, log_level="ERROR")
         new = sy.Worker(hook, id="phoenix", address=address, key_file=key_file)
-        assert new.ref.node != old.ref.node
+        assert new.ref.incarnation != old.ref.incarnation
         with pytest.raises(sy.StaleIncarnationError, match="restarted"):
             x.get()
         with pytest.raises(sy.StaleIncarnationError, match="restarted"):
@@ -170,8 +170,8 @@ def test_restarted_worker_is_a_new_incarnation(hook):
         # A client that missed the restart: the worker itself refuses what names the old one.
         raw = RawPeer(address, b"unaware-client")
         try:
-            raw.send(message(STORE, id=new_id(), obj=torch.ones(1), to=old.ref.node))
-            answer = raw.ask(message(GET, req=new_id(), id=1, to=old.ref.node))
+            raw.send(message(STORE, id=new_id(), obj=torch.ones(1), to=old.ref.incarnation))
+            answer = raw.ask(message(GET, req=new_id(), id=1, to=old.ref.incarnation))
             assert answer["error"].type == "syftzmq.errors.StaleIncarnationError"
             assert "restarted" in answer["error"].message
             assert raw.stats()["stale"] >= 2

@@ -18,8 +18,8 @@ import zmq
 
 from conftest import started_workers
 from hostile import RawPeer
-from syftzmq.protocol import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, STORE, Ref,
-                              WorkerRef, message)
+from syftzmq.core.messages import CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, STORE, message
+from syftzmq.core.refs import Ref, WorkerRef
 from syftzmq.wire import PROTOCOL, Signer, dumps, pack
 from walkthrough import run_walkthrough
 

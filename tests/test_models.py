@@ -10,7 +10,7 @@ import torch
 from torch import nn, optim
 
 import syftzmq as sy
-from syftzmq.modules import RemoteParameter
+from syftzmq.tensor.modules import RemoteParameter
 
 DATA = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 TARGET = torch.tensor([[0.0], [0.0], [1.0], [1.0]])

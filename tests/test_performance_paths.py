@@ -1,4 +1,4 @@
-"""Behaviour of the fast paths added for issue 4 (their speed is measured by scripts/bench.py,
+"""Behaviour of the fast paths (their speed is measured by scripts/bench.py,
 never asserted here): piggy-backed deletes, count-only observations, worker thread counts."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import pytest
 import torch
 
 import syftzmq as sy
-from syftzmq.launcher import local_worker_threads, spawn_worker
-from syftzmq.worker.cli import THREADS_ENV
+from syftzmq.client.launcher import local_worker_threads, spawn_worker
+from syftzmq.settings import Settings
+
+THREADS_ENV = "SYFTZMQ_WORKER_THREADS"
 
 from processes import wait_until
 
@@ -90,10 +92,10 @@ def test_object_count_matches_the_snapshot(bob):
     del kept
 
 
-def test_local_workers_default_to_one_thread(bob, monkeypatch):
+def test_local_workers_default_to_one_thread(bob):
     assert bob.ping()["threads"] == 1
-    monkeypatch.setenv(THREADS_ENV, "2")
-    assert local_worker_threads() == 2
+    assert local_worker_threads() == 1
+    assert Settings.from_environ({THREADS_ENV: "2"}).spawned_worker_threads == 2
 
 
 @pytest.mark.parametrize("threads", [1, 2])

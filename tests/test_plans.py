@@ -12,8 +12,7 @@ from torch import nn
 
 import syftzmq as sy
 from conftest import started_workers
-from syftzmq import plan as plan_module
-from syftzmq.ops import OperationRefused
+from syftzmq.errors import OperationRefused
 
 
 @sy.func2plan()
@@ -221,13 +220,13 @@ def test_safe_worker_refuses_plans_and_keeps_serving(safe_worker):
 
     # Even a client that skips its check gets a refusal naming the reason: the worker never
     # unpickles the function.
-    plan_module._SAFE_WORKERS[safe_worker.ref.node] = False
+    safe_worker.session._safe_modes[safe_worker.ref.incarnation] = False
     try:
         with pytest.raises(sy.RemoteError, match="safe mode") as info:
             checked_sqrt(x_ptr).get()
         assert info.value.remote_type.endswith("RefusedByPolicy")
     finally:
-        plan_module._SAFE_WORKERS[safe_worker.ref.node] = True
+        safe_worker.session._safe_modes[safe_worker.ref.incarnation] = True
     torch.testing.assert_close((x_ptr * 2).get(), torch.arange(3.0) * 2)
     del x_ptr
     gc.collect()

@@ -11,8 +11,9 @@ import torch
 import zmq
 
 import syftzmq as sy
-from syftzmq.keys import read_key
-from syftzmq.protocol import PING, Ref, message
+from syftzmq.security.keys import read_key
+from syftzmq.core.messages import PING, message
+from syftzmq.core.refs import Ref
 from syftzmq.wire import PROTOCOL, Signer, dumps, pack, unpack
 
 

@@ -8,8 +8,9 @@ import torch
 import syftzmq as sy
 from conftest import started_workers
 from hostile import RawPeer
-from syftzmq.ids import new_id
-from syftzmq.protocol import CMD, STORE, Ref, message
+from syftzmq.core.ids import new_id
+from syftzmq.core.messages import CMD, STORE, message
+from syftzmq.core.refs import Ref
 from walkthrough import run_walkthrough
 
 
@@ -99,7 +100,7 @@ def test_named_operations_outside_the_registry_are_refused(safe_pair, tmp_path):
     for op in [("func", "torch.load"), ("func", "torch.save"), ("method", "share_memory_"),
                ("method", "__reduce_ex__"), ("method", "apply_")]:
         result = new_id()
-        sy.default_session()._send(bob.ref, message(CMD, origin=sy.default_session().ref.node,
+        sy.default_session()._send(bob.ref, message(CMD, origin=sy.default_session().ref.incarnation,
                                                     op=op, args=(Ref(x.id_at_location), str(tmp_path)),
                                                     kwargs={}, results=[result]))
         with pytest.raises(sy.RemoteError, match="safe mode|unknown torch operation"):
@@ -132,7 +133,8 @@ def test_tensor_on_the_left_of_a_pointer_works_in_safe_mode(safe_pair):
 
 
 def test_operations_travel_by_name():
-    from syftzmq.ops import OperationRefused, op_from_wire, op_to_wire
+    from syftzmq.core.ops import op_from_wire, op_to_wire
+    from syftzmq.errors import OperationRefused
     assert op_to_wire(("func", torch.add)) == ("func", "torch.add")
     assert op_to_wire(("func", torch.nn.functional.relu)) == ("func", "torch.nn.functional.relu")
     assert op_to_wire(("func", torch.Tensor.__mul__)) == ("method", "__mul__")

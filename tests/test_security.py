@@ -14,11 +14,11 @@ import torch
 import syftzmq as sy
 from hostile import RawPeer
 from processes import read_lines_until, spawned_cluster
-from syftzmq.curve import CurveClient, create_curve_dir
-from syftzmq.keys import read_key, write_key_file
-from syftzmq.launcher import spawn_worker
-from syftzmq.netpolicy import is_loopback
-from syftzmq.protocol import PING, message
+from syftzmq.security.curve import CurveClient, create_curve_dir
+from syftzmq.security.keys import read_key, write_key_file
+from syftzmq.client.launcher import spawn_worker
+from syftzmq.security.netpolicy import is_loopback
+from syftzmq.core.messages import PING, message
 from syftzmq.wire import Signer, dumps, pack
 
 

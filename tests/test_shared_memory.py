@@ -20,7 +20,7 @@ import syftzmq as sy
 from conftest import started_workers
 from processes import wait_until
 from syftzmq.client.connection import Connection
-from syftzmq.client.session import default_session
+from syftzmq.client.handles import default_session
 from syftzmq.errors import ProtocolError
 from syftzmq.wire import Signer, pack, shm, unpack
 from syftzmq.wire.envelope import PROTOCOL_SHM
@@ -209,8 +209,8 @@ def test_a_worker_with_its_own_shm_directory_gets_frames_not_segments(hook, bob,
     island_dir.mkdir()
     with started_workers(hook, "island", worker_args=["--shm-dir", str(island_dir)]) as (island,):
         connections = default_session()._connections
-        assert connections[bob.ref.node].shared_memory            # the control: same /dev/shm
-        assert not connections[island.ref.node].shared_memory
+        assert connections[bob.ref.incarnation].shared_memory            # the control: same /dev/shm
+        assert not connections[island.ref.incarnation].shared_memory
         rejected_by_bob = bob.ping()["rejected"]                   # earlier tests sent junk
         big = torch.randn(MiB)                                     # 4 MiB: over the threshold
         pointer = big.send(island)

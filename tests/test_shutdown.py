@@ -16,9 +16,9 @@ import torch
 import syftzmq as sy
 from conftest import ROOT
 from processes import read_lines_until, wait_for_exit
-from syftzmq.keys import write_key_file
-from syftzmq.protocol import WorkerRef
-from syftzmq.shapes import TensorMeta
+from syftzmq.security.keys import write_key_file
+from syftzmq.core.refs import WorkerRef
+from syftzmq.core.meta import TensorMeta
 
 PENDING = textwrap.dedent("""
     import os, signal, sys, torch

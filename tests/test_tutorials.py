@@ -13,7 +13,7 @@ from conftest import ROOT
 
 
 def run_script(name: str, tmp_path) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / name)], capture_output=True,
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True,
                             text=True, timeout=150, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

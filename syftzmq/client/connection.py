@@ -8,8 +8,8 @@ from typing import Any
 import zmq
 
 from ..errors import ProtocolError
-from ..netpolicy import is_loopback
-from ..protocol import routing_identity
+from ..security.netpolicy import is_loopback
+from ..core.refs import routing_identity
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 
 log = logging.getLogger("syftzmq.client")
@@ -20,12 +20,12 @@ SEND_HWM = 1000  # messages queued per worker before send blocks (backpressure)
 class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
 
-    def __init__(self, context: zmq.Context, node: str, address: str, key: bytes | None,
+    def __init__(self, context: zmq.Context, incarnation: str, address: str, key: bytes | None,
                  send_timeout: float, curve: Any = None, peer_shm: str | None = None) -> None:
         self.address = address
         self.signer = Signer(key)
         self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, routing_identity(node))
+        self.socket.setsockopt(zmq.IDENTITY, routing_identity(incarnation))
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
@@ -36,6 +36,10 @@ class Connection:
         self.socket.connect(address)
         self.shared_memory = False
         self.learn_peer(peer_shm)
+
+    def set_send_timeout(self, seconds: float) -> None:
+        """How long a send may block on a full queue before it raises ``zmq.Again``."""
+        self.socket.setsockopt(zmq.SNDTIMEO, int(seconds * 1000))
 
     def learn_peer(self, peer_shm: str | None) -> None:
         """A loopback worker that sees our ``/dev/shm`` (:func:`shm.namespace`): bulk bytes go

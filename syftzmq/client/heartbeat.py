@@ -5,7 +5,7 @@ Workers free the objects of an owner they have not heard from for a lease (see
 an hour. This thread sends a small ``RENEW`` to each connected worker every third of the
 shortest lease. ZMQ sockets belong to one thread, so it never touches the session's sockets: it
 owns one DEALER per worker, created and closed on this thread, carrying the session's process
-id (node) in its routing identity — that is what the worker renews.
+id (incarnation) in its routing identity — that is what the worker renews.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 import zmq
 
-from ..protocol import ADDRESSED_TO, RENEW, message, routing_identity
+from ..core.messages import ADDRESSED_TO, RENEW, message
+from ..core.refs import routing_identity
 from ..wire import Signer, dumps, pack
 
 log = logging.getLogger("syftzmq.client")
@@ -34,9 +35,9 @@ class _Target:
 class Heartbeat:
     """Renews this client's leases at every watched worker until stopped."""
 
-    def __init__(self, context: zmq.Context, node: str, default_lease: float) -> None:
+    def __init__(self, context: zmq.Context, incarnation: str, default_lease: float) -> None:
         self._context = context
-        self._node = node
+        self._node = incarnation
         self._default_lease = default_lease
         self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
@@ -45,21 +46,21 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         self.renewals = 0
 
-    def watch(self, node: str, address: str, key: bytes | None, curve: Any,
+    def watch(self, incarnation: str, address: str, key: bytes | None, curve: Any,
               lease: float | None) -> None:
         with self._lock:
-            known = self._targets.get(node)
+            known = self._targets.get(incarnation)
             if lease is None and known is not None:
                 lease = known.lease  # a reconnect without news keeps what the worker told us
-            self._targets[node] = _Target(address, key, curve, lease or self._default_lease)
+            self._targets[incarnation] = _Target(address, key, curve, lease or self._default_lease)
         self._wake.set()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="syftzmq-heartbeat", daemon=True)
             self._thread.start()
 
-    def forget(self, node: str) -> None:
+    def forget(self, incarnation: str) -> None:
         with self._lock:
-            self._targets.pop(node, None)
+            self._targets.pop(incarnation, None)
 
     def interval(self) -> float:
         with self._lock:
@@ -82,13 +83,13 @@ class Heartbeat:
                     break
                 with self._lock:
                     targets = dict(self._targets)
-                for node in [n for n in sockets if n not in targets]:
-                    sockets.pop(node)[0].close(linger=0)
-                for node, target in targets.items():
-                    if node not in sockets:
-                        sockets[node] = (self._open(target), Signer(target.key))
-                    sock, signer = sockets[node]
-                    msg = message(RENEW, origin=self._node, **{ADDRESSED_TO: node})
+                for incarnation in [n for n in sockets if n not in targets]:
+                    sockets.pop(incarnation)[0].close(linger=0)
+                for incarnation, target in targets.items():
+                    if incarnation not in sockets:
+                        sockets[incarnation] = (self._open(target), Signer(target.key))
+                    sock, signer = sockets[incarnation]
+                    msg = message(RENEW, origin=self._node, **{ADDRESSED_TO: incarnation})
                     try:
                         sock.send_multipart(pack(signer, *dumps(msg)), zmq.NOBLOCK)
                         self.renewals += 1

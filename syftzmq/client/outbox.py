@@ -6,8 +6,8 @@ commands are queued here and leave together, as one message, when the first of t
 
 - something else goes to the same worker: the queue rides along on it (``before``, applied
   first), so ``(p + p).get()`` is a single message;
-- the queue holds :data:`MAX_QUEUED` commands;
-- a command joins a queue whose oldest command has waited :data:`LINGER_SECONDS`;
+- the queue holds ``max_queued`` commands (``SYFTZMQ_BATCH``);
+- a command joins a queue whose oldest command has waited ``linger`` (``SYFTZMQ_LINGER_MS``);
 - a background thread finds a queue older than that (it looks every :data:`SWEEP_SECONDS`), so
   a command never waits for the client's next operation to start running.
 
@@ -22,16 +22,13 @@ The queue never reorders anything. Order across workers is the session's busines
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
 from typing import Callable
 
-from ..protocol import WorkerRef
+from ..core.refs import WorkerRef
 
-MAX_QUEUED = int(os.environ.get("SYFTZMQ_BATCH", "64"))
-LINGER_SECONDS = float(os.environ.get("SYFTZMQ_LINGER_MS", "5")) / 1000
 SWEEP_SECONDS = 0.005
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
 
@@ -43,7 +40,10 @@ class Outbox:
     thread's flush (``flush_due`` is called with it held).
     """
 
-    def __init__(self, flush_due: Callable[[], None], lock: threading.RLock) -> None:
+    def __init__(self, flush_due: Callable[[], None], lock: threading.RLock, *,
+                 max_queued: int = 64, linger: float = 0.005) -> None:
+        self.max_queued = max_queued
+        self.linger = linger
         self._queues: dict[str, list[dict]] = {}
         self._refs: dict[str, WorkerRef] = {}
         self._oldest: dict[str, float] = {}
@@ -56,46 +56,46 @@ class Outbox:
 
     def add(self, location: WorkerRef, msg: dict) -> bool:
         """Queue ``msg``; true when the queue is full and should leave now."""
-        queue = self._queues.get(location.node)
+        queue = self._queues.get(location.incarnation)
         if queue is None:
-            queue = self._queues[location.node] = []
-            self._refs[location.node] = location
-            self._oldest[location.node] = time.monotonic()
+            queue = self._queues[location.incarnation] = []
+            self._refs[location.incarnation] = location
+            self._oldest[location.incarnation] = time.monotonic()
             if not self._sweeping:
                 self._start_sweeping()
             queue.append(msg)
             return False
         queue.append(msg)
-        return (len(queue) >= MAX_QUEUED
-                or time.monotonic() - self._oldest[location.node] >= LINGER_SECONDS)
+        return (len(queue) >= self.max_queued
+                or time.monotonic() - self._oldest[location.incarnation] >= self.linger)
 
-    def take(self, node: str) -> list[dict]:
-        """Everything queued for ``node`` (the queue empties)."""
-        self._oldest.pop(node, None)
-        self._refs.pop(node, None)
-        return self._queues.pop(node, [])
+    def take(self, incarnation: str) -> list[dict]:
+        """Everything queued for ``incarnation`` (the queue empties)."""
+        self._oldest.pop(incarnation, None)
+        self._refs.pop(incarnation, None)
+        return self._queues.pop(incarnation, [])
 
-    def put_back(self, node: str, location: WorkerRef, msgs: list[dict]) -> None:
+    def put_back(self, incarnation: str, location: WorkerRef, msgs: list[dict]) -> None:
         """Messages that did not leave go back to the front, in their order."""
         if msgs:
-            self._queues[node] = msgs + self._queues.get(node, [])
-            self._refs[node] = location
-            self._oldest.setdefault(node, time.monotonic())
+            self._queues[incarnation] = msgs + self._queues.get(incarnation, [])
+            self._refs[incarnation] = location
+            self._oldest.setdefault(incarnation, time.monotonic())
 
-    def nodes(self) -> list[str]:
+    def incarnations(self) -> list[str]:
         return list(self._queues)
 
-    def ref(self, node: str) -> WorkerRef:
-        return self._refs[node]
+    def ref(self, incarnation: str) -> WorkerRef:
+        return self._refs[incarnation]
 
     def due(self, now: float) -> list[str]:
-        return [node for node, since in self._oldest.items() if now - since >= LINGER_SECONDS]
+        return [incarnation for incarnation, since in self._oldest.items() if now - since >= self.linger]
 
-    def discard(self, node: str) -> None:
-        self.take(node)
+    def discard(self, incarnation: str) -> None:
+        self.take(incarnation)
 
-    def __contains__(self, node: str) -> bool:
-        return node in self._queues
+    def __contains__(self, incarnation: str) -> bool:
+        return incarnation in self._queues
 
     def __bool__(self) -> bool:
         return bool(self._queues)

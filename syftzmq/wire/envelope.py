@@ -20,9 +20,13 @@ from typing import Sequence
 from ..errors import ProtocolError
 from . import shm
 
-PROTOCOL = b"syftzmq/1"
-PROTOCOL_SHM = b"syftzmq/1+shm"  # bulk buffers travel through /dev/shm; see pack()
-PROTOCOL_COMPACT = b"syftzmq/1c"  # one frame: protocol, signature length, signature, header
+# The version goes up whenever what travels changes: frames, or the name of any class that
+# travels by name (see :data:`syftzmq.wire.safe.TRAVELS_BY_NAME`). A peer of another version
+# is told so at the envelope, before anything is unpickled.
+PROTOCOL_FAMILY = b"syftzmq/"
+PROTOCOL = b"syftzmq/2"
+PROTOCOL_SHM = b"syftzmq/2+shm"  # bulk buffers travel through /dev/shm; see pack()
+PROTOCOL_COMPACT = b"syftzmq/2c"  # one frame: protocol, signature length, signature, header
 MAX_FRAMES = 65536
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
@@ -123,7 +127,7 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
     views = [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
     proto = bytes(views[0])
     if proto not in (PROTOCOL, PROTOCOL_SHM):
-        raise ProtocolError(f"unknown protocol {proto[:32]!r}; expected {PROTOCOL!r}")
+        raise _unknown_protocol(proto)
     header = views[2]
     if header.nbytes > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {header.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
@@ -136,13 +140,24 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
     return bytes(header), views[3:]
 
 
+def _unknown_protocol(proto: bytes) -> ProtocolError:
+    """The error for a first frame that is not this version's: another syftzmq version says
+    so by name (its client and workers must be upgraded together)."""
+    if proto.startswith(PROTOCOL_FAMILY):
+        return ProtocolError(
+            f"unknown protocol version: the peer speaks {proto[:16].decode(errors='replace')!r}, "
+            f"this end {PROTOCOL.decode()!r}: client and workers run different syftzmq "
+            f"versions; install the same version everywhere and restart the workers")
+    return ProtocolError(f"unknown protocol {proto[:32]!r}; expected {PROTOCOL!r} (not a "
+                         f"syftzmq peer, or 1 frame where at least 3 are expected)")
+
+
 def _unpack_compact(signer: Signer, frame, max_bytes: int) -> bytes:
     """The header of a verified one-frame message (see the module docstring)."""
     view = frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
     start = len(PROTOCOL_COMPACT)
     if view.nbytes <= start or bytes(view[:start]) != PROTOCOL_COMPACT:
-        raise ProtocolError(f"a one-frame message must start with {PROTOCOL_COMPACT!r} "
-                            f"(unknown protocol, or 1 frame where at least 3 are expected)")
+        raise _unknown_protocol(bytes(view[:start]))
     if view.nbytes > min(max_bytes, MAX_HEADER_BYTES + start + 256):
         raise ProtocolError(f"message of {view.nbytes} bytes exceeds the limit")
     signature_end = start + 1 + view[start]

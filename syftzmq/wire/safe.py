@@ -11,26 +11,25 @@ globals at all.
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
 import torch
 
-from ..errors import ProtocolError
+from ..core.failures import Failure
+from ..core.meta import TensorMeta
+from ..core.refs import ChainRef, Ref, WorkerRef
+from ..errors import RefusedByPolicy
+from .serde import rebuild_tensor
 
 
-class RefusedByPolicy(ProtocolError):
-    """A safe worker refused to unpickle a global outside its allow-list."""
+# Every syftzmq object that travels by name, listed once. Module and name are read off the
+# objects themselves, so moving a class moves its entry (and must raise the envelope's
+# protocol version: an older peer would name the old place).
+TRAVELS_BY_NAME = (rebuild_tensor, WorkerRef, Ref, ChainRef, Failure, TensorMeta)
 
-
-_ALLOWED: frozenset[tuple[str, str]] = frozenset({
-    ("syftzmq.wire.serde", "rebuild_tensor"),
-    ("syftzmq.protocol", "WorkerRef"),
-    ("syftzmq.protocol", "Ref"),
-    ("syftzmq.protocol", "Failure"),
-    ("syftzmq.shapes", "TensorMeta"),
-    ("syftzmq.pointer", "_rebuild_pointer"),
+_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {(obj.__module__, obj.__qualname__) for obj in TRAVELS_BY_NAME} | {
     ("torch", "Size"),
     ("torch", "device"),
     ("builtins", "slice"),
@@ -56,7 +55,3 @@ class SafeUnpickler(pickle.Unpickler):
             f"this worker runs in safe mode and refuses to unpickle {module}.{name}: only tensors, "
             f"numbers, strings, containers and torch operations named as strings are accepted")
 
-
-def safe_loads(header: bytes, buffers: list) -> Any:
-    """Unpickle ``header`` with out-of-band ``buffers`` under the allow-list."""
-    return SafeUnpickler(io.BytesIO(header), buffers=buffers).load()

@@ -148,15 +148,15 @@ def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
     return _dump(_CodePickler, obj)
 
 
-def loads(header: bytes, buffers: list, safe: bool = False) -> Any:
+def loads(header: bytes, buffers: list, unpickler: type[pickle.Unpickler] | None = None) -> Any:
     """Inverse of :func:`dumps`. Only call on verified messages: unpickling runs code.
 
-    ``safe`` resolves only the allow-list of :mod:`syftzmq.wire.safe` (workers in safe mode).
+    ``unpickler`` restricts what may be unpickled (a safe worker passes
+    :class:`syftzmq.wire.safe.SafeUnpickler`); by default the C unpickler resolves anything.
     """
     try:
-        if safe:
-            from .safe import safe_loads
-            return safe_loads(header, buffers)
+        if unpickler is not None:
+            return unpickler(io.BytesIO(header), buffers=buffers).load()
         return pickle.loads(header, buffers=buffers)
     except ProtocolError:
         raise

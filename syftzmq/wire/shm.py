@@ -37,10 +37,11 @@ from typing import Callable, Sequence
 
 
 from ..errors import ProtocolError
+from ..settings import SETTINGS
 
-DIRECTORY = os.environ.get("SYFTZMQ_SHM_DIR", "/dev/shm")
-THRESHOLD = int(os.environ.get("SYFTZMQ_SHM_THRESHOLD", str(1 << 20)))  # smaller: frames
-MAX_AGE = float(os.environ.get("SYFTZMQ_SHM_MAX_AGE", "120"))
+DIRECTORY = SETTINGS.shm_dir  # a worker's --shm-dir replaces it at start
+THRESHOLD = SETTINGS.shm_threshold  # smaller buffers travel as frames
+MAX_AGE = SETTINGS.shm_max_age
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
@@ -48,7 +49,7 @@ _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
 # so separate files written at once take 0.55-0.75x the time of one when a second core is
 # free (256 MiB, micro-benchmark; with every core busy it measured the same as one file).
-PARALLEL_MIN = int(os.environ.get("SYFTZMQ_SHM_PARALLEL_MIN", str(32 << 20)))
+PARALLEL_MIN = SETTINGS.shm_parallel_min
 WRITERS = max(1, min(4, os.cpu_count() or 1))
 MAX_PARTS = 64  # per buffer, as received
 
@@ -58,7 +59,7 @@ _lock = threading.Lock()
 
 def enabled() -> bool:
     """Shared memory is used unless ``SYFTZMQ_SHM=0`` or there is no ``/dev/shm``."""
-    return os.environ.get("SYFTZMQ_SHM", "1") != "0" and os.path.isdir(DIRECTORY)
+    return SETTINGS.shm and os.path.isdir(DIRECTORY)
 
 
 def namespace() -> str | None:

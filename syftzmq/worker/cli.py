@@ -12,15 +12,13 @@ import logging
 import os
 import sys
 
-from ..keys import read_key
+from ..core.messages import READY_PREFIX
+from ..security.curve import CurveServer
+from ..security.keys import read_key
+from ..settings import SETTINGS
 from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
-from .leases import DEFAULT_LEASE_SECONDS
 from .server import WorkerServer
-
-READY_PREFIX = "SYFTZMQ-READY "
-THREADS_ENV = "SYFTZMQ_WORKER_THREADS"
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="syftzmq-worker", description="Run a syftzmq worker.")
@@ -30,35 +28,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--advertise", default=None,
                         help="address other processes should use to reach this worker "
                              "(default: the bound endpoint)")
-    parser.add_argument("--key-file", default=os.environ.get("SYFTZMQ_KEY_FILE"),
+    parser.add_argument("--key-file", default=SETTINGS.key_file,
                         help="file holding the cluster key (or env SYFTZMQ_KEY_FILE)")
     parser.add_argument("--parent-fd", type=int, default=None,
                         help="exit when this inherited pipe reaches end-of-file (parent died)")
-    parser.add_argument("--log-level", default=os.environ.get("SYFTZMQ_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=SETTINGS.log_level)
     parser.add_argument("--safe", action="store_true",
                         help="accept only data and named torch operations; never unpickle code")
     parser.add_argument("--lease-seconds", type=float,
-                        default=float(os.environ.get("SYFTZMQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)),
+                        default=SETTINGS.lease_seconds,
                         help="free the objects of an owner not heard from for this long "
-                             f"(default {DEFAULT_LEASE_SECONDS:g})")
+                             f"(default {SETTINGS.lease_seconds:g}, or env SYFTZMQ_LEASE_SECONDS)")
     parser.add_argument("--max-message-bytes", type=int, default=MAX_MESSAGE_BYTES,
                         help="drop messages larger than this")
-    parser.add_argument("--curve-dir", default=os.environ.get("SYFTZMQ_CURVE_DIR"),
+    parser.add_argument("--curve-dir", default=SETTINGS.curve_dir,
                         help="encrypt with CURVE and admit only the public keys in "
-                             "DIR/authorized (see syftzmq.curve)")
-    parser.add_argument("--threads", type=int, default=_env_threads(),
+                             "DIR/authorized (see syftzmq.security.curve)")
+    parser.add_argument("--threads", type=int, default=SETTINGS.worker_threads,
                         help="torch intra-op threads (torch.set_num_threads); default: env "
-                             f"{THREADS_ENV}, else torch's own default (one per core)")
+                             f"SYFTZMQ_WORKER_THREADS, else torch's own default (one per core)")
     parser.add_argument("--shm-dir", default=None,
                         help="the shared-memory directory for same-host bulk transfers "
                              "(default: env SYFTZMQ_SHM_DIR, else /dev/shm); only processes "
                              "that see the same one use it with each other")
     return parser.parse_args(argv)
-
-
-def _env_threads() -> int | None:
-    value = os.environ.get(THREADS_ENV)
-    return int(value) if value else None
 
 
 def apply_threads(threads: int | None) -> None:
@@ -85,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     key = read_key(args.key_file) if args.key_file else None
     curve = None
     if args.curve_dir:
-        from ..curve import CurveServer
         curve = CurveServer(args.curve_dir)
     try:
         server = WorkerServer(args.id, args.bind, key=key, advertise=args.advertise,
@@ -97,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server.install_signal_handlers()
     ready = READY_PREFIX + json.dumps({"id": server.ref.id, "endpoint": server.ref.address,
-                                       "node": server.ref.node, "pid": os.getpid()})
+                                       "incarnation": server.ref.incarnation, "pid": os.getpid()})
     try:
         os.write(sys.stdout.fileno(), (ready + "\n").encode())  # one write: the line arrives whole
     except BrokenPipeError:  # nobody is reading; the worker serves all the same

@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from .. import argtree
-from ..dispatch import resolve_op
+from ..core import argtree
+from ..core.failures import Failure
+from ..core.ids import new_id
+from ..core.messages import CMD, message
+from ..core.ops import resolve_op
+from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import WorkerMismatchError
-from ..ids import new_id
-from ..pointer import PointerTensor
-from ..protocol import CMD, Failure, Ref, WorkerRef, message
 from .store import ObjectStore
 
 
@@ -43,18 +44,18 @@ class Forward:
 def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     """The object a :class:`Ref` names: a stored object or one of its attributes.
 
-    An attribute of a stored *pointer* stays a pointer (with ``attr`` set): the attribute is
-    resolved by the worker that holds the tensor.
+    An attribute of a stored chain hop stays a (non-owning) hop with ``attr`` set: the
+    attribute is resolved by the worker that holds the tensor.
     """
     obj = store.get(ref.id)
     if isinstance(obj, Failure):
         raise DependencyFailed(obj)
     if ref.attr is None:
         return obj
-    if isinstance(obj, PointerTensor):
-        if obj._attr is not None:
+    if isinstance(obj, ChainRef):
+        if obj.attr is not None:
             raise ValueError(f"cannot take .{ref.attr} of the attribute pointer {obj!r}")
-        return PointerTensor(obj._location, obj.id_at_location, owning=False, attr=ref.attr)
+        return ChainRef(obj.location, obj.id_at_location, obj.id, owning=False, attr=ref.attr)
     value = getattr(obj, ref.attr)
     if value is None:
         raise ValueError(f"the tensor under id {ref.id} has no .{ref.attr} (it is None)")
@@ -79,7 +80,7 @@ def run_command(store: ObjectStore, msg: dict, sender: str, me: WorkerRef) -> Fo
     """Execute or forward ``msg``; raises on failure (the caller stores the failure)."""
     (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]))
     results: list[int] = msg["results"]
-    pointers = [obj for obj in stored if isinstance(obj, PointerTensor)]
+    pointers = [obj for obj in stored if isinstance(obj, ChainRef)]
     if pointers:
         return _forward(store, msg, args, kwargs, stored, pointers, sender, me)
 
@@ -128,26 +129,23 @@ def _store_results(store: ObjectStore, results: list[int], value: Any, owner: st
 
 
 def _forward(store: ObjectStore, msg: dict, args: Any, kwargs: Any, stored: list[Any],
-             pointers: list[PointerTensor], sender: str, me: WorkerRef) -> Forward:
-    location = pointers[0]._location
+             pointers: list[ChainRef], sender: str, me: WorkerRef) -> Forward:
+    location = pointers[0].location
     if len(pointers) != len(stored):
         raise WorkerMismatchError(
             f"operation mixes data stored on {me.id!r} with pointers to {location.id!r}")
     for pointer in pointers:
-        if pointer._location.node != location.node:
+        if pointer.location.incarnation != location.incarnation:
             raise WorkerMismatchError(f"operation mixes pointers to {location.id!r} and "
-                                      f"{pointer._location.id!r}")
+                                      f"{pointer.location.id!r}")
     results: list[int] = msg["results"]
     metas = msg.get("metas") or [None] * len(results)
     next_ids = [new_id() for _ in results]
     for result_id, next_id, meta in zip(results, next_ids, metas):
-        store.put(result_id, PointerTensor(location, next_id, meta=meta, owning=True, owner=me),
-                  sender)
+        store.put(result_id, ChainRef(location, next_id, new_id(), meta, owning=True), sender)
 
     def rename(value: Any) -> Any:
-        if isinstance(value, PointerTensor):
-            return Ref(value.id_at_location, value._attr)
-        return value
+        return value.as_ref() if isinstance(value, ChainRef) else value
 
     next_args, next_kwargs = argtree.map_args(rename, args, kwargs)
     forwarded = message(CMD, origin=msg["origin"], op=msg["op"], args=next_args,

@@ -12,40 +12,39 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
-DEFAULT_LEASE_SECONDS = 120.0
 
 
 class Leases:
     """When each owner was last heard from, and which owners have expired."""
 
-    def __init__(self, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(self, lease_seconds: float) -> None:
         self.lease_seconds = lease_seconds
         self._last_seen: dict[str, float] = {}
         self.sweeps = 0
         self.expired_owners = 0
 
-    def touch(self, node: str, now: float | None = None) -> None:
-        """``node`` is alive (it sent a message, or it just became an owner here)."""
-        self._last_seen[node] = time.monotonic() if now is None else now
+    def touch(self, incarnation: str, now: float | None = None) -> None:
+        """``incarnation`` is alive (it sent a message, or it just became an owner here)."""
+        self._last_seen[incarnation] = time.monotonic() if now is None else now
 
-    def adopt(self, node: str) -> None:
+    def adopt(self, incarnation: str) -> None:
         """A new owner starts with a full lease (it may not have spoken to us yet)."""
-        if node not in self._last_seen:
-            self.touch(node)
+        if incarnation not in self._last_seen:
+            self.touch(incarnation)
 
     def expired(self, owners: set[str], now: float | None = None) -> set[str]:
         """The owners among ``owners`` whose lease ran out; forgets owners that own nothing."""
         now = time.monotonic() if now is None else now
         self.sweeps += 1
-        for node in [n for n in self._last_seen if n not in owners]:
-            if now - self._last_seen[node] > self.lease_seconds:
-                del self._last_seen[node]  # owns nothing and is silent: nothing to track
+        for incarnation in [n for n in self._last_seen if n not in owners]:
+            if now - self._last_seen[incarnation] > self.lease_seconds:
+                del self._last_seen[incarnation]  # owns nothing and is silent: nothing to track
         gone = set()
-        for node in owners:
-            seen = self._last_seen.setdefault(node, now)
+        for incarnation in owners:
+            seen = self._last_seen.setdefault(incarnation, now)
             if now - seen > self.lease_seconds:
-                gone.add(node)
-                del self._last_seen[node]
+                gone.add(incarnation)
+                del self._last_seen[incarnation]
         self.expired_owners += len(gone)
         return gone
 
@@ -67,19 +66,19 @@ class PeerRenewals:
         self._leases: dict[str, float] = {}
         self._renewed: dict[str, float] = {}
 
-    def due(self, nodes: Iterable[str], now: float) -> list[str]:
-        """The peers among ``nodes`` to renew now (and marks them renewed)."""
+    def due(self, incarnations: Iterable[str], now: float) -> list[str]:
+        """The peers among ``incarnations`` to renew now (and marks them renewed)."""
         due = []
-        for node in nodes:
-            lease = self._leases.get(node, self.UNKNOWN_LEASE)
-            if now - self._renewed.get(node, float("-inf")) >= lease / 3:
-                self._renewed[node] = now
-                due.append(node)
+        for incarnation in incarnations:
+            lease = self._leases.get(incarnation, self.UNKNOWN_LEASE)
+            if now - self._renewed.get(incarnation, float("-inf")) >= lease / 3:
+                self._renewed[incarnation] = now
+                due.append(incarnation)
         return due
 
-    def learn(self, node: str, lease: object) -> None:
+    def learn(self, incarnation: str, lease: object) -> None:
         if isinstance(lease, (int, float)) and lease > 0:
-            self._leases[node] = float(lease)
+            self._leases[incarnation] = float(lease)
 
     def shortest(self) -> float | None:
         return min(self._leases.values(), default=None)

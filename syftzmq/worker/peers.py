@@ -18,8 +18,9 @@ import zmq
 
 from typing import Any
 
-from ..netpolicy import is_loopback
-from ..protocol import ADDRESSED_TO, BATCH, BEFORE, WorkerRef, message, routing_identity
+from ..security.netpolicy import is_loopback
+from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, message
+from ..core.refs import WorkerRef, routing_identity
 from ..wire import Signer, dumps, pack, shm
 
 log = logging.getLogger("syftzmq.worker")
@@ -38,7 +39,7 @@ class Peers:
         self._queued: dict[str, tuple[WorkerRef, list[dict]]] = {}
 
     def socket(self, peer: WorkerRef) -> zmq.Socket:
-        sock = self._sockets.get(peer.node)
+        sock = self._sockets.get(peer.incarnation)
         if sock is None:
             if not peer.address:
                 raise ValueError(f"worker {peer.id!r} has no address to connect to")
@@ -49,8 +50,8 @@ class Peers:
             if self._curve is not None:
                 self._curve.client(sock)
             sock.connect(peer.address)
-            self._sockets[peer.node] = sock
-            self.refs[peer.node] = peer
+            self._sockets[peer.incarnation] = sock
+            self.refs[peer.incarnation] = peer
             self._poller.register(sock, zmq.POLLIN)
             log.info("connected to peer %s at %s", peer.id, peer.address)
         return sock
@@ -58,24 +59,24 @@ class Peers:
     def queue(self, peer: WorkerRef, msg: dict) -> None:
         """Send ``msg`` with the next message to ``peer`` or at :meth:`send_queued`."""
         self.socket(peer)  # a peer without an address fails the caller now
-        self._queued.setdefault(peer.node, (peer, []))[1].append(msg)
+        self._queued.setdefault(peer.incarnation, (peer, []))[1].append(msg)
 
     def send_queued(self) -> None:
         """Everything queued leaves now, one message per peer."""
         while self._queued:
-            node, (peer, _) = next(iter(self._queued.items()))
+            incarnation, (peer, _) = next(iter(self._queued.items()))
             self.send(peer, message(BATCH, origin=self._own_node))
 
     def send(self, peer: WorkerRef, msg: dict) -> None:
         """Send ``msg`` now, carrying (first) whatever is queued for ``peer``."""
-        queued = self._queued.pop(peer.node, None)
+        queued = self._queued.pop(peer.incarnation, None)
         if queued is not None:
             msg[BEFORE] = queued[1]
-        msg[ADDRESSED_TO] = peer.node
+        msg[ADDRESSED_TO] = peer.incarnation
         header, buffers = dumps(msg)
         same_host = bool(peer.address) and is_loopback(peer.address) and shm.shared_with(peer.shm)
         self.socket(peer).send_multipart(pack(self._signer, header, buffers, same_host,
-                                                    peer.node), copy=False)
+                                                    peer.incarnation), copy=False)
 
     def sockets(self) -> list[zmq.Socket]:
         return list(self._sockets.values())

@@ -16,6 +16,7 @@ incarnation of this worker are refused. Owners that stop renewing their lease lo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -26,20 +27,22 @@ from typing import Any, Callable
 import torch
 import zmq
 
-from .. import runtime
+from ..core.failures import Failure
+from ..core.ids import new_id, new_token
+from ..core.messages import (ADDRESSED_TO, BATCH, BATCHABLE, BEFORE, CMD, DEL, FLUSH, FORK, GET,
+                             INFO, MOVE, OBJECTS, PING, RELEASES, RENEW, SHUTDOWN, STORE,
+                             check_fields, message, needs_complete_flush, reply)
+from ..core.meta import TensorMeta, describe
+from ..core.ops import op_from_wire
+from ..core.refs import ChainRef, Ref, WorkerRef, sender_incarnation
 from ..errors import ProtocolError, StaleIncarnationError, WorkerUnavailable
-from ..ids import new_id, new_token
-from ..netpolicy import is_loopback
-from ..ops import op_from_wire
-from ..pointer import PointerTensor
-from ..protocol import (ADDRESSED_TO, BATCH, BATCHABLE, BEFORE, CMD, DEL, FLUSH, FORK, GET, INFO,
-                        MOVE, OBJECTS, PING, RELEASES, RENEW, SHUTDOWN, STORE, Failure, Ref,
-                        WorkerRef, check_fields, message, needs_complete_flush, reply, sender_node)
-from ..shapes import TensorMeta, describe
+from ..security.netpolicy import is_loopback
+from ..settings import SETTINGS
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
+from ..wire.safe import SafeUnpickler
 from .execute import DependencyFailed, resolve_ref, run_command
-from .leases import DEFAULT_LEASE_SECONDS, Leases, PeerRenewals
+from .leases import Leases, PeerRenewals
 from .peers import Peers
 from .rejects import Rejections, reason_of
 from .store import ObjectStore
@@ -86,7 +89,7 @@ class WorkerServer:
 
     def __init__(self, worker_id: str, bind: str = "tcp://127.0.0.1:*", *, key: bytes | None = None,
                  advertise: str | None = None, parent_fd: int | None = None, safe: bool = False,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 lease_seconds: float = SETTINGS.lease_seconds,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, curve: Any = None) -> None:
         if key is None and not is_loopback(bind):
             raise PermissionError(f"refusing to bind {bind} without a key: anyone who can reach "
@@ -106,7 +109,6 @@ class WorkerServer:
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}",
                              shm=shm.namespace())
-        runtime.set_current(runtime.LocalContext(self.ref, None))
         self.signer = Signer(key)
         self.safe = safe
         self.max_message_bytes = max_message_bytes
@@ -114,7 +116,7 @@ class WorkerServer:
         self.leases = Leases(lease_seconds)
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.peers = Peers(self.context, self.ref.node, self.signer, self.poller, curve)
+        self.peers = Peers(self.context, self.ref.incarnation, self.signer, self.poller, curve)
         self.renewals = PeerRenewals()
         self.rejections = Rejections()
         self._next_tick = time.monotonic()
@@ -150,7 +152,7 @@ class WorkerServer:
         signal.signal(signal.SIGTERM, stop)
 
     def serve_forever(self) -> str:
-        log.info("worker %s serving at %s (incarnation %s)", self.ref.id, self.endpoint, self.ref.node)
+        log.info("worker %s serving at %s (incarnation %s)", self.ref.id, self.endpoint, self.ref.incarnation)
         try:
             while self._stop_reason is None:
                 events = dict(self.poller.poll(self._poll_timeout_ms()))
@@ -228,7 +230,7 @@ class WorkerServer:
                 log.exception("unexpected error while handling a message")
 
     def _decode_verified(self, header: bytes, buffers: list) -> dict:
-        msg = loads(header, buffers, safe=self.safe)
+        msg = loads(header, buffers, SafeUnpickler if self.safe else None)
         if not isinstance(msg, dict) or not isinstance(msg.get("kind"), str):
             raise ProtocolError("message is not a syftzmq message dict")
         return msg
@@ -240,7 +242,7 @@ class WorkerServer:
         except ProtocolError as exc:  # not authenticated: nobody is owed an answer
             self.rejections.record(reason_of(str(exc)), identity, str(exc))
             return
-        sender = sender_node(identity)
+        sender = sender_incarnation(identity)
         self.leases.touch(sender)
         try:
             msg = self._decode_verified(header, buffers)
@@ -255,11 +257,11 @@ class WorkerServer:
             self.shm_identities.add(identity)
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)
-        if addressed is not None and addressed != self.ref.node:
+        if addressed is not None and addressed != self.ref.incarnation:
             self.counters["stale"] += 1
             if msg.get("req"):  # an observation is answered; commands for the dead are dropped
                 self._fail(identity, msg, StaleIncarnationError(
-                    f"message meant for {addressed!r} reached {self.ref.node!r}: worker "
+                    f"message meant for {addressed!r} reached {self.ref.incarnation!r}: worker "
                     f"{self.ref.id!r} was restarted, and the objects of its earlier incarnation "
                     f"are gone"))
             return
@@ -327,10 +329,10 @@ class WorkerServer:
     def _send_peer(self, peer: WorkerRef, msg: dict) -> None:
         self.peers.queue(peer, msg)
         if msg["kind"] not in (DEL, FORK):
-            self.dirty.add(peer.node)
-        elif not (msg["kind"] == DEL and peer.node in self.unresponsive):
+            self.dirty.add(peer.incarnation)
+        elif not (msg["kind"] == DEL and peer.incarnation in self.unresponsive):
             # deletes to a dead peer must not stall every observation
-            self.dirty_handoffs.add(peer.node)
+            self.dirty_handoffs.add(peer.incarnation)
 
     def _fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -398,14 +400,14 @@ class WorkerServer:
     def _cascade(self, removed: list[Any]) -> None:
         """A removed owning pointer deletes its target, one hop further down the chain."""
         for obj in removed:
-            if isinstance(obj, PointerTensor) and obj._owning:
-                self._send_peer(obj._location, message(DEL, ids=[obj.id_at_location]))
+            if isinstance(obj, ChainRef) and obj.owning:
+                self._send_peer(obj.location, message(DEL, ids=[obj.id_at_location]))
 
-    def _hand_over(self, pointer: PointerTensor, new_owner: str) -> None:
-        """Tell a pointer's target holder that the pointer now belongs to ``new_owner``."""
-        if pointer._owning:
-            self._send_peer(pointer._location, message(
-                FORK, id=pointer.id_at_location, old_owner=self.ref.node, new_owner=new_owner))
+    def _hand_over(self, record: ChainRef, new_owner: str) -> None:
+        """Tell a chain hop's target holder that the hop now belongs to ``new_owner``."""
+        if record.owning:
+            self._send_peer(record.location, message(
+                FORK, id=record.id_at_location, old_owner=self.ref.incarnation, new_owner=new_owner))
 
     # ------------------------------------------------------------------ observations
     def _observe(self, identity: bytes, msg: dict, action: Callable[[], Any]) -> None:
@@ -440,17 +442,17 @@ class WorkerServer:
         origin = msg.get("origin", "")
         timeout = float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
         join = _Join(len(targets), then)
-        for node in targets:
-            peer = self.peers.refs[node]
+        for incarnation in targets:
+            peer = self.peers.refs[incarnation]
             req = new_id()
             self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout, **flush))
             self.waiting[req] = _Waiter(time.monotonic() + timeout,
-                                        self._flush_acknowledged(origin, join, node),
+                                        self._flush_acknowledged(origin, join, incarnation),
                                         self._flush_timed_out(origin, peer, join))
 
-    def _flush_acknowledged(self, origin: str, join: _Join, node: str) -> Callable[[dict], None]:
+    def _flush_acknowledged(self, origin: str, join: _Join, incarnation: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:
-            self.unresponsive.discard(node)
+            self.unresponsive.discard(incarnation)
             for failure in ([ack["error"]] if ack.get("error") else []) + list(ack.get("failures", [])):
                 self._record_failure(origin, failure)
             join.arrive()
@@ -461,7 +463,7 @@ class WorkerServer:
             exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
                                     f"{self.ref.id!r} while flushing a chain")
             self._record_failure(origin, Failure.from_exception(exc, self.ref.id))
-            self.unresponsive.add(peer.node)
+            self.unresponsive.add(peer.incarnation)
             join.arrive()
         return on_timeout
 
@@ -472,14 +474,12 @@ class WorkerServer:
         """Return objects (and remove them) or attributes (which stay); ``refs`` may batch."""
         def fetch(ref: Ref) -> Any:
             if ref.attr is not None:
-                value = resolve_ref(self.store, ref)
-                return value._wire_copy(owning=False) if isinstance(value, PointerTensor) else value
+                return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
             obj = self.store.take(ref.id)
             if isinstance(obj, Failure):
                 raise obj.to_exception()
-            if isinstance(obj, PointerTensor):
-                self._hand_over(obj, sender)
-                return obj._wire_copy(owning=obj._owning)
+            if isinstance(obj, ChainRef):
+                self._hand_over(obj, sender)  # ownership of the next hop goes to the requester
             return obj
 
         def take_all() -> Any:
@@ -497,8 +497,8 @@ class WorkerServer:
             return
 
         def snapshot() -> dict:
-            return {object_id: obj._wire_copy(owning=False, owner=self.ref)
-                    if isinstance(obj, PointerTensor) else obj
+            return {object_id: dataclasses.replace(obj, owning=False, owner=self.ref)
+                    if isinstance(obj, ChainRef) else obj
                     for object_id, obj in self.store.items()}
         self._observe(identity, msg, snapshot)
 
@@ -509,8 +509,8 @@ class WorkerServer:
             obj = self.store.get(ref.id)
             if isinstance(obj, Failure):
                 raise obj.to_exception()
-            if isinstance(obj, PointerTensor):
-                return obj._meta
+            if isinstance(obj, ChainRef):
+                return obj.meta
             if ref.attr is not None:
                 obj = getattr(obj, ref.attr)
                 if obj is None:
@@ -541,7 +541,7 @@ class WorkerServer:
             join = _Join(len(ids), lambda: self._move_stored(identity, msg, objects, acks))
             for object_id, new_object_id, obj in zip(ids, new_ids, objects):
                 owner = self.store.owner(object_id) or sender
-                payload = obj._wire_copy(owning=obj._owning) if isinstance(obj, PointerTensor) else obj
+                payload = obj
                 req = new_id()
                 self.peers.queue(dest, message(STORE, req=req, origin=msg.get("origin", ""),
                                                id=new_object_id, obj=payload, owner=owner))
@@ -560,8 +560,8 @@ class WorkerServer:
         for object_id, obj in zip(msg["ids"], objects):
             if object_id in self.store and self.store.get(object_id) is obj:
                 self.store.take(object_id)
-            if isinstance(obj, PointerTensor):
-                self._hand_over(obj, msg["dest"].node)
+            if isinstance(obj, ChainRef):
+                self._hand_over(obj, msg["dest"].incarnation)
         self._send_reply(identity, reply(msg["req"], value=msg["new_ids"]))
 
     def _move_failure(self, dest: WorkerRef) -> Failure:
@@ -599,24 +599,24 @@ class WorkerServer:
         self._next_tick = now + max(0.05, interval)
 
     def _expire_leases(self, now: float) -> None:
-        for node in self.leases.expired(self.store.owners(), now):
-            ids = self.store.owned_by(node)
-            log.warning("lease of %s expired: freeing %d objects", node, len(ids))
+        for incarnation in self.leases.expired(self.store.owners(), now):
+            ids = self.store.owned_by(incarnation)
+            log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids))
             self.counters["expired_objects"] += len(ids)
-            self.failures.pop(node, None)
+            self.failures.pop(incarnation, None)
             for object_id in ids:
                 self._cascade([self.store.take(object_id)])
 
     def _renew_at_peers(self, now: float) -> None:
         """Keep alive what our stored pointers own on other workers."""
-        targets = {obj._location.node: obj._location for obj in self.store.values()
-                   if isinstance(obj, PointerTensor) and obj._owning}
-        for node in self.renewals.due(targets, now):
+        targets = {obj.location.incarnation: obj.location for obj in self.store.values()
+                   if isinstance(obj, ChainRef) and obj.owning}
+        for incarnation in self.renewals.due(targets, now):
             req = new_id()
-            self.peers.send(targets[node], message(RENEW, req=req, origin=self.ref.node))
+            self.peers.send(targets[incarnation], message(RENEW, req=req, origin=self.ref.incarnation))
             self.waiting[req] = _Waiter(
                 now + DEFAULT_PEER_TIMEOUT,
-                lambda answer, node=node: self.renewals.learn(node, answer.get("value")),
+                lambda answer, incarnation=incarnation: self.renewals.learn(incarnation, answer.get("value")),
                 lambda: None)
 
     def _on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:

@@ -14,11 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterator
 
-from ..errors import ObjectNotFoundError, SyftZmqError
-
-
-class IdCollisionError(SyftZmqError, KeyError):
-    """An object already lives under this id; it is never overwritten silently."""
+from ..errors import IdCollisionError, ObjectNotFoundError
 
 
 class ObjectStore:
@@ -45,7 +41,7 @@ class ObjectStore:
 
     def owned_by(self, owner: str) -> list[int]:
         """Ids of the objects ``owner`` owns here."""
-        return [object_id for object_id, node in self._owners.items() if node == owner]
+        return [object_id for object_id, incarnation in self._owners.items() if incarnation == owner]
 
     def values(self) -> list[Any]:
         return list(self._objects.values())

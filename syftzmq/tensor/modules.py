@@ -18,10 +18,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import argtree
-from .client.session import default_session
-from .dispatch import call_function, get_property, is_inplace, set_property
+from ..core import argtree
+from ..core.ops import is_inplace
 from .pointer import PointerTensor
+from .remote_call import call_function, get_property, session_of, set_property
 
 _PROPERTY_ACCESS = {"__get__", "__set__", "__delete__"}
 
@@ -98,7 +98,7 @@ def _buffers(module: nn.Module) -> list[tuple[nn.Module, str, Any]]:
 
 def module_send(module: nn.Module, worker: Any) -> nn.Module:
     """Send the module's parameters and buffers to ``worker``, in place; returns the module."""
-    session = default_session()
+    session = session_of(worker)
     dest = session.ref_of(worker)
     for _, _, param in _parameters(module):
         if isinstance(param, RemoteParameter):
@@ -106,17 +106,19 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
         else:
             make_remote(param, session.store_tensor(dest, param))
     for owner, name, buf in _buffers(module):
-        owner._buffers[name] = buf.send(dest)
+        owner._buffers[name] = buf.send(dest) if isinstance(buf, PointerTensor) \
+            else session.store_tensor(dest, buf)
     return module
 
 
 def module_get(module: nn.Module) -> nn.Module:
     """Bring the parameters (with their gradients) and buffers back, in place."""
-    session = default_session()
     params = [p for _, _, p in _parameters(module) if isinstance(p, RemoteParameter)]
     buffers = [(o, n, b) for o, n, b in _buffers(module) if isinstance(b, PointerTensor)]
     pointers = [p._pointer for p in params] + [b for _, _, b in buffers]
-    values = session.get_many(pointers)
+    if not pointers:
+        return module
+    values = pointers[0]._require_session().get_many(pointers)
     for pointer in pointers:
         pointer._relinquish("fetched with .get()")
     for param, value in zip(params, values):
@@ -134,16 +136,16 @@ def module_move(module: nn.Module, worker: Any) -> nn.Module:
 
     One round trip per worker they come from, however many tensors there are.
     """
-    session = default_session()
+    session = session_of(worker)
     dest = session.ref_of(worker)
     pointers = [param._pointer for _, _, param in _parameters(module)
                 if isinstance(param, RemoteParameter)]
     pointers += [buf for _, _, buf in _buffers(module) if isinstance(buf, PointerTensor)]
     by_location: dict[str, list[PointerTensor]] = {}
     for pointer in {id(p): p for p in pointers}.values():  # a tied tensor moves once
-        if pointer._location.node != dest.node:
+        if pointer._location.incarnation != dest.incarnation:
             pointer._check_owning("move")
-            by_location.setdefault(pointer._location.node, []).append(pointer)
+            by_location.setdefault(pointer._location.incarnation, []).append(pointer)
     for group in by_location.values():
         new_ids = session.move(group[0]._location, [p.id_at_location for p in group], dest)
         for pointer, new_id_at_dest in zip(group, new_ids):
@@ -191,11 +193,12 @@ def _state_follows_parameters(optimizer: torch.optim.Optimizer, args: Any, kwarg
                 if isinstance(value, PointerTensor):
                     if not remote:
                         state[key] = value.get()
-                    elif value._location.node != param._pointer._location.node:
+                    elif value._location.incarnation != param._pointer._location.incarnation:
                         value.move(param._pointer._location)
                 elif remote and isinstance(value, torch.Tensor) and value.shape == param.shape \
                         and value.dim() > 0:
-                    state[key] = value.send(param._pointer._location)
+                    pointer = param._pointer
+                    state[key] = pointer._require_session().store_tensor(pointer._location, value)
 
 
 def install() -> None:

@@ -1,21 +1,45 @@
-"""Worker handles: what ``sy.VirtualWorker(...)``, ``sy.Worker(...)`` and ``sy.cluster(...)`` return."""
+"""Worker handles: what ``sy.VirtualWorker(...)``, ``sy.Worker(...)`` and ``sy.cluster(...)``
+return, and this process's client session (:func:`default_session`), which they share."""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Sequence
 
-from ..keys import read_key
-from ..launcher import WorkerProcess, spawn_worker
-from ..shapes import warm_up
-from ..protocol import OBJECTS, WorkerRef, message
-from .session import ClientSession, default_session
+from ..core.messages import OBJECTS, message
+from ..core.refs import WorkerRef
+from ..security.curve import CurveClient
+from ..security.keys import read_key
+from ..settings import SETTINGS
+from ..tensor.mirrors import warm_up
+from .launcher import WorkerProcess, spawn_worker
+from .session import ClientSession
+
+REPR_TIMEOUT = 0.25  # seconds repr(worker) may wait for the object count before showing "?"
+
+_default: ClientSession | None = None
+
+
+def default_session() -> ClientSession:
+    """This process's session, created on first use: every handle and pointer of this
+    process talks to its workers through it."""
+    global _default
+    if _default is None:
+        _default = ClientSession(SETTINGS, make_handle=_handle_for)
+    return _default
+
+
+def _handle_for(session: ClientSession, ref: WorkerRef) -> Any:
+    """The handle of a worker the session learned of from a pointer (no handshake)."""
+    if ref.incarnation == session.ref.incarnation:
+        return LocalWorker()
+    return Worker._for_ref(session, ref)
 
 
 def _key_from(key: bytes | str | None, key_file: str | os.PathLike | None) -> bytes | None:
     if key is not None:
         return key.encode() if isinstance(key, str) else key
-    key_file = key_file or os.environ.get("SYFTZMQ_KEY_FILE")
+    key_file = key_file or SETTINGS.key_file
     return read_key(key_file) if key_file else None
 
 
@@ -35,11 +59,8 @@ class Worker:
             raise ValueError("Worker(...) needs the address of a running worker; "
                              "use VirtualWorker(hook, id=...) to start one")
         self._session: ClientSession = default_session()
-        curve_dir = curve_dir or os.environ.get("SYFTZMQ_CURVE_DIR")
-        curve = None
-        if curve_dir:
-            from ..curve import CurveClient
-            curve = CurveClient(curve_dir)
+        curve_dir = curve_dir or SETTINGS.curve_dir
+        curve = CurveClient(curve_dir) if curve_dir else None
         self._ref = self._session.connect(address, _key_from(key, key_file), expected_id=id,
                                           timeout=timeout, curve=curve)
         self._session.register(self)
@@ -51,6 +72,11 @@ class Worker:
         handle._session = session
         handle._ref = ref
         return handle
+
+    @property
+    def session(self) -> ClientSession:
+        """The client session commands to this worker go through."""
+        return self._session
 
     @property
     def id(self) -> str:
@@ -69,9 +95,9 @@ class Worker:
         """A snapshot of the worker's store: id -> tensor, or id -> pointer for stored pointers."""
         return self._session.objects(self._ref)
 
-    def object_count(self) -> int:
+    def object_count(self, timeout: float | None = None) -> int:
         """How many objects the worker stores; only the number travels, not the objects."""
-        return self._session.observe(self._ref, message(OBJECTS, count_only=True))
+        return self._session.observe(self._ref, message(OBJECTS, count_only=True), timeout)
 
     def ping(self, timeout: float | None = None) -> dict:
         return self._session.ping(self._ref, timeout)
@@ -94,8 +120,10 @@ class Worker:
         return hash(self.id)
 
     def __repr__(self) -> str:
+        """``<Worker id:bob #objects:3>``; never waits long: an unreachable or busy worker
+        shows ``#objects:?``."""
         try:
-            count: Any = self.object_count()
+            count: Any = self.object_count(timeout=REPR_TIMEOUT)
         except Exception:
             count = "?"
         return f"<Worker id:{self.id} #objects:{count}>"
@@ -105,7 +133,7 @@ class VirtualWorker(Worker):
     """Starts a worker *process* on this machine and connects to it.
 
     The process ends when ``shutdown()`` is called or this client exits — also when this
-    client is killed (see :mod:`syftzmq.launcher`). It runs torch on ``threads`` threads
+    client is killed (see :mod:`syftzmq.client.launcher`). It runs torch on ``threads`` threads
     (default ``$SYFTZMQ_WORKER_THREADS``, else 1: local workers share this host's cores).
     """
 
@@ -122,7 +150,7 @@ class VirtualWorker(Worker):
             extra += ["--lease-seconds", str(lease_seconds)]
         process = spawn_worker(id, key_file=key_file, extra_args=extra, threads=threads,
                                while_starting=warm_up,
-                               log_level=log_level or os.environ.get("SYFTZMQ_LOG_LEVEL", "WARNING"))
+                               log_level=log_level or SETTINGS.spawned_log_level)
         session.adopt(process)
         self.process = process
         try:
@@ -142,6 +170,10 @@ class LocalWorker:
 
     def __hash__(self) -> int:
         return hash("me")
+
+    @property
+    def session(self) -> ClientSession:
+        return default_session()
 
     @property
     def ref(self) -> WorkerRef:

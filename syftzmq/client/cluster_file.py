@@ -1,7 +1,7 @@
 """Cluster files (``workers/*.toml``): which workers exist, where they bind, which key they use.
 
     key_file = "local.key"            # relative to this file; created 0600 if missing
-    curve_dir = "curve"               # optional: CURVE keys (see syftzmq.curve); created if missing
+    curve_dir = "curve"               # optional: CURVE keys (see syftzmq.security.curve); created if missing
     safe = true                       # optional: every worker refuses code (see SECURITY.md)
     lease_seconds = 120               # optional: free a silent owner's objects after this long
     [workers.bob]
@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .handles import Worker
 
 try:
     import tomllib
@@ -73,7 +75,6 @@ def load_cluster(path: str | os.PathLike) -> ClusterSpec:
 
 def cluster(path: str | os.PathLike, hook: object = None, timeout: float | None = None) -> dict:
     """Connect to the running cluster described by ``path``; returns its workers by id."""
-    from .client.handle import Worker
     spec = load_cluster(path)
     key_file = spec.key_file if spec.key_file and spec.key_file.exists() else None
     return {w.id: Worker(hook, w.id, w.address, key_file=key_file, timeout=timeout,

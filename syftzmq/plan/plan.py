@@ -47,7 +47,7 @@ How a call travels:
 * After a remote call the client no longer knows which gradients changed, so ``.grad`` of any
   pointer passed to a plan is asked of the worker from then on (``_grad_unknown``).
 * A worker in ``--safe`` mode never unpickles code, so it cannot run plans: the call raises
-  :class:`~syftzmq.ops.OperationRefused` before anything is sent (the worker's mode is asked
+  :class:`~syftzmq.errors.OperationRefused` before anything is sent (the worker's mode is asked
   once per worker), and the worker keeps serving.
 """
 
@@ -60,55 +60,26 @@ import pickle
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable
 
 import cloudpickle
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from .dispatch import _common_location
-from .ids import new_id
-from .ops import OperationRefused
-from .pointer import PointerTensor
-from .protocol import STORE, WorkerRef, message
-from .shapes import TensorMeta, describe
+from ..core.ids import new_id
+from ..core.refs import WorkerRef
+from ..errors import OperationRefused
+from ..tensor.pointer import PointerTensor
+from ..tensor.remote_call import common_location, session_of
+from .runner import (Code, ModuleArgument, ModuleSlot, Out, Report, Slot, Template, run_plan,
+                     unpack_held)
 
 _SIGNATURES_KEPT = 64      # argument signatures whose result layout a plan remembers
-_FUNCTIONS_KEPT = 64       # unpickled plan functions a worker keeps
 _BY_REFERENCE = ("syftzmq", "torch")  # packages a worker imports itself; never sent by value
 
 
-# ------------------------------------------------------------------------------ the function
-@dataclass(frozen=True, eq=False)
-class _Code:
-    """A plan's function, pickled once on the client. Unpickling it on the worker yields the
-    function itself (from the worker's cache when it has seen these bytes before)."""
-
-    digest: bytes
-    payload: bytes
-
-    def __reduce__(self) -> tuple:
-        return _load_function, (self.digest, self.payload)
-
-
-_LOADED: OrderedDict[bytes, Callable] = OrderedDict()
-
-
-def _load_function(digest: bytes, payload: bytes) -> Callable:
-    """Worker side: the function for ``payload``, unpickled at most once per cache lifetime."""
-    function = _LOADED.get(digest)
-    if function is None:
-        function = pickle.loads(payload)
-        _LOADED[digest] = function
-        while len(_LOADED) > _FUNCTIONS_KEPT:
-            _LOADED.popitem(last=False)
-    else:
-        _LOADED.move_to_end(digest)
-    return function
-
-
-def _pickle_function(function: Callable) -> _Code:
+def _pickle_function(function: Callable) -> Code:
     """cloudpickle ``function`` by value, with its own module's helpers: the worker may not be
     able to import the module that defined it (a script, a test file)."""
     module = sys.modules.get(getattr(function, "__module__", None) or "")
@@ -122,48 +93,7 @@ def _pickle_function(function: Callable) -> _Code:
     finally:
         if by_value:
             cloudpickle.unregister_pickle_by_value(module)
-    return _Code(hashlib.blake2b(payload, digest_size=16).digest(), payload)
-
-
-# ------------------------------------------------------------------------------ the arguments
-@dataclass(frozen=True)
-class _ModuleSlot:
-    """Where one stored tensor goes in a rebuilt module: ``<path>.<table>[<name>]``."""
-
-    path: str
-    table: str   # "_parameters" or "_buffers"
-    name: str
-    index: int   # into the command's tensor operands
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """Stands, in a plan call's arguments, for the command's ``index``-th remote operand."""
-
-    index: int
-
-
-@dataclass(eq=False)
-class _ModuleArgument:
-    """A module argument without its remote tensors, and where each of them goes back."""
-
-    skeleton: nn.Module
-    slots: list[_ModuleSlot]
-
-
-@dataclass(eq=False)
-class _Template:
-    """Everything of a plan call but its remote operands, which travel as the command's flat
-    arguments (so the worker resolves them, and a chain hop can rename them).
-
-    ``arguments`` is ``(args, kwargs)`` with every pointer replaced by a :class:`_Slot` and every
-    module holding remote tensors by a :class:`_ModuleArgument`: plain containers, no pytree
-    spec (whose pickled form torch is deprecating).
-    """
-
-    name: str
-    arguments: tuple[tuple, dict]
-    outputs: int | None = None       # None: first call for this signature, report the results
+    return Code(hashlib.blake2b(payload, digest_size=16).digest(), payload)
 
 
 @dataclass
@@ -183,7 +113,7 @@ def _split_arguments(args: tuple, kwargs: dict) -> _CallArguments:
     for leaf in leaves:
         pointer = _pointer_of(leaf)
         if pointer is not None:
-            wire.append(_Slot(len(pointers)))
+            wire.append(Slot(len(pointers)))
             signature.append(("p", _pointer_key(pointer)))
             pointers.append(pointer)
         elif isinstance(leaf, nn.Module) and _has_remote_state(leaf):
@@ -230,7 +160,7 @@ def _has_remote_state(module: nn.Module) -> bool:
         any(isinstance(b, PointerTensor) for b in module.buffers())
 
 
-def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> _ModuleArgument:
+def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> ModuleArgument:
     """A copy of ``module`` without its remote tensors, and where each of them goes back.
 
     Each submodule is copied shallowly (it is only pickled, never used here) with fresh
@@ -238,7 +168,7 @@ def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> _Modul
     pointers appended to ``pointers``. Local parameters, if any, travel by value. A submodule
     reachable by two paths is copied once, so the worker's module shares it too.
     """
-    slots: list[_ModuleSlot] = []
+    slots: list[ModuleSlot] = []
     copies: dict[int, nn.Module] = {}
 
     def strip(owner: nn.Module, path: str) -> nn.Module:
@@ -254,7 +184,7 @@ def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> _Modul
                     kept[name] = tensor
                 else:
                     kept[name] = None
-                    slots.append(_ModuleSlot(path, table, name, len(pointers)))
+                    slots.append(ModuleSlot(path, table, name, len(pointers)))
                     pointers.append(pointer)
             clone.__dict__[table] = kept
         clone.__dict__["_modules"] = {
@@ -262,96 +192,13 @@ def _module_argument(module: nn.Module, pointers: list[PointerTensor]) -> _Modul
             for name, child in owner._modules.items()}
         return clone
 
-    return _ModuleArgument(strip(module, ""), slots)
-
-
-# ------------------------------------------------------------------------------ worker side
-@dataclass(eq=False)
-class _Held:
-    """A first call's whole result, kept on the worker until the client has learnt its layout."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class _Out:
-    """Stands, in a reported result structure, for the ``index``-th stored result."""
-
-    index: int
-
-
-@dataclass(frozen=True)
-class _Report:
-    """What a first call tells the client: the result with every stored leaf replaced by an
-    :class:`_Out` (``None`` leaves stay ``None`` and get no pointer), and each one's meta."""
-
-    structure: Any
-    metas: tuple[TensorMeta | None, ...]  # per stored result: its meta if it is a tensor
-
-
-def _run_plan(function: Callable, template: _Template, *operands: Any) -> Any:
-    """Worker side: rebuild the arguments around the stored tensors and call the function."""
-    def fill(leaf: Any) -> Any:
-        if isinstance(leaf, _Slot):
-            return operands[leaf.index]
-        if isinstance(leaf, _ModuleArgument):
-            return _rebuild_module(leaf, operands)
-        return leaf
-
-    args, kwargs = pytree.tree_map(fill, template.arguments)
-    value = function(*args, **kwargs)
-    if template.outputs is None:
-        return [_Held(value), _report(value)]
-    results = _stored_leaves(value)
-    if len(results) != template.outputs:
-        raise TypeError(f"plan {template.name!r} returned {len(results)} values; its first call "
-                        f"with arguments of these shapes returned {template.outputs}. A plan "
-                        f"must return the same structure on every call")
-    return results if results else None
-
-
-def _stored_leaves(value: Any) -> list[Any]:
-    """The leaves of a result that get stored: all but ``None``."""
-    return [leaf for leaf in pytree.tree_leaves(value) if leaf is not None]
-
-
-def _report(value: Any) -> _Report:
-    metas: list[TensorMeta | None] = []
-
-    def mark(leaf: Any) -> Any:
-        if leaf is None:
-            return None
-        metas.append(describe(leaf) if isinstance(leaf, torch.Tensor) else None)
-        return _Out(len(metas) - 1)
-
-    return _Report(pytree.tree_map(mark, value), tuple(metas))
-
-
-def _rebuild_module(argument: _ModuleArgument, operands: Sequence[Any]) -> nn.Module:
-    """Put the stored tensors themselves (not copies) into the module: in-place updates by an
-    optimizer then change what the client's pointers name."""
-    owners = dict(argument.skeleton.named_modules(remove_duplicate=False))
-    for slot in argument.slots:
-        getattr(owners[slot.path], slot.table)[slot.name] = operands[slot.index]
-    return argument.skeleton
-
-
-def _unpack(held: _Held) -> list[Any]:
-    """Worker side: a first call's stored leaves, one per result id."""
-    return _stored_leaves(held.value)
+    return ModuleArgument(strip(module, ""), slots)
 
 
 # ------------------------------------------------------------------------------ client side
-_SAFE_WORKERS: dict[str, bool] = {}
-
-
 def _refuse_safe_worker(session: Any, location: WorkerRef, name: str) -> None:
     """Raise before sending a plan to a worker in safe mode (asked once per worker)."""
-    safe = _SAFE_WORKERS.get(location.node)
-    if safe is None:
-        safe = bool(session.ping(location).get("safe"))
-        _SAFE_WORKERS[location.node] = safe
-    if safe:
+    if session.runs_safe(location):
         raise OperationRefused(
             f"plan {name!r} cannot run on worker {location.id!r}: it runs in safe mode (--safe), "
             f"which never unpickles code, and a plan ships its Python function. Nothing was "
@@ -368,9 +215,9 @@ class Plan:
         self.function = function
         self.name = name or getattr(function, "__name__", "plan")
         functools.update_wrapper(self, function)
-        self._code: _Code | None = None
+        self._code: Code | None = None
         self._stored: dict[str, PointerTensor] = {}  # worker incarnation -> stored function
-        self._layouts: OrderedDict[tuple, _Report] = OrderedDict()
+        self._layouts: OrderedDict[tuple, Report] = OrderedDict()
 
     def __repr__(self) -> str:
         where = ", ".join(p._location.id for p in self._stored.values())
@@ -380,10 +227,10 @@ class Plan:
         split = _split_arguments(args, kwargs)
         if not split.pointers:
             return self.function(*args, **kwargs)
-        location = _common_location(split.pointers, f"plan {self.name}")
+        location = common_location(split.pointers, f"plan {self.name}")
         session = split.pointers[0]._require_session()
         _refuse_safe_worker(session, location, self.name)
-        function: Any = self._stored.get(location.node)  # a pointer: truth needs data
+        function: Any = self._stored.get(location.incarnation)  # a pointer: truth needs data
         if function is None:
             function = self._pickled()
         report = self._layouts.get(split.signature)
@@ -394,9 +241,9 @@ class Plan:
                 while len(self._layouts) > _SIGNATURES_KEPT:
                     self._layouts.popitem(last=False)
                 return results
-            template = _Template(self.name, split.arguments, len(report.metas))
+            template = Template(self.name, split.arguments, len(report.metas))
             result_ids = [new_id() for _ in report.metas]
-            session.command(location, ("func", _run_plan), (function, template, *split.pointers),
+            session.command(location, ("func", run_plan), (function, template, *split.pointers),
                             {}, result_ids=result_ids, metas=list(report.metas))
             return _results(session, location, result_ids, report)
         finally:
@@ -404,12 +251,12 @@ class Plan:
                 object.__setattr__(pointer, "_grad_unknown", True)
 
     def _first_call(self, session: Any, location: WorkerRef, function: Any,
-                    split: _CallArguments) -> tuple[_Report, Any]:
+                    split: _CallArguments) -> tuple[Report, Any]:
         """Run the plan keeping its whole result, learn the result's layout (one round trip),
         then split the result into one stored object per leaf."""
-        template = _Template(self.name, split.arguments, None)
+        template = Template(self.name, split.arguments, None)
         held_id, report_id = new_id(), new_id()
-        session.command(location, ("func", _run_plan), (function, template, *split.pointers), {},
+        session.command(location, ("func", run_plan), (function, template, *split.pointers), {},
                         result_ids=[held_id, report_id])
         held = session.new_pointer(location, held_id)
         report_pointer = session.new_pointer(location, report_id)
@@ -419,13 +266,13 @@ class Plan:
                 report = report.get()
             result_ids = [new_id() for _ in report.metas]
             if result_ids:
-                session.command(location, ("func", _unpack), (held,), {}, result_ids=result_ids,
+                session.command(location, ("func", unpack_held), (held,), {}, result_ids=result_ids,
                                 metas=list(report.metas))
         finally:
             del held, report_pointer  # released with the next message
         return report, _results(session, location, result_ids, report)
 
-    def _pickled(self) -> _Code:
+    def _pickled(self) -> Code:
         if self._code is None:
             self._code = _pickle_function(self.function)
         return self._code
@@ -433,23 +280,19 @@ class Plan:
     def send(self, *workers: Any) -> "Plan":
         """Store the function on each worker, so calls there no longer carry it; returns the
         plan. It stays stored until the plan is garbage collected (or sent there again)."""
-        from .client.session import default_session
-        session = default_session()
         for worker in workers:
+            session = session_of(worker)
             dest = session.ref_of(worker)
             _refuse_safe_worker(session, dest, self.name)
-            object_id = new_id()
-            session._send(dest, message(STORE, origin=session.ref.node, id=object_id,
-                                        obj=self._pickled()))
-            self._stored[dest.node] = session.new_pointer(dest, object_id)
+            self._stored[dest.incarnation] = session.store_object(dest, self._pickled())
         return self
 
 
-def _results(session: Any, location: WorkerRef, result_ids: list[int], report: _Report) -> Any:
+def _results(session: Any, location: WorkerRef, result_ids: list[int], report: Report) -> Any:
     """Pointers to the stored results, nested as the function nested them."""
     pointers = [session.new_pointer(location, rid, meta=meta)
                 for rid, meta in zip(result_ids, report.metas)]
-    return pytree.tree_map(lambda leaf: pointers[leaf.index] if isinstance(leaf, _Out) else leaf,
+    return pytree.tree_map(lambda leaf: pointers[leaf.index] if isinstance(leaf, Out) else leaf,
                            report.structure)
 
 

@@ -15,15 +15,61 @@ Python callables.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 import torch
 
-from .errors import SyftZmqError
+from ..errors import OperationRefused
+
+# ------------------------------------------------------------------------------ vocabulary
+# Python operators a tensor (and so a pointer) supports: ``a + b`` is ``__add__``, ``1 + a``
+# ``__radd__``, ``a += b`` ``__iadd__``.
+BINARY_OPERATORS = ("add", "sub", "mul", "div", "truediv", "floordiv", "mod", "pow", "matmul", "and",
+                    "or", "xor", "lshift", "rshift")
+UNARY_AND_COMPARISON_OPERATORS = ("__neg__", "__pos__", "__abs__", "__invert__", "__lt__",
+                                  "__le__", "__gt__", "__ge__", "__eq__", "__ne__",
+                                  "__getitem__", "__setitem__")
+INPLACE_OPERATORS = frozenset(f"__i{name}__" for name in BINARY_OPERATORS)
+OPERATORS = frozenset(f"__{prefix}{name}__" for name in BINARY_OPERATORS
+                      for prefix in ("", "r", "i")) | frozenset(UNARY_AND_COMPARISON_OPERATORS)
+# Tensor attributes whose pointer names the attribute itself (no message, no stored alias),
+# and the attributes a client may set on a remote tensor.
+ATTRIBUTE_POINTERS = frozenset({"grad", "data"})
+SETTABLE_ATTRIBUTES = frozenset({"grad", "data", "requires_grad"})
+# Values that are plain data, not objects: immutable, cheap to compare and to hash.
+PLAIN_VALUES = frozenset({bool, int, float, complex, str, type(None), type(Ellipsis), torch.dtype,
+                          torch.device, torch.layout, torch.memory_format})
 
 
-class OperationRefused(SyftZmqError, PermissionError):
-    """A worker in safe mode refuses an operation that is not a named torch operation."""
+def is_inplace(name: str) -> bool:
+    """Whether tensor method ``name`` changes its tensor (``add_``, ``__iadd__``, ``__setitem__``)."""
+    return (name.endswith("_") and not name.startswith("__")) or name in INPLACE_OPERATORS \
+        or name == "__setitem__"
+
+
+def tensor_property(name: str) -> bool:
+    """True if ``torch.Tensor.<name>`` is a property (``x.T``), not a method (``x.sum``)."""
+    try:
+        attr = inspect.getattr_static(torch.Tensor, name)
+    except AttributeError:
+        return False
+    return hasattr(attr, "__get__") and not callable(attr)
+
+
+def op_name(func: Any) -> str:
+    """``namespace::name.overload`` of a ``torch.ops`` operator."""
+    if isinstance(func, torch._ops.OpOverload):
+        return f"{func._schema.name}.{func._overloadname}"
+    return f"{func._qualified_op_name}"
+
+
+def resolve_op(qualified: str) -> Any:
+    """Inverse of :func:`op_name`: the operator object, looked up in ``torch.ops``."""
+    namespace, _, rest = qualified.partition("::")
+    name, _, overload = rest.partition(".")
+    packet = getattr(getattr(torch.ops, namespace), name)
+    return getattr(packet, overload) if overload else packet
 
 
 # Tensor methods that reach raw memory, shared memory, devices or take Python callables.
@@ -33,13 +79,6 @@ _UNSAFE_METHODS = frozenset({
     "pin_memory", "record_stream", "cuda", "ipu", "xpu", "mps", "numpy", "tolist",
     "storage_offset", "is_set_to", "module_load", "new_tensor",
 })
-# Dunder methods that are plain arithmetic, comparison or indexing.
-_OPERATOR_DUNDERS = frozenset(
-    f"__{prefix}{name}__"
-    for name in "add sub mul truediv floordiv div mod pow matmul and or xor lshift rshift".split()
-    for prefix in ("", "r", "i")
-) | {"__neg__", "__pos__", "__abs__", "__invert__", "__lt__", "__le__", "__gt__", "__ge__",
-     "__eq__", "__ne__", "__getitem__", "__setitem__"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,7 +121,7 @@ def _registry() -> tuple[dict[str, Callable], dict[Callable, str], frozenset[str
         except TypeError:  # unhashable callables cannot be looked up; they travel pickled
             continue
     allowed = {m for m in methods if m and not m.startswith("_")} - _UNSAFE_METHODS
-    return by_name, by_function, frozenset(allowed | _OPERATOR_DUNDERS)
+    return by_name, by_function, frozenset(allowed | OPERATORS)
 
 
 def op_to_wire(op: tuple) -> tuple:
@@ -132,9 +171,6 @@ def op_from_wire(op: Any, safe: bool) -> tuple:
     return op
 
 
-SETTABLE_PROPERTIES = frozenset({"grad", "data", "requires_grad"})
-
-
 def _checked_named_op(kind: str, target: Any, safe: bool) -> tuple:
     """``torch.ops`` operators by qualified name, and tensor properties by name."""
     if not isinstance(target, str):
@@ -145,9 +181,8 @@ def _checked_named_op(kind: str, target: Any, safe: bool) -> tuple:
             raise OperationRefused(f"this worker runs in safe mode: only aten operators may be "
                                    f"named, not {target!r}")
         return (kind, target)
-    from .pointer import tensor_property
-    if kind == "setattr" and target not in SETTABLE_PROPERTIES:
-        raise OperationRefused(f"only {sorted(SETTABLE_PROPERTIES)} can be set remotely, "
+    if kind == "setattr" and target not in SETTABLE_ATTRIBUTES:
+        raise OperationRefused(f"only {sorted(SETTABLE_ATTRIBUTES)} can be set remotely, "
                                f"not {target!r}")
     if not tensor_property(target) or target.startswith("_"):
         raise OperationRefused(f"{target!r} is not a tensor property")

@@ -1,59 +1,32 @@
-"""A pointer's local mirror: a tensor on PyTorch's ``meta`` device with the remote's shape,
-dtype and autograd graph, but no data.
+"""Inference on mirrors: a pointer operation's result shape, dtype and autograd graph, computed
+on the client from the operands' meta mirrors (see :mod:`syftzmq.core.meta`) before anything is
+sent.
 
 Running an operation on the mirrors gives the result's shape and dtype, or raises the very error
-local torch would raise (a shape mismatch, say) at the line that caused it, before anything is
-sent. Because mirrors carry ``requires_grad`` and ``grad_fn``, ``loss.backward()`` on the mirrors
-tells the client exactly which leaves now have a gradient, and its shape, without a round trip.
-Operations without a meta kernel, or whose result shape depends on the data, give no mirror: the
-pointer then learns its shape from the worker on first use.
+local torch would raise (a shape mismatch, say) at the line that caused it. Because mirrors carry
+``requires_grad`` and ``grad_fn``, ``loss.backward()`` on the mirrors tells the client exactly
+which leaves now have a gradient, and its shape, without a round trip. Operations without a meta
+kernel, or whose result shape depends on the data, give no mirror: the pointer then learns its
+shape from the worker on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from . import argtree
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """What travels on the wire about a remote tensor (mirrors themselves stay local)."""
-
-    shape: torch.Size
-    dtype: torch.dtype
-    requires_grad: bool = False
-    grad: "TensorMeta | None" = None  # the tensor's .grad, which travels with it
+from ..core import argtree
+from .operand import RemoteOperand
 
 
 class Unknown(Exception):
     """The result's shape cannot be known without the data."""
 
 
-def mirror_of(meta: TensorMeta) -> torch.Tensor:
-    """A fresh leaf mirror for a tensor described by ``meta``."""
-    mirror = torch.empty(meta.shape, dtype=meta.dtype, device="meta")
-    if meta.requires_grad:
-        mirror.requires_grad_(True)
-    if meta.grad is not None:
-        mirror.grad = mirror_of(meta.grad)
-    return mirror
-
-
-def describe(tensor: torch.Tensor) -> TensorMeta:
-    """Shape, dtype, requires_grad, and the same for a leaf's ``.grad``."""
-    grad = tensor.grad if tensor.is_leaf else None
-    return TensorMeta(tensor.shape, tensor.dtype, bool(tensor.requires_grad),
-                      None if grad is None else describe(grad))
-
-
 def as_mirror(value: Any) -> Any:
     """The meta stand-in for one argument: pointers give their mirror, tensors a meta copy."""
-    from .pointer import PointerTensor
-    if isinstance(value, PointerTensor):
+    if isinstance(value, RemoteOperand):
         mirror = value._mirror
         if mirror is None:
             raise Unknown("an operand's shape is not known locally")
@@ -94,7 +67,7 @@ def warm_up() -> None:
     """Run a few operations on meta tensors once per process.
 
     The first operation inferred on the meta device costs about a second (torch imports and
-    traces its Python decompositions). :class:`~syftzmq.client.handle.VirtualWorker` calls
+    traces its Python decompositions). :class:`~syftzmq.client.handles.VirtualWorker` calls
     this while its worker process starts, so that second overlaps the worker's own start-up
     instead of landing on the user's first operation.
     """

@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .errors import WorkerUnavailable
-from .wire import shm
-from .worker.cli import READY_PREFIX, THREADS_ENV
-
-LOCAL_DEFAULT_THREADS = 1
+from ..core.messages import READY_PREFIX
+from ..errors import WorkerUnavailable
+from ..settings import SETTINGS
+from ..wire import shm
 
 
 def local_worker_threads() -> int:
@@ -32,8 +31,7 @@ def local_worker_threads() -> int:
     then cost several times more. One thread each is the right default for several workers;
     a single worker doing large matrix work may want more.
     """
-    value = os.environ.get(THREADS_ENV)
-    return int(value) if value else LOCAL_DEFAULT_THREADS
+    return SETTINGS.spawned_worker_threads
 
 
 @dataclass
@@ -42,7 +40,7 @@ class WorkerProcess:
 
     id: str
     endpoint: str
-    node: str
+    incarnation: str
     popen: subprocess.Popen
     _lifeline: int | None = None
 
@@ -124,7 +122,7 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
     except BaseException:
         process.stop()
         raise
-    process.endpoint, process.node = info["endpoint"], info["node"]
+    process.endpoint, process.incarnation = info["endpoint"], info["incarnation"]
     popen.stdout.close()
     return process
 

@@ -1,12 +1,23 @@
-"""From a torch call on pointers to one command: the client half of remote execution.
+"""The one dispatcher: every operation on a pointer passes through :func:`remote_call`.
 
-``call_function`` (torch functions, via ``__torch_function__``) and ``call_method`` (tensor
-methods and operators) share one path: check the operands, run the call on the local meta
-mirrors (result shapes, dtypes, autograd graph — and local torch's own errors), choose result
-ids, send one fire-and-forget command, and return pointers to the results.
+Torch functions arrive through ``__torch_function__`` (:func:`call_function`), tensor methods and
+operators through the pointer's attributes (:func:`call_method`), tensor properties through
+:func:`get_property` and :func:`set_property`. :func:`remote_call` then, in this order:
 
-Ops with a Python result that the mirror computes exactly (``dim``, ``is_complex``) answer
-locally; ops that need the data (``item``, ``tolist``, ``bool``) say to call ``.get()`` first.
+1. refuses ops that need the data (``item``, ``tolist``, ``bool``): call ``.get()`` first;
+2. replaces remote parameters by their pointers and checks that every pointer operand lives on
+   one worker (:class:`~syftzmq.errors.WorkerMismatchError`, nothing sent);
+3. looks the result up in the inference cache (:mod:`syftzmq.tensor.inference_cache`), else
+   runs the call on the operands' meta mirrors (:mod:`syftzmq.tensor.mirrors`): result shapes,
+   dtypes, autograd graph — and local torch's own errors, raised here at the user's line;
+4. answers locally what the mirror computes exactly (``dim``, ``is_complex``);
+5. chooses the result ids, hands one fire-and-forget command to the session, and returns
+   pointers to the results, nested as torch nests them.
+
+Design note — why ``__torch_function__`` and not a list of op names: a pointer is not a tensor
+subclass, so torch calls it for every public function; a new torch release's ops work
+unchanged. Why no round trip: the caller chooses the result ids, so nothing needs an answer
+until an observation (see :mod:`syftzmq.client.session`).
 """
 
 from __future__ import annotations
@@ -16,25 +27,21 @@ from typing import Any, Callable
 import torch
 from torch.utils import _pytree as pytree
 
-from . import argtree
-from .errors import NeedsGetError, WorkerMismatchError
-from .ids import new_id
-from .pointer import ATTRIBUTE_POINTERS, REMOTE_DEVICE, PointerTensor
-from .result_cache import RESULTS
-from .shapes import TensorMeta, Unknown, describe, infer
+from ..core import argtree
+from ..core.ids import new_id
+from ..core.meta import TensorMeta, describe
+from ..core.ops import ATTRIBUTE_POINTERS, PLAIN_VALUES, is_inplace, op_name
+from ..errors import NeedsGetError, WorkerMismatchError
+from .inference_cache import INFERRED
+from .mirrors import Unknown, infer
+from .operand import RemoteOperand
 
+REMOTE_DEVICE = torch.device("cpu")  # what a pointer reports as its device
 # Methods whose result is a Python value that only the data can give.
 NEEDS_DATA = frozenset({"item", "tolist", "__bool__", "__int__", "__float__", "__index__",
                         "__complex__", "numpy", "__array__", "equal", "allclose"})
-_PYTHON_VALUES = (bool, int, float, complex, str, torch.Size, torch.dtype, torch.device,
-                  torch.layout, torch.memory_format, type(None))
-
-
-def is_inplace(name: str) -> bool:
-    return (name.endswith("_") and not name.startswith("__")) or (
-        name.startswith("__i") and name[3:] in {
-            "add__", "sub__", "mul__", "truediv__", "floordiv__", "mod__", "pow__", "matmul__",
-            "and__", "or__", "xor__", "lshift__", "rshift__"}) or name == "__setitem__"
+# Results a mirror computes exactly: a plain value, or a shape.
+_PYTHON_RESULTS = tuple(PLAIN_VALUES | {torch.Size})
 
 
 def call_function(func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -49,19 +56,16 @@ def call_function(func: Callable, args: tuple, kwargs: dict) -> Any:
     return remote_call(("func", func), name, func, args, kwargs)
 
 
-def op_name(func: Any) -> str:
-    """``namespace::name.overload`` of a ``torch.ops`` operator."""
-    if isinstance(func, torch._ops.OpOverload):
-        return f"{func._schema.name}.{func._overloadname}"
-    return f"{func._qualified_op_name}"
-
-
-def resolve_op(qualified: str) -> Any:
-    """Inverse of :func:`op_name`: the operator object, looked up in ``torch.ops``."""
-    namespace, _, rest = qualified.partition("::")
-    name, _, overload = rest.partition(".")
-    packet = getattr(getattr(torch.ops, namespace), name)
-    return getattr(packet, overload) if overload else packet
+def session_of(worker: Any) -> Any:
+    """The client session behind a worker handle (``sy.VirtualWorker``, ``sy.Worker``,
+    ``sy.local_worker``) or a pointer: where a command to that worker goes."""
+    session = getattr(worker, "session", None)
+    if session is None and isinstance(worker, RemoteOperand):
+        session = worker._require_session()
+    if session is None:
+        raise TypeError(f"expected a worker (sy.VirtualWorker, sy.Worker) or a pointer, got "
+                        f"{type(worker).__name__} {worker!r:.60}")
+    return session
 
 
 def call_method(name: str, args: tuple, kwargs: dict) -> Any:
@@ -71,23 +75,24 @@ def call_method(name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def unwrap(value: Any) -> Any:
-    """A remote parameter stands for its pointer (see :mod:`syftzmq.modules`)."""
+    """A remote parameter stands for its pointer (see :mod:`syftzmq.tensor.modules`)."""
     if isinstance(value, torch.nn.Parameter):
         pointer = value.__dict__.get("_pointer")
-        if isinstance(pointer, PointerTensor):
+        if isinstance(pointer, RemoteOperand):
             return pointer
     return value
 
 
-def _pointers_in(args: tuple, kwargs: dict) -> list[PointerTensor]:
-    return [leaf for leaf in argtree.leaves(args, kwargs) if isinstance(leaf, PointerTensor)]
+def _pointers_in(args: tuple, kwargs: dict) -> list[Any]:
+    return [leaf for leaf in argtree.leaves(args, kwargs) if isinstance(leaf, RemoteOperand)]
 
 
-def _common_location(pointers: list[PointerTensor], name: str):
+def common_location(pointers: list[Any], name: str) -> Any:
+    """The worker all ``pointers`` live on; :class:`WorkerMismatchError` if they differ."""
     for pointer in pointers:
         pointer._check_usable()
     location = pointers[0]._location
-    stranger = next((p for p in pointers if p._location.node != location.node), None)
+    stranger = next((p for p in pointers if p._location.incarnation != location.incarnation), None)
     if stranger is not None:
         raise WorkerMismatchError(
             f"{name}() mixes pointers on worker {location.id!r} and worker "
@@ -102,13 +107,13 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
         raise NeedsGetError(f"{name}() needs the data, which lives on a worker: call .get() first")
     args, kwargs = argtree.map_args(unwrap, args, kwargs)
     pointers = _pointers_in(args, kwargs)
-    location = _common_location(pointers, name)
+    location = common_location(pointers, name)
     session = pointers[0]._require_session()
 
     inplace = is_inplace(name)
-    cache_key = None if inplace else RESULTS.key(op, args, kwargs)
+    cache_key = None if inplace else INFERRED.key(op, args, kwargs)
     if cache_key is not None:
-        cached = RESULTS.get(cache_key)
+        cached = INFERRED.get(cache_key)
         if cached is not None:
             return _send_with_results(session, location, op, args, kwargs, list(cached.metas),
                                       cached.structure, mirrors=None)
@@ -121,12 +126,12 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
         if name == "backward":
             session.grads_uncertain = True
 
-    if known and isinstance(mirror_result, _PYTHON_VALUES):
+    if known and isinstance(mirror_result, _PYTHON_RESULTS):
         if mirror_result is None or is_inplace(name):
             session.command(location, op, args, kwargs, result_ids=[])
             return None
         return mirror_result  # computed exactly by the mirror: no message
-    if inplace and isinstance(args[0], PointerTensor):
+    if inplace and isinstance(args[0], RemoteOperand):
         session.command(location, op, args, kwargs, result_ids=[])
         return args[0]
 
@@ -140,7 +145,7 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
                                 f"which needs the data: call .get() first")
     metas = [describe(leaf) if leaf is not None else None for leaf in leaves]
     if known and cache_key is not None:
-        RESULTS.put(cache_key, leaves, structure, metas)
+        INFERRED.put(cache_key, leaves, structure, metas)
     return _send_with_results(session, location, op, args, kwargs, metas, structure,
                               mirrors=leaves)
 
@@ -162,7 +167,7 @@ def _send_with_results(session: Any, location: Any, op: tuple, args: tuple, kwar
     return results[0] if structure is None else pytree.tree_unflatten(results, structure)
 
 
-def get_property(pointer: PointerTensor, name: str) -> Any:
+def get_property(pointer: Any, name: str) -> Any:
     """``pointer.<name>`` for a tensor property: answered by the mirror where it can be."""
     pointer._check_usable()
     session = pointer._require_session()
@@ -181,30 +186,27 @@ def get_property(pointer: PointerTensor, name: str) -> Any:
     return _remote_property(pointer, name)
 
 
-def _remote_property(pointer: PointerTensor, name: str) -> Any:
+def _remote_property(pointer: Any, name: str) -> Any:
     """A tensor-valued property (``x.T``, ``x.mH``) computed and stored on the holder."""
     return remote_call(("getattr", name), name, lambda target: getattr(target, name),
                        (pointer,), {})
 
 
-def _attribute_pointer(pointer: PointerTensor, name: str, mirror: Any) -> PointerTensor:
+def _attribute_pointer(pointer: Any, name: str, known: Any) -> Any:
     if pointer._attr is not None:  # x.grad.data: resolve one level on the worker
         return _remote_property(pointer, name)
-    meta = mirror if isinstance(mirror, TensorMeta) else None
-    return PointerTensor(pointer._location, pointer.id_at_location, meta=meta,
-                         mirror=None if meta is not None else mirror, owning=False,
-                         session=pointer._session, attr=name)
+    return pointer._attribute(name, known)
 
 
-def set_property(pointer: PointerTensor, name: str, value: Any) -> None:
+def set_property(pointer: Any, name: str, value: Any) -> None:
     """``pointer.<name> = value`` for ``grad``, ``data`` and ``requires_grad``."""
     pointer._check_usable()
-    if isinstance(value, PointerTensor):
-        _common_location([pointer, value], f"setting .{name}")
+    if isinstance(value, RemoteOperand):
+        common_location([pointer, value], f"setting .{name}")
     session = pointer._require_session()
     mirror = pointer._mirror
     if mirror is not None:
-        mirror_value = value._mirror if isinstance(value, PointerTensor) else value
+        mirror_value = value._mirror if isinstance(value, RemoteOperand) else value
         if isinstance(mirror_value, torch.Tensor) and mirror_value.device.type != "meta":
             mirror_value = mirror_value.detach().to("meta")
         setattr(mirror, name, mirror_value)  # raises local torch's error for a bad value

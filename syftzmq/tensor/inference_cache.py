@@ -1,6 +1,6 @@
 """Remembered shape inference: the result metas of an operation, keyed by what decides them.
 
-Running an operation on meta mirrors (:func:`syftzmq.shapes.infer`) goes through torch's Python
+Running an operation on meta mirrors (:func:`syftzmq.tensor.mirrors.infer`) goes through torch's Python
 decompositions and costs about 200 µs, nearly half of the client's time per operation. Its
 answer depends only on the operation, the operands' shapes, dtypes and strides, and the
 non-tensor arguments, so a loop that repeats an operation can reuse it.
@@ -14,6 +14,9 @@ Only the safe cases are cached:
 - in-place operations and ``out=`` are never cached: they change their operands' mirrors;
 - every non-tensor argument is a plain hashable value (numbers, strings, dtypes...), compared
   by type and value, so ``x + 1`` and ``x + 1.0`` are different entries.
+
+The cache is a pure function of its keys, bounded by :data:`LIMIT`: one per process, shared by
+every session, never reset.
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ from typing import Any, Hashable
 
 import torch
 
-from .shapes import TensorMeta
+from ..core.meta import TensorMeta
+from ..core.ops import PLAIN_VALUES
+from .operand import RemoteOperand
 
 LIMIT = 4096  # entries; the cache is emptied when full (loops reuse a handful of keys)
-
-_ATOMS = frozenset({int, float, bool, complex, str, type(None), torch.dtype, torch.device,
-                    torch.layout, torch.memory_format, type(Ellipsis)})
 
 
 class _Uncacheable(Exception):
@@ -49,22 +51,13 @@ def _tensor_key(mirror: torch.Tensor) -> tuple:
     return ("T", tuple(mirror.shape), mirror.dtype)
 
 
-_POINTER_TYPE: list[type] = []
-
-
-def _pointer_type() -> type:
-    """``PointerTensor``, imported on first use (it imports this module)."""
-    if not _POINTER_TYPE:
-        from .pointer import PointerTensor
-        _POINTER_TYPE.append(PointerTensor)
-    return _POINTER_TYPE[0]
-
-
 def _key(value: Any) -> Hashable:
     kind = type(value)
-    if kind in _ATOMS:
+    if kind in PLAIN_VALUES:
         return (kind, value)
-    if kind is _pointer_type():
+    if kind is torch.Tensor:
+        return _tensor_key(value)
+    if isinstance(value, RemoteOperand):
         meta = value._pending_meta
         if meta is not None:  # a lazy mirror: contiguous by construction
             if meta.requires_grad:
@@ -74,8 +67,6 @@ def _key(value: Any) -> Hashable:
         if mirror is None:
             raise _Uncacheable
         return _tensor_key(mirror)
-    if kind is torch.Tensor:
-        return _tensor_key(value)
     if kind in (tuple, list, torch.Size):
         return (kind, tuple(_key(item) for item in value))
     if kind is dict:
@@ -83,7 +74,7 @@ def _key(value: Any) -> Hashable:
     raise _Uncacheable
 
 
-class ResultCache:
+class InferenceCache:
     """Inferred results by ``(op, argument key)``; see the module docstring for what qualifies."""
 
     def __init__(self, limit: int = LIMIT) -> None:
@@ -122,4 +113,4 @@ class ResultCache:
         self._entries[key] = Inferred(tuple(metas), structure)
 
 
-RESULTS = ResultCache()
+INFERRED = InferenceCache()

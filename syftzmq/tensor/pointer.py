@@ -1,6 +1,7 @@
 """``PointerTensor``: a local object that stands for a tensor held by a worker.
 
-Every operation on a pointer becomes one fire-and-forget command (see :mod:`syftzmq.dispatch`).
+Every operation on a pointer becomes one fire-and-forget command (see
+:mod:`syftzmq.tensor.remote_call`, the one dispatcher every operation passes through).
 Torch functions reach the pointer through PyTorch's ``__torch_function__`` protocol, tensor
 methods and properties through ``__getattr__``: no list of op names is kept here, so a torch
 release's new ops work unchanged.
@@ -9,45 +10,34 @@ A pointer either *owns* its target (it was created by ``send``, by an operation,
 by ``get``) or is a non-owning view (a snapshot in ``_objects``, a pointer whose ownership was
 handed on with ``send``, or an attribute such as ``x.grad``). When an owning pointer is garbage
 collected, its target is deleted.
+
+A pointer never travels as this class: on the wire it is a plain
+:class:`~syftzmq.core.refs.ChainRef` record (what a worker stores for a chain hop), and a client
+that receives a record turns it back into a pointer with :meth:`PointerTensor.from_record`.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
-from . import runtime
-from .errors import NeedsGetError, ObjectGoneError
-from .ids import new_id
-from .protocol import WorkerRef
-from .shapes import TensorMeta, describe, mirror_of
-
-if TYPE_CHECKING:
-    from .client.session import ClientSession
-
-# Tensor attributes whose pointer names the attribute itself: no message, no stored alias.
-ATTRIBUTE_POINTERS = frozenset({"grad", "data"})
-SETTABLE = frozenset({"grad", "data", "requires_grad"})
-REMOTE_DEVICE = torch.device("cpu")
+from ..core.ids import new_id
+from ..core.meta import TensorMeta, describe, mirror_of
+from ..core.ops import BINARY_OPERATORS, SETTABLE_ATTRIBUTES, UNARY_AND_COMPARISON_OPERATORS, \
+    tensor_property
+from ..core.refs import ChainRef, WorkerRef
+from ..errors import NeedsGetError, ObjectGoneError
+from . import remote_call
+from .operand import RemoteOperand
 
 
-def tensor_property(name: str) -> bool:
-    """True if ``torch.Tensor.<name>`` is a property (``x.T``), not a method (``x.sum``)."""
-    try:
-        attr = inspect.getattr_static(torch.Tensor, name)
-    except AttributeError:
-        return False
-    return hasattr(attr, "__get__") and not callable(attr)
-
-
-class PointerTensor:
+class PointerTensor(RemoteOperand):
     """A pointer to a tensor (or to another pointer) stored on a worker."""
 
     def __init__(self, location: WorkerRef, id_at_location: int, *, meta: TensorMeta | None = None,
                  mirror: torch.Tensor | None = None, owning: bool = True, id: int | None = None,
-                 owner: WorkerRef | None = None, session: "ClientSession | None" = None,
+                 owner: WorkerRef | None = None, session: Any = None,
                  attr: str | None = None) -> None:
         set_ = object.__setattr__
         set_(self, "_location", location)
@@ -77,10 +67,13 @@ class PointerTensor:
     @property
     def owner(self) -> Any:
         """The process holding this pointer: ``sy.local_worker`` on the client, else a worker."""
-        ref = self._owner if self._owner is not None else runtime.current().ref
+        ref = self._owner_ref()
         if self._session is not None:
             return self._session.handle(ref)
         return ref
+
+    def _owner_ref(self) -> WorkerRef | None:
+        return self._owner if self._owner is not None else getattr(self._session, "ref", None)
 
     @property
     def shape(self) -> torch.Size:
@@ -92,7 +85,7 @@ class PointerTensor:
 
     @property
     def _mirror(self) -> torch.Tensor | None:
-        """The local meta stand-in (see :mod:`syftzmq.shapes`), or ``None`` if unknown."""
+        """The local meta stand-in (see :mod:`syftzmq.core.meta`), or ``None`` if unknown."""
         mirror = self._built_mirror
         if mirror is None and self._pending_meta is not None:
             mirror = mirror_of(self._pending_meta)
@@ -127,8 +120,9 @@ class PointerTensor:
     def __repr__(self) -> str:
         state = "" if self._gone is None else f" ({self._gone})"
         target = f"{self.id_at_location}.{self._attr}" if self._attr else f"{self.id_at_location}"
-        owner = self._owner if self._owner is not None else runtime.current().ref
-        return f"[PointerTensor | {owner.id}:{self.id} -> {self._location.id}:{target}]{state}"
+        owner = self._owner_ref()
+        owner_id = owner.id if owner is not None else "?"
+        return f"[PointerTensor | {owner_id}:{self.id} -> {self._location.id}:{target}]{state}"
 
     __str__ = __repr__
 
@@ -171,24 +165,37 @@ class PointerTensor:
             object.__setattr__(self, "_mirror", mirror_of(meta))
         return self._mirror
 
-    def _require_session(self) -> "ClientSession":
+    def _require_session(self) -> Any:
         if self._session is None:
             raise RuntimeError(f"{self!r} lives on a worker; it can only be used from a client")
         return self._session
 
-    def _wire_copy(self, owning: bool, owner: WorkerRef | None = None) -> "PointerTensor":
-        """A detached copy for a message.
+    def _attribute(self, name: str, known: Any) -> "PointerTensor":
+        """A non-owning pointer to the target's attribute ``name`` (``x.grad``); ``known`` is
+        its meta or its mirror."""
+        meta = known if isinstance(known, TensorMeta) else None
+        return PointerTensor(self._location, self.id_at_location, meta=meta,
+                             mirror=None if meta is not None else known, owning=False,
+                             session=self._session, attr=name)
 
-        ``owning`` says whether ownership travels with it. ``owner`` is kept only for a
-        snapshot (the pointer stays where it is); a transferred pointer belongs to whichever
-        process rebuilds it.
-        """
-        return PointerTensor(self._location, self.id_at_location, mirror=self._built_mirror,
-                             meta=self._pending_meta, owning=owning, id=self.id, owner=owner, attr=self._attr)
+    def to_record(self, owning: bool) -> ChainRef:
+        """This pointer as it travels: a plain record. ``owning`` says whether ownership of the
+        target goes with it (the receiver then keeps the target alive)."""
+        return ChainRef(self._location, self.id_at_location, self.id, self._meta, owning,
+                        None, self._attr)
+
+    @classmethod
+    def from_record(cls, record: ChainRef, session: Any) -> "PointerTensor":
+        """The pointer a client holds for a record it received (a fetched chain hop, an entry of
+        a store snapshot). It owns the target if the record did."""
+        return cls(record.location, record.id_at_location, meta=record.meta,
+                   owning=record.owning, id=record.id, owner=record.owner or session.ref,
+                   session=session, attr=record.attr)
 
     def __reduce__(self) -> tuple:
-        return _rebuild_pointer, (self._location, self.id_at_location, self.id, self._meta,
-                                  self._owning, self._owner, self._attr)
+        """Pickled, a pointer is its record (a non-owning one: pickling hands nothing on)."""
+        return ChainRef, (self._location, self.id_at_location, self.id, self._meta, False, None,
+                          self._attr)
 
     # ----------------------------------------------------------------- data movement
     def get(self) -> Any:
@@ -224,7 +231,7 @@ class PointerTensor:
         self._check_owning("move")
         session = self._require_session()
         dest = session.ref_of(worker)
-        if dest.node == self._location.node:
+        if dest.incarnation == self._location.incarnation:
             return self
         (new_id_at_dest,) = session.move(self._location, [self.id_at_location], dest)
         self._moved_to(dest, new_id_at_dest)
@@ -238,30 +245,27 @@ class PointerTensor:
     @classmethod
     def __torch_function__(cls, func: Callable, types: tuple, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
-        from .dispatch import call_function
-        return call_function(func, tuple(args), dict(kwargs or {}))
+        return remote_call.call_function(func, tuple(args), dict(kwargs or {}))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") and not name.startswith("__"):
             raise AttributeError(name)
         if tensor_property(name):
-            from .dispatch import get_property
-            return get_property(self, name)
+            return remote_call.get_property(self, name)
         attr = getattr(torch.Tensor, name, None)
         if attr is None or not callable(attr):
             raise AttributeError(f"'PointerTensor' has no attribute {name!r}")
         return _RemoteMethod(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in SETTABLE:
-            from .dispatch import set_property
-            set_property(self, name, value)
+        if name in SETTABLE_ATTRIBUTES:
+            remote_call.set_property(self, name, value)
         else:
             object.__setattr__(self, name, value)
 
     @property
     def device(self) -> torch.device:
-        return REMOTE_DEVICE
+        return remote_call.REMOTE_DEVICE
 
     @property
     def is_meta(self) -> bool:
@@ -290,8 +294,7 @@ class _RemoteMethod:
         self.name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .dispatch import call_method
-        return call_method(self.name, (self.pointer, *args), kwargs)
+        return remote_call.call_method(self.name, (self.pointer, *args), kwargs)
 
     def __repr__(self) -> str:
         return f"<remote method {self.name} of {self.pointer!r}>"
@@ -299,26 +302,17 @@ class _RemoteMethod:
 
 def _make_operator(name: str) -> Callable:
     def operator(self: PointerTensor, *args: Any) -> Any:
-        from .dispatch import call_method
-        return call_method(name, (self, *args), {})
+        return remote_call.call_method(name, (self, *args), {})
     operator.__name__ = name
     operator.__doc__ = f"``torch.Tensor.{name}`` on the holder; returns a pointer."
     return operator
 
 
-for _name in "add sub mul truediv floordiv mod pow matmul and or xor lshift rshift".split():
+for _name in BINARY_OPERATORS:
     for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
         if hasattr(torch.Tensor, _form):
             setattr(PointerTensor, _form, _make_operator(_form))
-for _form in ("__neg__", "__pos__", "__abs__", "__invert__", "__lt__", "__le__", "__gt__",
-              "__ge__", "__eq__", "__ne__", "__getitem__", "__setitem__"):
+for _form in UNARY_AND_COMPARISON_OPERATORS:
     setattr(PointerTensor, _form, _make_operator(_form))
 PointerTensor.__hash__ = lambda self: hash(self.id)  # __eq__ is elementwise, as on tensors
 
-
-def _rebuild_pointer(location: WorkerRef, id_at_location: int, id: int, meta: TensorMeta | None,
-                     owning: bool, owner: WorkerRef | None = None,
-                     attr: str | None = None) -> PointerTensor:
-    context = runtime.current()
-    return PointerTensor(location, id_at_location, meta=meta, owning=owning, id=id,
-                         owner=owner or context.ref, session=context.session, attr=attr)

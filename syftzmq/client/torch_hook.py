@@ -1,0 +1,24 @@
+"""``sy.TorchHook(torch)``: PySyft's entry point. It installs the tensor and module methods
+(:func:`syftzmq.tensor.hook.install`) and names the client itself as ``hook.local_worker``."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+
+from ..tensor.hook import install
+from .handles import LocalWorker
+
+
+class TorchHook:
+    """Installs ``torch.Tensor.send``/``move`` and the ``nn.Module`` methods. Creating it twice
+    is harmless."""
+
+    def __init__(self, torch_module: ModuleType = torch) -> None:
+        self.torch = torch_module
+        self.local_worker = LocalWorker()
+        install(torch_module)
+
+    def __repr__(self) -> str:
+        return "<TorchHook>"

@@ -1,0 +1,125 @@
+"""The package's layers, checked on the source: each role package imports only from the
+layers below it, and no two modules import each other, directly or in a circle.
+
+    errors, settings  <  core  <  wire, security  <  tensor  <  plan  <  client
+                              worker: core, wire, security, plan.runner only
+
+Every import counts, at module level or inside a function (a function-level import that only
+dodges a circle is still a circle).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "syftzmq"
+
+# What each part may import from syftzmq (besides itself).
+ALLOWED = {
+    "errors": set(),
+    "settings": set(),
+    "core": {"errors", "settings"},
+    "wire": {"errors", "settings", "core"},
+    "security": {"errors", "settings", "core", "wire"},
+    "tensor": {"errors", "settings", "core", "wire", "security"},
+    "plan": {"errors", "settings", "core", "wire", "security", "tensor"},
+    "client": {"errors", "settings", "core", "wire", "security", "tensor", "plan"},
+    "worker": {"errors", "settings", "core", "wire", "security", "plan.runner"},
+    "plan.runner": {"errors", "settings", "core"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The syftzmq modules ``path`` imports (``syftzmq.x.y``), wherever the import stands."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module or ""
+            found.update(f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules
+                         else source for alias in node.names)
+    return {name for name in found if name in modules and name != module}
+
+
+def _part(module: str) -> str:
+    """``syftzmq.plan.runner`` -> ``plan.runner`` where that is a part of its own, else the
+    package (``plan``), or the top-level module (``errors``)."""
+    rest = module.split(".")[1:]
+    if rest[:2] == ["plan", "runner"]:
+        return "plan.runner"
+    return rest[0] if rest else ""
+
+
+def _may_import(part: str, target: str) -> bool:
+    if target == part or target == "":
+        return True
+    if part != "plan.runner" and target.split(".")[0] == part.split(".")[0]:
+        return True  # within one package (but the worker's half of plans stays apart)
+    return target in ALLOWED[part]
+
+
+def test_every_package_imports_only_from_the_layers_below_it():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        part = _part(module)
+        if part not in ALLOWED:  # the package's own __init__ and __main__ gather everything
+            continue
+        wrong += [f"{module} imports {target}" for target in _imports(path)
+                  if not _may_import(part, _part(target))]
+    assert not wrong, "imports against the layering:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_circles():
+    graph = {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+    # a package's __init__ importing its own submodules is not a circle through them
+    circles = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if state.get(target) == 1:
+                circles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_checks_catch_a_wrong_import(tmp_path, monkeypatch):
+    """The direction check is not vacuous: a worker module importing the tensor proxy fails."""
+    fake = tmp_path / "syftzmq"
+    for path in PACKAGE.rglob("*.py"):
+        target = fake / path.relative_to(PACKAGE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(path.read_text())
+    (fake / "worker" / "sneaky.py").write_text("from ..tensor.pointer import PointerTensor\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    try:
+        test_every_package_imports_only_from_the_layers_below_it()
+    except AssertionError as exc:
+        assert "syftzmq.worker.sneaky imports syftzmq.tensor.pointer" in str(exc)
+    else:
+        raise AssertionError("the layering check accepted a worker importing the proxy")
