@@ -7,52 +7,12 @@ leave no worker process behind (checked after the last fixture is torn down).
 from __future__ import annotations
 
 import gc
-import os
-import uuid
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
 
 import syftzmq as sy
-
-RUN_MARK = f"syftzmq-test-{uuid.uuid4().hex}"
-os.environ["SYFTZMQ_TEST_RUN"] = RUN_MARK  # inherited by every worker this run starts
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def worker_processes_of_this_run() -> list[int]:
-    """Pids of live worker processes started (directly or not) by this test run."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            if b"syftzmq" not in cmdline or b"worker" not in cmdline:
-                continue
-            if RUN_MARK.encode() in (entry / "environ").read_bytes():
-                status = (entry / "status").read_text()
-                if "State:\tZ" not in status:
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-@contextmanager
-def started_workers(hook, *ids: str, **options):
-    """Worker processes for one test module, with the given VirtualWorker options; all are
-    shut down afterwards, whatever happens."""
-    workers = []
-    try:
-        for worker_id in ids:
-            workers.append(sy.VirtualWorker(hook, id=worker_id, **options))
-        yield tuple(workers)
-    finally:
-        for worker in workers:
-            worker.shutdown()
+from support.workers import worker_processes_of_this_run
 
 
 @pytest.fixture(scope="session")

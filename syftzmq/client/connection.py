@@ -9,7 +9,7 @@ import zmq
 
 from ..errors import ProtocolError
 from ..security.netpolicy import is_loopback
-from ..core.refs import routing_identity
+from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 
 log = logging.getLogger("syftzmq.client")
@@ -24,16 +24,10 @@ class Connection:
                  send_timeout: float, curve: Any = None, peer_shm: str | None = None) -> None:
         self.address = address
         self.signer = Signer(key)
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, routing_identity(incarnation))
-        self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
         # backpressure. The send timeout turns "gone" into an error instead of a hang.
-        self.socket.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
-        if curve is not None:
-            curve.client(self.socket)
-        self.socket.connect(address)
+        self.socket = open_dealer(context, incarnation, address, send_hwm=SEND_HWM, curve=curve,
+                                  send_timeout=send_timeout)
         self.shared_memory = False
         self.learn_peer(peer_shm)
 

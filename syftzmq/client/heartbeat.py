@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from ..core.messages import ADDRESSED_TO, RENEW, message
-from ..core.refs import routing_identity
+from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, pack
 
 log = logging.getLogger("syftzmq.client")
@@ -102,11 +102,5 @@ class Heartbeat:
                 sock.close(linger=0)
 
     def _open(self, target: _Target) -> zmq.Socket:
-        sock = self._context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, routing_identity(self._node))
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 4)
-        if target.curve is not None:
-            target.curve.client(sock)
-        sock.connect(target.address)
-        return sock
+        return open_dealer(self._context, self._node, target.address, send_hwm=4,
+                           curve=target.curve, linger_ms=0)

@@ -20,7 +20,8 @@ from typing import Any
 
 from ..security.netpolicy import is_loopback
 from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, message
-from ..core.refs import WorkerRef, routing_identity
+from ..core.refs import WorkerRef
+from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, pack, shm
 
 log = logging.getLogger("syftzmq.worker")
@@ -43,13 +44,9 @@ class Peers:
         if sock is None:
             if not peer.address:
                 raise ValueError(f"worker {peer.id!r} has no address to connect to")
-            sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.IDENTITY, routing_identity(self._own_node))
-            sock.setsockopt(zmq.LINGER, 1000)
-            sock.setsockopt(zmq.SNDHWM, 0)  # the loop must never block on a slow peer
-            if self._curve is not None:
-                self._curve.client(sock)
-            sock.connect(peer.address)
+            # the loop must never block on a slow peer: no queue limit
+            sock = open_dealer(self._context, self._own_node, peer.address, send_hwm=0,
+                               curve=self._curve)
             self._sockets[peer.incarnation] = sock
             self.refs[peer.incarnation] = peer
             self._poller.register(sock, zmq.POLLIN)

@@ -19,6 +19,8 @@ import syftzmq as sy
 # A hard import: a missing test dependency must fail the run, not skip the coverage.
 from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a stress run: the full suite runs it, the fast tier does not
+
 # Ops whose result is random or uninitialized memory: local and remote cannot agree.
 NONDETERMINISTIC = ("rand", "normal", "bernoulli", "multinomial", "dropout", "uniform", "empty",
                     "rrelu", "poisson", "exponential", "geometric", "cauchy", "log_normal",

@@ -14,7 +14,7 @@ from syftzmq.settings import Settings
 
 THREADS_ENV = "SYFTZMQ_WORKER_THREADS"
 
-from processes import wait_until
+from support.processes import wait_until
 
 
 def test_deletes_ride_on_the_next_command_and_still_free_objects(bob):

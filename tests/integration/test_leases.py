@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import syftzmq as sy
-from conftest import ROOT, started_workers
-from processes import wait_until
-from hostile import RawPeer
-from processes import read_lines_until
+from support.workers import ROOT, started_workers
+from support.processes import wait_until
+from support.hostile import RawPeer
+from support.processes import read_lines_until
 
 LEASE = 1.0
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 import syftzmq as sy
-from conftest import ROOT
-from processes import read_lines_until, spawned_cluster, wait_for_exit
+from support.workers import ROOT
+from support.processes import read_lines_until, spawned_cluster, wait_for_exit
 
 CLIENT = textwrap.dedent("""
     import sys, torch

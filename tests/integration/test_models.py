@@ -209,7 +209,7 @@ def test_module_defined_in_the_users_main_script(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from support.workers import ROOT
     result = subprocess.run([sys.executable, "-c", MAIN_SCRIPT.format(root=str(ROOT))],
                             capture_output=True, text=True, timeout=100, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -16,12 +16,14 @@ import pytest
 import torch
 import zmq
 
-from conftest import started_workers
-from hostile import RawPeer
+from support.workers import started_workers
+from support.hostile import RawPeer
 from syftzmq.core.messages import CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, STORE, message
 from syftzmq.core.refs import Ref, WorkerRef
 from syftzmq.wire import PROTOCOL, Signer, dumps, pack
-from walkthrough import run_walkthrough
+from support.walkthrough import run_walkthrough
+
+pytestmark = pytest.mark.slow  # a stress run: the full suite runs it, the fast tier does not
 
 MESSAGES = 10_000
 LIMIT = 1 << 20  # the fuzzed workers' message size limit

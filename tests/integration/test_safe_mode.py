@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import syftzmq as sy
-from conftest import started_workers
-from hostile import RawPeer
+from support.workers import started_workers
+from support.hostile import RawPeer
 from syftzmq.core.ids import new_id
 from syftzmq.core.messages import CMD, STORE, message
 from syftzmq.core.refs import Ref
-from walkthrough import run_walkthrough
+from support.walkthrough import run_walkthrough
 
 
 @pytest.fixture(scope="module")

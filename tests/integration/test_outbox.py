@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import syftzmq as sy
-from processes import wait_for_exit
+from support.processes import wait_for_exit
 
 
 def test_interleaved_commands_to_two_chain_holders(bob, alice, carol):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import syftzmq as sy
-from conftest import started_workers
+from support.workers import started_workers
 from syftzmq.errors import OperationRefused
 
 

@@ -72,7 +72,7 @@ def spawned_cluster(cluster_file, count: int):
     import signal
     import sys
     from pathlib import Path
-    script_path = Path(__file__).resolve().parent.parent / "scripts" / "spawn_workers.py"
+    script_path = Path(__file__).resolve().parents[2] / "scripts" / "spawn_workers.py"
     script = subprocess.Popen([sys.executable, str(script_path), str(cluster_file),
                                "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
     pids: list[int] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from walkthrough import run_walkthrough
+from support.walkthrough import run_walkthrough
 
 
 @pytest.mark.parametrize("round_", range(15))

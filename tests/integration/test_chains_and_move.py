@@ -9,7 +9,7 @@ import torch
 
 import syftzmq as sy
 
-from conftest import started_workers
+from support.workers import started_workers
 
 
 def chain(tensor, workers):

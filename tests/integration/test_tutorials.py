@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support.workers import ROOT
 
 
 def run_script(name: str, tmp_path) -> str:

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import syftzmq as sy
-from hostile import RawPeer
-from processes import wait_for_exit
+from support.hostile import RawPeer
+from support.processes import wait_for_exit
 from syftzmq.core.ids import new_id
 from syftzmq.client.launcher import spawn_worker
 from syftzmq.core.messages import GET, STORE, message

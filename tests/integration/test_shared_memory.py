@@ -17,8 +17,8 @@ import torch
 import zmq
 
 import syftzmq as sy
-from conftest import started_workers
-from processes import wait_until
+from support.workers import started_workers
+from support.processes import wait_until
 from syftzmq.client.connection import Connection
 from syftzmq.client.handles import default_session
 from syftzmq.errors import ProtocolError

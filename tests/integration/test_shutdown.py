@@ -14,8 +14,8 @@ import time
 import torch
 
 import syftzmq as sy
-from conftest import ROOT
-from processes import read_lines_until, wait_for_exit
+from support.workers import ROOT
+from support.processes import read_lines_until, wait_for_exit
 from syftzmq.security.keys import write_key_file
 from syftzmq.core.refs import WorkerRef
 from syftzmq.core.meta import TensorMeta

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import syftzmq as sy
-from hostile import RawPeer
-from processes import read_lines_until, spawned_cluster
+from support.hostile import RawPeer
+from support.processes import read_lines_until, spawned_cluster
 from syftzmq.security.curve import CurveClient, create_curve_dir
 from syftzmq.security.keys import read_key, write_key_file
 from syftzmq.client.launcher import spawn_worker
