@@ -259,6 +259,20 @@ def describe_sizes(config: Config) -> str:
             f"(fleet target: {config.idle_workers_target})")
 
 
+def unjudged(results: Results, config: Config) -> list[str]:
+    """Peer targets that could not be judged because a row is missing (a phase skipped or
+    failed): silence must not read as a pass. Cases that measured nothing (not selected) are
+    left out."""
+    measured = {m.case for m in results.measurements}
+    missing = []
+    for (case, name, system), (_, text) in _targets(config).items():
+        if case not in measured:
+            continue
+        if results.find(case, name, system) is None or results.find(case, name, SYFT) is None:
+            missing.append(f"case {case} {name} vs {system} ({text})")
+    return missing
+
+
 def summary(verdicts: Sequence[Verdict]) -> str:
     judged = [v for v in verdicts if v.limit is not None]
     passed = sum(v.result == "PASS" for v in judged)
@@ -279,6 +293,7 @@ def write_json(path: str, config: Config, results: Results, verdicts: Sequence[V
         "measurements": [m.to_json() for m in results.measurements],
         "verdicts": [{**asdict(v), "result": v.result} for v in verdicts],
         "notices": [asdict(n) for n in results.notices],
+        "unjudged_targets": unjudged(results, config),
     }
     with open(path, "w") as handle:
         json.dump(document, handle, indent=1)

@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     print("syftzmq/peer: syftzmq's median over the row's median (times: below 1 means syftzmq "
           "is faster); on a syftzmq Plan row, the Plan's median over local sequential")
     print(report.summary(verdicts))
+    missing = report.unjudged(results, config)
+    if missing:
+        print(f"not judged ({len(missing)}, a row is missing): " + "; ".join(missing))
     print(report.render_notes(results))
     if args.json:
         report.write_json(args.json, config, results, verdicts, elapsed)
