@@ -50,18 +50,29 @@ class Config:
     memory_small_tensors: int
     syftzmq_timeout_s: float   # the library's deadline for one observation (SYFTZMQ_TIMEOUT)
     deadline_s: float          # the whole run; a watchdog ends it (and its children) after this
+    part6_images: int          # case 8: MNIST-shaped images in the epoch (split over 2 workers)
+    part6_reps: int
+    start_workers: int         # cases 9-10: workers started one after the other, kept idle
+    idle_workers_target: int   # case 10: the fleet size the memory target is about
+
+
+#: The spec's figures for cases 9 and 10.
+START_TARGET_S = 0.3
+IDLE_FLEET_TARGET_BYTES = 4 << 30
 
 
 # QUICK stays under a minute on a busy two-core machine (most of it is spawning processes).
 QUICK = Config(quick=True, reps_small=15, reps_pipelined=3, pipelined_ops=2_000, reps_bulk=3,
                bulk_mib=(1, 64), move_mib=64, chain_depths=(1, 2, 4), fedavg_workers=(2, 4),
                fedavg_reps=2, memory_big_mib=256, memory_big_tensors=64,
-               memory_small_tensors=5_000, syftzmq_timeout_s=20, deadline_s=180)
+               memory_small_tensors=5_000, syftzmq_timeout_s=20, deadline_s=240,
+               part6_images=1_280, part6_reps=1, start_workers=4, idle_workers_target=64)
 FULL = Config(quick=False, reps_small=30, reps_pipelined=5, pipelined_ops=10_000, reps_bulk=5,
               bulk_mib=(1, 64, 256), move_mib=256, chain_depths=(1, 2, 4, 8),
               fedavg_workers=(2, 4, 8), fedavg_reps=5, memory_big_mib=1024,
               memory_big_tensors=256, memory_small_tensors=100_000, syftzmq_timeout_s=60,
-              deadline_s=1800)
+              deadline_s=1800, part6_images=6_000, part6_reps=3, start_workers=64,
+              idle_workers_target=64)
 
 
 # ---------------------------------------------------------------------------------------- names
@@ -74,8 +85,13 @@ RAW_ZMQ = "raw zmq"
 TORCH = "torch.rpc"
 MEMCPY = "memcpy"
 LOCAL = "local sequential"
+LEAN = "lean Python"                 # the least Python that does the job: signed, pickled
+RAY = "Ray"
+RAY_ZERO_COPY = "Ray zero-copy"      # RAY_ENABLE_ZERO_COPY_TORCH_TENSORS=1
 # table order in a case
-SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, RAW_ZMQ, TORCH, MEMCPY, LOCAL)
+SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, LEAN, RAW_ZMQ, TORCH, RAY, RAY_ZERO_COPY,
+           MEMCPY, LOCAL)
+RUN_MARK_VAR = "SYFTZMQ_BENCH_RUN"  # inherited by every process a run starts, to find them
 ROUND_TRIP = "(p + p).get(), 4 floats"
 
 
@@ -115,6 +131,21 @@ def memory_stored_name(total: int, tensors: int) -> str:
 
 def overhead_name(count: int) -> str:
     return f"per-object overhead, {count} x 4 floats"
+
+
+def part6_name(images: int) -> str:
+    return f"Part 6 epoch, {images} images, batch 64"
+
+
+WORKER_START = "sy.VirtualWorker(...) until usable"
+
+
+IDLE_USED = "after one small op each"  # the fleet reading case 10's target is judged on
+
+
+def idle_pss_name(workers: int, extrapolated: bool = False, label: str = IDLE_USED) -> str:
+    return (f"total PSS, {workers} idle workers" + (" (extrapolated)" if extrapolated else "")
+            + f", {label}")
 
 
 def size_name(nbytes: float) -> str:
@@ -260,6 +291,72 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """``/proc/<pid>/smaps_rollup`` in bytes: ``Pss``, ``Rss``, ``Private_Dirty``, ...
+
+    PSS (proportional set size) charges each shared page to the processes mapping it in equal
+    parts, so summing it over processes counts every page once: what a fleet really uses.
+    """
+    values: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                values[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return values
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants (from ``/proc/<pid>/task/*/children``)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except OSError:
+            continue  # exited meanwhile
+    return found
+
+
+def marked_processes(mark: str) -> list[int]:
+    """Live processes (other than this one) whose environment carries this run's mark."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if mark.encode() not in environ.read():
+                    continue
+            with open(f"/proc/{entry}/status") as status:
+                if "State:\tZ" not in status.read():
+                    found.append(int(entry))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+def command_line(pid: int) -> str:
+    """The process's command line with spaces between arguments ('' if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def mem_available() -> int:
+    """MemAvailable from /proc/meminfo, in bytes."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
 # struct tcp_info (linux/tcp.h): tcpi_bytes_acked at offset 120, tcpi_bytes_received at 128.
 _TCP_INFO_LEN = 136
 _BYTES_ACKED_AT = 120
@@ -357,17 +454,20 @@ def kill_all(pids: Iterable[int]) -> None:
 
 # ---------------------------------------------------------------------------------------- helpers
 def spawn_helper(module: str, function: str, *args: str, watchdog: Watchdog,
-                 ready_line: bool = True) -> subprocess.Popen:
+                 ready_line: bool = True, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen:
     """Run ``module.function(*args)`` (a ``scripts/_bench_*`` module) in a new Python process.
 
     The child's stdin is a pipe only we write to: closing it (or our death) tells the child to
     exit, see :func:`exit_with_parent`. With ``ready_line`` its stdout is a pipe for
     :func:`read_line`; otherwise it shares ours (an unread pipe could fill and block it).
+    ``env`` adds to (or overrides) this process's environment for the child.
     """
     code = (f"import sys; sys.path.insert(0, {SCRIPTS_DIR!r}); import {module}; "
             f"{module}.{function}(*sys.argv[1:])")
     popen = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE if ready_line else None, text=True)
+                             stdout=subprocess.PIPE if ready_line else None, text=True,
+                             env={**os.environ, **env} if env else None)
     watchdog.adopt(popen.pid)
     return popen
 

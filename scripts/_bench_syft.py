@@ -11,19 +11,23 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+import time
+
 import _bench_fedavg as fedavg
+import _bench_fleet as fleet
+import _bench_part6 as part6
 import syftzmq as sy
 from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_PLAN, SYFT_SEND,
                            ClientTraffic, Config, Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
                            fedavg_name, memory_stored_name, move_name, one_thread, overhead_name,
-                           pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
+                           part6_name, pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
 
 
 # ---------------------------------------------------------------------------------------- driver
 def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -> None:
-    """Cases 1-6 on one pool of workers, then case 7 on fresh workers of its own."""
+    """Cases 1-6 and 8 on one pool of workers, then cases 9-10 and case 7 on fresh workers."""
     hook = sy.TorchHook(torch)
-    pooled = sorted(cases & {1, 2, 3, 4, 5, 6})
+    pooled = sorted(cases & set(POOL_CASES))
     if pooled:
         workers = _spawn(hook, [f"w{i}" for i in range(1, _pool_size(config, cases) + 1)])
         try:
@@ -32,6 +36,9 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
                          lambda case=case: POOL_CASES[case](workers, config, results))
         finally:
             _shutdown(workers)
+    if cases & {9, 10}:
+        _guarded(min(cases & {9, 10}), results,
+                 lambda: fleet.run(hook, config, cases, results, _spawn, _shutdown))
     if 7 in cases:
         _guarded(7, results, lambda: _memory(hook, config, results))
 
@@ -66,12 +73,14 @@ def _shutdown(workers: Sequence[Any]) -> None:
 
 def _guarded(case: int, results: Results, run_case: Callable[[], None]) -> None:
     """Run one case; a missing capability or a failure becomes a notice, and the run goes on."""
+    started = time.perf_counter()
     try:
         run_case()
     except (NotImplementedError, AttributeError, TypeError, sy.NeedsGetError) as exc:
         results.notice(case, SYFT, f"not supported yet: {type(exc).__name__}: {exc}")
     except Exception as exc:
         results.notice(case, SYFT, f"failed: {type(exc).__name__}: {exc}")
+    print(f"  [{SYFT}] case {case}: {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def _check(condition: bool, what: str) -> None:
@@ -275,6 +284,48 @@ def _remote_round(kind: type[fedavg.Learner], initial: torch.nn.Linear, workers:
     return stopwatch(round_), averaged
 
 
+# ---------------------------------------------------------------------------------------- case 8
+def _part6(workers: Sequence[Any], config: Config, results: Results) -> None:
+    """Tutorial Part 6's epoch on pointers to batches sent beforehand, against the same loop on
+    local tensors in this process.
+
+    The local loop runs on one thread, as each worker does: on this shared two-core machine
+    torch's default (two threads) made the local epoch 7x *slower* than one thread (its second
+    thread waits to be scheduled), which would flatter syftzmq."""
+    initial = part6.initial_model()
+    shards = part6.make_shards(config.part6_images)
+    batches = [batch for shard in shards for batch in shard]
+    bob, alice = workers[0], workers[1]
+    remote = [(x.send(w), y.send(w)) for w, shard in zip((bob, alice), shards) for x, y in shard]
+    bob.ping()
+    alice.ping()  # every batch is stored: sending them is the loader's work, not timed
+    with one_thread():
+        # a batch on each side first: first-call costs (conv kernels, the model's first send)
+        part6.train_epoch(part6.fresh(initial), batches[:2], remote=False)
+        part6.train_epoch(part6.fresh(initial), remote[:1] + remote[-1:], remote=True)
+
+        def epoch(on: Sequence[Any], is_remote: bool) -> tuple[float, Any]:
+            model = part6.fresh(initial)
+            return stopwatch(lambda: part6.train_epoch(model, on, is_remote)), model
+
+        local, mine = [], []
+        for _ in range(config.part6_reps):  # interleaved, so a busy spell hits both alike
+            local.append(epoch(batches, False))
+            mine.append(epoch(remote, True))
+    _check(part6.same_parameters(mine[-1][1], local[-1][1]), "Part 6 model after one epoch")
+    name = part6_name(config.part6_images)
+    per_worker = "/".join(str(len(shard)) for shard in shards)
+    results.add(Measurement(8, name, SYFT, [s for s, _ in mine], work=len(batches),
+                            work_unit="batches",
+                            note=f"per batch: model.send(data.location), forward, nll_loss, "
+                                 f"backward, SGD step (lr {part6.LR}), model.get(); {per_worker} "
+                                 f"batches on bob/alice, sent beforehand; 1 torch thread per "
+                                 f"worker"),
+                Measurement(8, name, LOCAL, [s for s, _ in local], work=len(batches),
+                            work_unit="batches",
+                            note="the same loop on local tensors in this process, one thread"))
+
+
 # ---------------------------------------------------------------------------------------- case 7
 def _memory(hook: Any, config: Config, results: Results) -> None:
     """Each measurement on a fresh worker, so neither inherits the other's heap."""
@@ -325,4 +376,4 @@ def _store_small(worker: Any, config: Config) -> list[Measurement]:
 
 
 POOL_CASES: dict[int, Callable[[Sequence[Any], Config, Results], None]] = {
-    1: _round_trip, 2: _pipelined, 3: _bulk, 4: _move, 5: _chains, 6: _fedavg}
+    1: _round_trip, 2: _pipelined, 3: _bulk, 4: _move, 5: _chains, 6: _fedavg, 8: _part6}
