@@ -20,6 +20,9 @@ from .hook import TorchHook
 from .plan import Plan, func2plan
 from .pointer import PointerTensor
 
+# federated data (PySyft's syft.frameworks.torch.fl)
+from .federated import BaseDataset, FederatedDataLoader, FederatedDataset, federate
+
 __version__ = "0.1.0"
 
 local_worker = LocalWorker()
@@ -42,3 +45,4 @@ __all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor
            "local_worker", "func2plan", "Plan", "stats", "set_timeout", "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable",
            "WorkerMismatchError", "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError",
            "ProtocolError", "StaleIncarnationError"]
+__all__ += ["BaseDataset", "FederatedDataset", "FederatedDataLoader", "federate"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from . import modules
+from . import federated, modules
 from .client.handle import LocalWorker
 from .client.session import default_session
 from .pointer import PointerTensor
@@ -29,7 +29,8 @@ def _move(self: torch.Tensor, worker: Any) -> PointerTensor:
 
 
 class TorchHook:
-    """Installs ``torch.Tensor.send`` and ``torch.Tensor.move``. Creating it twice is harmless."""
+    """Installs ``torch.Tensor.send``, ``torch.Tensor.move`` and ``Dataset.federate``. Creating
+    it twice is harmless."""
 
     def __init__(self, torch_module: ModuleType = torch) -> None:
         self.torch = torch_module
@@ -37,6 +38,7 @@ class TorchHook:
         torch_module.Tensor.send = _send
         torch_module.Tensor.move = _move
         modules.install()
+        federated.install()  # torch.utils.data.Dataset.federate
 
     def __repr__(self) -> str:
         return "<TorchHook>"
