@@ -18,6 +18,7 @@ from .client.cluster_file import cluster
 from .client.handles import LocalWorker, VirtualWorker, Worker, default_session
 from .client.session import Stats
 from .client.torch_hook import TorchHook
+from .federated import BaseDataset, FederatedDataLoader, FederatedDataset, federate
 from .errors import (IdCollisionError, NeedsGetError, ObjectGoneError, ObjectNotFoundError,
                      OperationRefused, ProtocolError, RefusedByPolicy, RemoteError,
                      StaleIncarnationError, SyftZmqError, WorkerMismatchError, WorkerUnavailable)
@@ -44,4 +45,5 @@ __all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor
            "local_worker", "func2plan", "Plan", "stats", "set_timeout", "default_session",
            "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
            "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
-           "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError"]
+           "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError",
+           "BaseDataset", "FederatedDataset", "FederatedDataLoader", "federate"]

@@ -4,19 +4,10 @@ print what the notebooks show."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from support.workers import ROOT
-
-
-def run_script(name: str, tmp_path) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True,
-                            text=True, timeout=150, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+from support.examples import run_script
 
 
 def losses(text: str) -> list[float]:

@@ -1,7 +1,7 @@
 """The package's layers, checked on the source: each role package imports only from the
 layers below it, and no two modules import each other, directly or in a circle.
 
-    errors, settings  <  core  <  wire, security  <  tensor  <  plan  <  client
+    errors, settings  <  core  <  wire, security  <  tensor  <  plan, federated  <  client
                               worker: core, wire, security, plan.runner only
 
 Every import counts, at module level or inside a function (a function-level import that only
@@ -24,7 +24,8 @@ ALLOWED = {
     "security": {"errors", "settings", "core", "wire"},
     "tensor": {"errors", "settings", "core", "wire", "security"},
     "plan": {"errors", "settings", "core", "wire", "security", "tensor"},
-    "client": {"errors", "settings", "core", "wire", "security", "tensor", "plan"},
+    "federated": {"errors", "settings", "core", "tensor"},
+    "client": {"errors", "settings", "core", "wire", "security", "tensor", "plan", "federated"},
     "worker": {"errors", "settings", "core", "wire", "security", "plan.runner"},
     "plan.runner": {"errors", "settings", "core"},
 }
