@@ -124,3 +124,12 @@ def test_the_checks_catch_a_wrong_import(tmp_path, monkeypatch):
         assert "syftzmq.worker.sneaky imports syftzmq.tensor.pointer" in str(exc)
     else:
         raise AssertionError("the layering check accepted a worker importing the proxy")
+
+
+def test_every_package_directory_is_a_regular_package():
+    """``setup.cfg`` installs ``find:`` packages: a folder without ``__init__.py`` would be left
+    out of an installed syftzmq (it works from a checkout, as a namespace package)."""
+    folders = {path.parent for path in PACKAGE.rglob("*.py")}
+    missing = sorted(str(f.relative_to(PACKAGE.parent)) for f in folders
+                     if not (f / "__init__.py").exists() and f.name != "__pycache__")
+    assert not missing, f"package folders without __init__.py: {missing}"
