@@ -54,23 +54,25 @@ def make_keys(directory: str | Path, clients: tuple[str, ...] = ("client",),
 def placement_guide(keys: Keys, shown_as: str | None = None) -> str:
     """Which files each host needs, for the operator to read after ``keygen``."""
     d = (shown_as or str(keys.directory)).rstrip("/")
-    lines = [f"created in {d}/ (secret files mode 0600):",
-             f"  {KEY_FILE:<30} the cluster key: every message is signed with it",
-             f"  {CURVE_DIR}/server.key{{,_secret}}      the workers' CURVE key pair (shared by all)"]
-    for name in keys.clients:
-        lines.append(f"  {CURVE_DIR}/{name}.key{{,_secret}}" + " " * max(1, 23 - len(name))
-                     + f"the CURVE key pair of client {name!r}")
-    lines += [f"  {CURVE_DIR}/authorized/{'':<19} public keys the workers admit",
-              "",
-              "each worker host needs (`syftzmq cluster up` copies them for you, into a private",
-              "directory it removes when the worker stops):",
-              f"  {d}/{KEY_FILE}  {d}/{CURVE_DIR}/server.key  {d}/{CURVE_DIR}/server.key_secret  "
-              f"{d}/{CURVE_DIR}/authorized/",
-              "each client (and the host running `syftzmq cluster up`) needs:",
-              f"  {d}/{KEY_FILE}  {d}/{CURVE_DIR}/server.key  and its own "
-              f"{d}/{CURVE_DIR}/<name>.key_secret"
-              + ("" if keys.clients == ("client",) else " saved as client.key_secret"),
-              f"never give a client {CURVE_DIR}/server.key_secret: with it, it could pose as a worker.",
+    rows = [(KEY_FILE, "the cluster key: every message is signed with it"),
+            (f"{CURVE_DIR}/server.key{{,_secret}}", "the workers' CURVE key pair (shared by all)")]
+    rows += [(f"{CURVE_DIR}/{name}.key{{,_secret}}", f"the CURVE key pair of client {name!r}")
+             for name in keys.clients]
+    rows.append((f"{CURVE_DIR}/authorized/", "public keys the workers admit"))
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [f"created in {d}/ (secret files mode 0600):"]
+    lines += [f"  {name:<{width}}{what}" for name, what in rows]
+    own = (f"{CURVE_DIR}/client.key_secret" if keys.clients == ("client",) else
+           f"its own {CURVE_DIR}/<name>.key_secret, saved as {CURVE_DIR}/client.key_secret")
+    lines += ["",
+              f"each worker host needs, from {d}/ (`syftzmq cluster up` copies them for you into",
+              "a private directory there, removed when the worker stops):",
+              f"  {KEY_FILE}  {CURVE_DIR}/server.key  {CURVE_DIR}/server.key_secret  "
+              f"{CURVE_DIR}/authorized/",
+              "each client, and the host running `syftzmq cluster up`, needs:",
+              f"  {KEY_FILE}  {CURVE_DIR}/server.key  {own}",
+              f"never give a client {CURVE_DIR}/server.key_secret: with it, it could pose as a "
+              f"worker.",
               "",
               "in the cluster file (paths relative to it):",
               f'  key_file = "{d}/{KEY_FILE}"',
