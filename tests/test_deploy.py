@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 import syftzmq as sy
-from conftest import ROOT, worker_processes_of_this_run
+from conftest import ROOT, RUN_MARK, worker_processes_of_this_run
 from processes import read_lines_until, wait_for_exit, wait_until
 from syftzmq.deploy import cli
 from syftzmq.deploy.launch import ssh_command, worker_files
@@ -37,6 +39,20 @@ def _free_port() -> int:
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*SYFTZMQ, *args], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
+
+
+def _keepers() -> list[int]:
+    """Live worker keepers (syftzmq.deploy.agent) started by this test run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"syftzmq-agent" in (entry / "cmdline").read_bytes() \
+                    and RUN_MARK.encode() in (entry / "environ").read_bytes() \
+                    and "State:\tZ" not in (entry / "status").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def _mode(path) -> int:
@@ -205,7 +221,7 @@ def test_up_restarts_then_gives_up_status_shows_it_down_cleans_everything(tmp_pa
             up.wait()
     assert all(wait_for_exit(pid, timeout=10) for pid in pids)
     assert not state_path(cluster_file).exists() and not socket_file.exists()
-    assert worker_processes_of_this_run() == []
+    assert worker_processes_of_this_run() == [] and _keepers() == []
 
 
 def test_up_names_a_worker_that_cannot_start_and_stops_the_others(tmp_path):
@@ -221,7 +237,8 @@ def test_up_names_a_worker_that_cannot_start_and_stops_the_others(tmp_path):
     assert "cluster did not start: worker bob on local: exited with code" in done.stdout
     assert "Address already in use" in done.stdout + done.stderr
     assert "all workers stopped" in done.stdout
-    assert worker_processes_of_this_run() == [] and not state_path(cluster_file).exists()
+    assert worker_processes_of_this_run() == [] and _keepers() == []
+    assert not state_path(cluster_file).exists()
 
 
 def test_down_without_a_supervisor_asks_each_worker(tmp_path, hook):
@@ -246,3 +263,41 @@ def test_down_without_a_supervisor_asks_each_worker(tmp_path, hook):
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client (ssh) on this machine")
+def test_up_says_when_ssh_cannot_reach_a_host(tmp_path):
+    cluster_file = tmp_path / "cluster.toml"  # port 1 on loopback: nothing listens there
+    cluster_file.write_text('key_file = "cluster.key"\nssh_options = ["-p", "1"]\n'
+                            f'[workers.local]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
+                            '[workers.far]\nbind = "tcp://*:5555"\nhost = "root@127.0.0.1"\n')
+    done = _run("cluster", "up", str(cluster_file), "--log-level", "WARNING")
+    assert done.returncode == cli.FAILED
+    assert "cluster did not start: worker far on root@127.0.0.1: ssh to root@127.0.0.1 " \
+           "failed or dropped" in done.stdout, done.stdout
+    assert "Connection refused" in done.stdout
+    assert worker_processes_of_this_run() == [] and _keepers() == []
+    assert not state_path(cluster_file).exists()
+
+
+def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path):
+    cluster_file = tmp_path / "cluster.toml"
+    cluster_file.write_text("".join(f'[workers.w{i}]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
+                                    for i in range(2)))
+    up = subprocess.Popen([*SYFTZMQ, "cluster", "up", str(cluster_file), "--log-level", "WARNING"],
+                          stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        lines = read_lines_until(up, "all 2 workers ready", timeout=120)
+        pids = [int(line.split("(pid ")[1].split(")")[0]) for line in lines if "(pid " in line]
+        assert len(pids) == 2
+        up.kill()  # no chance to clean up: the keepers see their input end, and stop
+        up.wait()
+        assert all(wait_for_exit(pid, timeout=15) for pid in pids)
+        wait_until(lambda: worker_processes_of_this_run() == [] and _keepers() == [], 15,
+                   "no keeper or worker left")
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert cli.main(["cluster", "status", str(cluster_file), "--timeout", "0.5"]) == cli.FAILED
+    assert not state_path(cluster_file).exists()  # the stale state file was noticed and removed

@@ -378,5 +378,5 @@ def _describe_exit(slot: Slot, code: int, stderr_tail: list[str]) -> str:
     """Why a keeper ended without telling us (ssh failed, or the keeper itself was killed)."""
     last = next((line for line in reversed(stderr_tail) if line.strip()), "")
     if slot.placement.host and code == 255:
-        return f"lost its ssh connection to {slot.placement.host}" + (f": {last}" if last else "")
+        return f"ssh to {slot.placement.host} failed or dropped" + (f": {last}" if last else "")
     return f"ended with its keeper (exit code {code})" + (f": {last}" if last else "")
