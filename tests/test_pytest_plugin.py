@@ -44,14 +44,21 @@ USER_TESTS = textwrap.dedent('''
 ''')
 
 
+def _plugin_option() -> list[str]:
+    """``-p`` for a checkout; nothing once syftzmq is installed (its entry point loads the
+    plugin, and loading it twice is an error)."""
+    from importlib.metadata import entry_points
+    installed = any(e.value == "syftzmq.testing.pytest_plugin" for e in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "syftzmq.testing.pytest_plugin"]
+
+
 @pytest.mark.timeout(300)
 def test_plugin_gives_session_workers_and_reports_leftovers(tmp_path):
     (tmp_path / "test_user.py").write_text(USER_TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     pids_file = tmp_path / "pids.jsonl"
     env_run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "syftzmq.testing.pytest_plugin", "-p",
-         "no:cacheprovider", "-rA", "-W", "default", str(tmp_path / "test_user.py")],
+        [sys.executable, "-m", "pytest", *_plugin_option(), "-p", "no:cacheprovider", "-rA", "-W", "default", str(tmp_path / "test_user.py")],
         cwd=tmp_path, capture_output=True, text=True, timeout=280,
         env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "PIDS_FILE": str(pids_file)})
     out = env_run.stdout
