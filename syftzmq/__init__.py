@@ -8,42 +8,67 @@
     (x_ptr + x_ptr).get()                      # runs on bob
 
 Packages, by the process that runs them: ``core`` and ``wire`` (both sides), ``security``,
-``tensor`` (the pointer proxy), ``plan``, ``client`` (the user's process) and ``worker`` (a
-worker process). See README's "How it works".
+``tensor`` (the pointer proxy), ``plan``, ``federated``, ``client`` (the user's process),
+``worker`` (a worker process) and ``deploy`` (the ``syftzmq`` command that starts and supervises
+workers). See README's "How it works".
+
+The names below are imported on first use (PEP 562): a worker process, or ``syftzmq --help``,
+imports ``syftzmq.worker`` or ``syftzmq.deploy`` without loading the client and the tensor proxy.
 """
 
 from __future__ import annotations
 
-from .client.cluster_file import cluster
-from .client.handles import LocalWorker, VirtualWorker, Worker, default_session
-from .client.session import Stats
-from .client.torch_hook import TorchHook
-from .federated import BaseDataset, FederatedDataLoader, FederatedDataset, federate
-from .errors import (IdCollisionError, NeedsGetError, ObjectGoneError, ObjectNotFoundError,
-                     OperationRefused, ProtocolError, RefusedByPolicy, RemoteError,
-                     StaleIncarnationError, SyftZmqError, WorkerMismatchError, WorkerUnavailable)
-from .plan.plan import Plan, func2plan
-from .tensor.pointer import PointerTensor
+import importlib
+from typing import Any
 
 __version__ = "0.2.0"
 
-local_worker = LocalWorker()
+# name -> module that defines it: the public API, each name defined once in its own module
+_EXPORTS = {
+    "TorchHook": "client.torch_hook",
+    "VirtualWorker": "client.handles", "Worker": "client.handles",
+    "LocalWorker": "client.handles", "default_session": "client.handles",
+    "Stats": "client.session",
+    "cluster": "client.cluster_file",
+    "PointerTensor": "tensor.pointer",
+    "Plan": "plan.plan", "func2plan": "plan.plan",
+    "BaseDataset": "federated", "FederatedDataset": "federated",
+    "FederatedDataLoader": "federated", "federate": "federated",
+    **{name: "errors" for name in (
+        "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
+        "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
+        "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError")},
+}
+_local_worker: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    global _local_worker
+    if name == "local_worker":  # ``sy.local_worker``: the client itself (id "me")
+        if _local_worker is None:
+            _local_worker = importlib.import_module(".client.handles", __name__).LocalWorker()
+        return _local_worker
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'syftzmq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
 
 
 def set_timeout(seconds: float) -> None:
     """How long an observation waits for a worker before raising :class:`WorkerUnavailable`
     (default 5 s, or ``SYFTZMQ_TIMEOUT``); applies to connections already open too."""
-    default_session().set_timeout(seconds)
+    __getattr__("default_session")().set_timeout(seconds)
 
 
-def stats() -> Stats:
-    """Messages sent and blocking round trips made by this client so far."""
-    return default_session().stats.snapshot()
+def stats() -> Any:
+    """Messages sent and blocking round trips made by this client so far (a ``sy.Stats``)."""
+    return __getattr__("default_session")().stats.snapshot()
 
 
-__all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor", "cluster",
-           "local_worker", "func2plan", "Plan", "stats", "set_timeout", "default_session",
-           "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
-           "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
-           "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError",
-           "BaseDataset", "FederatedDataset", "FederatedDataLoader", "federate"]
+__all__ = sorted([*_EXPORTS, "local_worker", "set_timeout", "stats"])
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

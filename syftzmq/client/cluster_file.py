@@ -8,6 +8,8 @@
     bind = "tcp://127.0.0.1:5555"
     address = "tcp://127.0.0.1:5555" # optional: how clients reach it (defaults to bind)
     safe = false                      # optional: per worker, overrides the cluster's setting
+    host = "user@10.0.0.5"            # optional: `syftzmq cluster up` starts it there over SSH;
+                                      # a wildcard bind (tcp://*:5555) is then reached at that host
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class WorkerSpec:
     bind: str
     address: str
     safe: bool = False
+    host: str | None = None  # where ``syftzmq cluster up`` starts it over SSH; None: this host
 
     def options(self, cluster: "ClusterSpec") -> list[str]:
         """Command-line options of ``syftzmq-worker`` for this worker."""
@@ -64,13 +67,27 @@ def load_cluster(path: str | os.PathLike) -> ClusterSpec:
         safe = entry.get("safe", data.get("safe", False))
         if not isinstance(safe, bool):
             raise ValueError(f"{path}: [workers.{worker_id}] safe must be true or false")
-        workers.append(WorkerSpec(worker_id, entry["bind"], entry.get("address", entry["bind"]), safe))
+        host = entry.get("host")
+        if host is not None and not (isinstance(host, str) and host.strip()):
+            raise ValueError(f"{path}: [workers.{worker_id}] host must be a non-empty string")
+        address = entry.get("address") or _address_on(entry["bind"], host)
+        workers.append(WorkerSpec(worker_id, entry["bind"], address, safe, host))
     key_file, curve_dir = data.get("key_file"), data.get("curve_dir")
     lease = data.get("lease_seconds")
     if lease is not None and not (isinstance(lease, (int, float)) and lease > 0):
         raise ValueError(f"{path}: lease_seconds must be a positive number")
     return ClusterSpec(tuple(workers), (path.parent / key_file) if key_file else None,
                        (path.parent / curve_dir) if curve_dir else None, lease)
+
+
+def _address_on(bind: str, host: str | None) -> str:
+    """How clients reach a worker bound to ``bind`` on ``host``: a wildcard bind on a remote
+    host is reached at that host's address (``user@10.0.0.5`` -> ``10.0.0.5``)."""
+    scheme, _, rest = bind.partition("://")
+    where, _, port = rest.rpartition(":")
+    if host is None or scheme != "tcp" or where not in ("*", "0.0.0.0", "[::]"):
+        return bind
+    return f"tcp://{host.rpartition('@')[2]}:{port}"
 
 
 def cluster(path: str | os.PathLike, hook: object = None, timeout: float | None = None) -> dict:

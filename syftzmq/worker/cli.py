@@ -20,8 +20,8 @@ from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from .server import WorkerServer
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="syftzmq-worker", description="Run a syftzmq worker.")
+def parse_args(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description="Run a syftzmq worker.")
     parser.add_argument("--id", required=True, help="the worker's id, e.g. bob")
     parser.add_argument("--bind", default="tcp://127.0.0.1:*",
                         help="ZMQ endpoint to bind (default: a free loopback port)")
@@ -64,8 +64,8 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> int:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     try:

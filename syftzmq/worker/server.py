@@ -46,6 +46,7 @@ from .leases import Leases, PeerRenewals
 from .peers import Peers
 from .rejects import Rejections, reason_of
 from .store import ObjectStore
+from .vitals import Vitals
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -134,6 +135,7 @@ class WorkerServer:
         self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
         self._handler_table = self._handlers()
         self._wakeup_r: int | None = None
+        self.vitals = Vitals()
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -578,7 +580,7 @@ class WorkerServer:
                 "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
-                **self.counters}
+                **self.counters, **self.vitals.snapshot(self.store.values())}
 
     def _on_renew(self, sender: str, identity: bytes, msg: dict) -> None:
         """The lease was renewed on receipt; a worker asking also learns our lease."""

@@ -16,6 +16,8 @@ import syftzmq as sy
 from support.workers import ROOT
 from support.processes import read_lines_until, spawned_cluster, wait_for_exit
 
+import pytest
+
 CLIENT = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, {root!r})
@@ -79,7 +81,7 @@ def test_spawn_script_cluster_and_ctrl_c(tmp_path, hook):
     cluster_file.write_text('key_file = "cluster.key"\n' + "".join(
         f'[workers.{name}]\nbind = "tcp://127.0.0.1:{port}"\n'
         for name, port in zip(["bob", "alice", "secure_worker"], ports)))
-    with spawned_cluster(cluster_file, 3) as (lines, pids):
+    with spawned_cluster(cluster_file, 3) as (lines, pids, _script):
         assert len(pids) == 3
         assert any(f"worker alice ready at tcp://127.0.0.1:{ports[1]}" in line for line in lines)
         assert oct((tmp_path / "cluster.key").stat().st_mode & 0o777) == "0o600"
@@ -115,3 +117,43 @@ def test_worker_command_line_serves_and_exits_on_sigterm(hook, tmp_path):
     assert worker.returncode == 0
     log = worker.stderr.read()
     assert "worker solo serving at" in log and "stopped: SIGTERM" in log
+
+
+def test_spawn_script_restarts_a_killed_worker_and_the_others_keep_their_data(tmp_path, hook):
+    """One dead worker does not stop the cluster: it comes back at the same address as a new
+    incarnation; the other workers are not touched and keep what they hold."""
+    import re
+    ports = [_free_port() for _ in range(3)]
+    names = ["bob", "alice", "secure_worker"]
+    cluster_file = tmp_path / "cluster.toml"
+    cluster_file.write_text('key_file = "cluster.key"\n' + "".join(
+        f'[workers.{name}]\nbind = "tcp://127.0.0.1:{port}"\n' for name, port in zip(names, ports)))
+    with spawned_cluster(cluster_file, 3) as (lines, pids, script):
+        workers = sy.cluster(cluster_file, hook)
+        data = {name: torch.arange(4.0) + 10 * i for i, name in enumerate(names)}
+        pointers = {name: data[name].send(workers[name]) for name in names}
+        old_incarnation = workers["bob"].ref.incarnation
+        bob_pid = int(re.search(r"worker bob ready at \S+ \(pid (\d+)\)", "\n".join(lines))[1])
+        others = {name: workers[name].ping()["pid"] for name in ("alice", "secure_worker")}
+        assert [workers[name].object_count() for name in names] == [1, 1, 1]  # all stored
+
+        os.kill(bob_pid, signal.SIGKILL)
+        later = read_lines_until(script, "worker bob restarted", timeout=90)
+        assert any("worker bob was killed by SIGKILL; restarting in" in line for line in later), later
+        restarted = re.search(r"restarted at (\S+) \(pid (\d+), incarnation 2\)", later[-1])
+        assert restarted and restarted[1] == f"tcp://127.0.0.1:{ports[0]}", later[-1]
+        new_pid = int(restarted[2])
+        pids.append(new_pid)
+        assert new_pid != bob_pid and wait_for_exit(bob_pid, 0)
+
+        for name in ("alice", "secure_worker"):  # untouched: same process, same data
+            assert workers[name].ping()["pid"] == others[name]
+            assert torch.equal(pointers[name].get(), data[name])
+        with pytest.raises(sy.SyftZmqError, match="bob"):  # its objects died with it
+            pointers["bob"].get()
+        fresh = sy.cluster(cluster_file, hook)["bob"]  # the same address serves the new one
+        assert fresh.ping()["pid"] == new_pid and fresh.ref.incarnation != old_incarnation
+        assert torch.equal((torch.ones(2).send(fresh) * 3).get(), torch.full((2,), 3.0))
+        del pointers
+        for worker in [*workers.values(), fresh]:
+            sy.default_session().forget(worker.ref)

@@ -160,7 +160,7 @@ def test_cluster_file_with_curve_and_safe_mode(tmp_path, hook):
                             'lease_seconds = 30\n' + "".join(
                                 f'[workers.{name}]\nbind = "tcp://127.0.0.1:{free_port()}"\n'
                                 for name in ("cbob", "calice")))
-    with spawned_cluster(cluster_file, 2) as (lines, _):
+    with spawned_cluster(cluster_file, 2) as (lines, _, _script):
         assert any("created CURVE keys" in line for line in lines)
         workers = sy.cluster(cluster_file, hook)
         info = workers["cbob"].ping()

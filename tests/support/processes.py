@@ -64,9 +64,11 @@ def read_lines_until(process: subprocess.Popen, marker: str, timeout: float) -> 
 
 @contextmanager
 def spawned_cluster(cluster_file, count: int):
-    """Run ``scripts/spawn_workers.py cluster_file``; yields its start-up lines and worker pids.
+    """Run ``scripts/spawn_workers.py cluster_file``; yields its start-up lines, the worker
+    pids and the script's process (to read later lines with :func:`read_lines_until`).
 
-    On leaving, the script gets Ctrl-C (SIGINT), must exit 0, and every worker must be gone.
+    On leaving, the script gets Ctrl-C (SIGINT), must exit 0, and every worker must be gone,
+    including any pid the test appended to the list (a restarted worker).
     """
     import re
     import signal
@@ -79,7 +81,7 @@ def spawned_cluster(cluster_file, count: int):
     try:
         lines = read_lines_until(script, f"all {count} workers ready", timeout=90)
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", "\n".join(lines))]
-        yield lines, pids
+        yield lines, pids, script
     finally:
         script.send_signal(signal.SIGINT)
         assert script.wait(15) == 0

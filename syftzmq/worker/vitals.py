@@ -1,0 +1,42 @@
+"""What an operator asks of a running worker: its pid, how long it has run, what it holds.
+
+Part of the PING answer, so ``syftzmq cluster status`` needs no access to the worker's host.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterable
+
+import torch
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class Vitals:
+    """Started once per worker process; :meth:`snapshot` is cheap enough for every PING."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()  # wall clock: comparable across hosts, roughly
+        self._started = time.monotonic()
+
+    def snapshot(self, objects: Iterable[Any]) -> dict:
+        return {"pid": os.getpid(), "started_at": self.started_at,
+                "uptime": time.monotonic() - self._started,
+                "bytes_stored": stored_bytes(objects), "rss_bytes": rss_bytes()}
+
+
+def stored_bytes(objects: Iterable[Any]) -> int:
+    """Bytes of the tensors among ``objects`` (pointers and other values count nothing)."""
+    return sum(obj.nelement() * obj.element_size() for obj in objects
+               if isinstance(obj, torch.Tensor) and not obj.is_meta)
+
+
+def rss_bytes() -> int | None:
+    """Resident memory of this process, from ``/proc`` (None where there is none)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
