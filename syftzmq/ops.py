@@ -3,13 +3,14 @@
 A torch function pickled as an object arrives as ``getattr(torch._C._VariableFunctionsClass,
 'add')``: unpickling it needs ``builtins.getattr``, which a worker in ``--safe`` mode can never
 allow. So the client names every torch function it knows (``("func", "torch.add")``) and the
-worker looks the name up in the same registry. The registry is the set of functions that take
-part in PyTorch's ``__torch_function__`` protocol — the tensor operations — which leaves out
-``torch.load``, ``torch.save``, ``torch.hub`` and everything else that touches files or code.
+worker looks the name up. Names come from the safe allow-list (:mod:`syftzmq.allowlist`) first,
+then from the set of functions that take part in PyTorch's ``__torch_function__`` protocol, so a
+default worker can still run a tensor operation the allow-list leaves out.
 
-Tensor methods already travel by name (``("method", "add_")``). A safe worker runs only the
-tensor methods of the same registry, minus the few that expose memory, shared memory or take
-Python callables.
+Tensor methods already travel by name (``("method", "add_")``), torch.ops operators as
+``("op", "aten::mul.Tensor")``. A safe worker runs only what :mod:`syftzmq.allowlist` lists,
+resolved through its fixed table; a default worker runs any name (its key holders can run code
+anyway, see SECURITY.md).
 """
 
 from __future__ import annotations
@@ -19,27 +20,12 @@ from typing import Any, Callable
 
 import torch
 
+from . import allowlist
 from .errors import SyftZmqError
 
 
 class OperationRefused(SyftZmqError, PermissionError):
-    """A worker in safe mode refuses an operation that is not a named torch operation."""
-
-
-# Tensor methods that reach raw memory, shared memory, devices or take Python callables.
-_UNSAFE_METHODS = frozenset({
-    "apply_", "map_", "map2_", "register_hook", "register_post_accumulate_grad_hook",
-    "share_memory_", "storage", "untyped_storage", "data_ptr", "const_data_ptr", "set_",
-    "pin_memory", "record_stream", "cuda", "ipu", "xpu", "mps", "numpy", "tolist",
-    "storage_offset", "is_set_to", "module_load", "new_tensor",
-})
-# Dunder methods that are plain arithmetic, comparison or indexing.
-_OPERATOR_DUNDERS = frozenset(
-    f"__{prefix}{name}__"
-    for name in "add sub mul truediv floordiv div mod pow matmul and or xor lshift rshift".split()
-    for prefix in ("", "r", "i")
-) | {"__neg__", "__pos__", "__abs__", "__invert__", "__lt__", "__le__", "__gt__", "__ge__",
-     "__eq__", "__ne__", "__getitem__", "__setitem__"}
+    """A worker refuses an operation: in safe mode, one that is not on its allow-list."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,14 +45,12 @@ def _method_names() -> dict[Callable, str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _registry() -> tuple[dict[str, Callable], dict[Callable, str], frozenset[str]]:
-    """(name -> function, function -> name, allowed tensor method names), built once."""
+def _registry() -> tuple[dict[str, Callable], dict[Callable, str]]:
+    """(name -> function, function -> name) of the ``__torch_function__`` functions, built once."""
     from torch.overrides import get_overridable_functions
     by_name: dict[str, Callable] = {}
-    methods: set[str] = set()
     for namespace, functions in get_overridable_functions().items():
         if namespace is torch.Tensor:
-            methods.update(getattr(f, "__name__", "") for f in functions if callable(f))
             continue
         prefix = getattr(namespace, "__name__", None)
         if not isinstance(prefix, str) or not prefix.startswith("torch"):
@@ -81,8 +65,7 @@ def _registry() -> tuple[dict[str, Callable], dict[Callable, str], frozenset[str
             by_function.setdefault(function, name)
         except TypeError:  # unhashable callables cannot be looked up; they travel pickled
             continue
-    allowed = {m for m in methods if m and not m.startswith("_")} - _UNSAFE_METHODS
-    return by_name, by_function, frozenset(allowed | _OPERATOR_DUNDERS)
+    return by_name, by_function
 
 
 def op_to_wire(op: tuple) -> tuple:
@@ -90,8 +73,8 @@ def op_to_wire(op: tuple) -> tuple:
     kind, target = op
     if kind == "func" and not isinstance(target, str):
         try:
-            name = _registry()[1].get(target)
-            method = _method_names().get(target)
+            name = allowlist.function_name(target) or _registry()[1].get(target)
+            method = _method_names().get(target) or allowlist.method_name(target)
         except TypeError:
             name = method = None
         if name is not None:
@@ -102,48 +85,41 @@ def op_to_wire(op: tuple) -> tuple:
 
 
 def op_from_wire(op: Any, safe: bool) -> tuple:
-    """The worker's form: names resolved to functions. In safe mode only registered names pass.
+    """The worker's form: names resolved to functions. In safe mode only the names on the
+    allow-list of :mod:`syftzmq.allowlist` pass.
 
-    Raises :class:`OperationRefused` (safe mode) or ``ValueError`` (malformed op).
+    Raises :class:`OperationRefused` (a name that is refused or unknown) or ``ValueError``
+    (malformed op).
     """
     if not (isinstance(op, tuple) and len(op) == 2
             and op[0] in ("func", "method", "op", "getattr", "setattr")):
         raise ValueError(f"malformed operation {op!r:.80}")
     kind, target = op
+    if safe:  # only what syftzmq/allowlist.py lists, resolved through its fixed table
+        return allowlist.safe_op(kind, target)
     if kind in ("op", "getattr", "setattr"):
-        return _checked_named_op(kind, target, safe)
-    by_name, _, methods = _registry()
+        return _checked_named_op(kind, target)
     if kind == "method":
         if not isinstance(target, str):
             raise ValueError(f"method name must be a string, got {type(target).__name__}")
-        if safe and target not in methods:
-            raise OperationRefused(f"this worker runs in safe mode and refuses tensor method "
-                                   f"{target!r}: only named torch tensor operations are allowed")
         return op
     if isinstance(target, str):
-        function = by_name.get(target)
+        function = _registry()[0].get(target) or allowlist.resolve_function(target)
         if function is None:
             raise OperationRefused(f"unknown torch operation {target!r} (only torch functions "
                                    f"that take part in __torch_function__ can be named)")
         return ("func", function)
-    if safe:
-        raise OperationRefused("this worker runs in safe mode: operations must be named torch "
-                               "functions, not pickled code")
-    return op
+    return op  # default mode: a pickled function runs as it is
 
 
 SETTABLE_PROPERTIES = frozenset({"grad", "data", "requires_grad"})
 
 
-def _checked_named_op(kind: str, target: Any, safe: bool) -> tuple:
-    """``torch.ops`` operators by qualified name, and tensor properties by name."""
+def _checked_named_op(kind: str, target: Any) -> tuple:
+    """Default mode: ``torch.ops`` operators by qualified name, and tensor properties by name."""
     if not isinstance(target, str):
         raise ValueError(f"{kind} needs a name, got {type(target).__name__}")
     if kind == "op":
-        namespace = target.partition("::")[0]
-        if safe and namespace != "aten":
-            raise OperationRefused(f"this worker runs in safe mode: only aten operators may be "
-                                   f"named, not {target!r}")
         return (kind, target)
     from .pointer import tensor_property
     if kind == "setattr" and target not in SETTABLE_PROPERTIES:

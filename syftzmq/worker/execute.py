@@ -16,6 +16,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .. import argtree
+from ..allowlist import check_reference_attribute
 from ..dispatch import resolve_op
 from ..errors import WorkerMismatchError
 from ..ids import new_id
@@ -46,6 +47,7 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     An attribute of a stored *pointer* stays a pointer (with ``attr`` set): the attribute is
     resolved by the worker that holds the tensor.
     """
+    check_reference_attribute(ref.attr)  # .grad or .data, never a free attribute lookup
     obj = store.get(ref.id)
     if isinstance(obj, Failure):
         raise DependencyFailed(obj)

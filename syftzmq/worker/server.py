@@ -27,6 +27,7 @@ import torch
 import zmq
 
 from .. import runtime
+from ..allowlist import check_reference_attribute
 from ..errors import ProtocolError, StaleIncarnationError, WorkerUnavailable
 from ..ids import new_id, new_token
 from ..netpolicy import is_loopback
@@ -512,6 +513,7 @@ class WorkerServer:
             if isinstance(obj, PointerTensor):
                 return obj._meta
             if ref.attr is not None:
+                check_reference_attribute(ref.attr)
                 obj = getattr(obj, ref.attr)
                 if obj is None:
                     return None
