@@ -552,6 +552,20 @@ def _refused(kind: str, target: Any, hint: str = "") -> Exception:
         f"not on the safe worker's allow-list (see SECURITY.md, 'Safe mode'){hint}")
 
 
+@functools.lru_cache(maxsize=None)
+def _on_tensors(name: str, method: Callable) -> Callable:
+    """``method`` (unbound) applied to a tensor; ``[i]`` also applies to a stored tuple (a
+    result whose structure the client could not infer, e.g. ``torch.linalg.lstsq``'s)."""
+    def call(target: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(target, torch.Tensor):
+            return method(target, *args, **kwargs)
+        if name == "__getitem__" and isinstance(target, tuple) and len(args) == 1 and not kwargs:
+            return target[args[0]]
+        raise TypeError(f"tensor method {name!r} needs a tensor, got a {type(target).__name__}")
+    call.__name__ = name
+    return call
+
+
 def safe_op(kind: str, target: Any) -> tuple:
     """The worker's form of an op in safe mode: ``("func", callable)`` for functions, methods
     (unbound, so they apply to tensors only) and ATen operators, ``(kind, name)`` for listed
@@ -565,7 +579,7 @@ def safe_op(kind: str, target: Any) -> tuple:
         method = resolve_method(target)
         if method is None:
             raise _refused(kind, target)
-        return ("func", method)
+        return ("func", _on_tensors(target, method))
     if kind == "op":
         operator = resolve_aten(target)
         if operator is None:

@@ -192,6 +192,85 @@ def test_listed_operations_still_compute(safe_bob):
     assert_still_serving(safe_bob)
 
 
+# ------------------------------------------------------------------ listed ops, hostile arguments
+BIG = 10 ** 7
+HOSTILE_INDICES = [
+    ("func", "torch.gather", lambda: (torch.ones(3), 0, torch.tensor([BIG])), {}),
+    ("func", "torch.index_select", lambda: (torch.ones(3), 0, torch.tensor([BIG])), {}),
+    ("func", "torch.take", lambda: (torch.ones(3), torch.tensor([BIG])), {}),
+    ("method", "put_", lambda: (torch.zeros(3), torch.tensor([BIG]), torch.ones(1)), {}),
+    ("method", "index_put_", lambda: (torch.zeros(3), (torch.tensor([BIG]),), torch.tensor(1.0)),
+     {"accumulate": True}),
+    ("method", "__setitem__", lambda: (torch.zeros(3), torch.tensor([BIG]), 1.0), {}),
+    ("method", "scatter_", lambda: (torch.zeros(3), 0, torch.tensor([BIG]), torch.ones(1)), {}),
+    ("method", "masked_scatter_", lambda: (torch.zeros(3), torch.ones(3, dtype=torch.bool),
+                                           torch.ones(1)), {}),
+    ("func", "torch.nn.functional.embedding", lambda: (torch.tensor([BIG]), torch.ones(3, 2)),
+     {"max_norm": 1.0}),
+    ("func", "torch.nn.functional.embedding_bag",
+     lambda: (torch.tensor([1, 2]), torch.ones(3, 2), torch.tensor([0, BIG])), {}),
+    ("func", "torch.nn.functional.max_unpool1d",
+     lambda: (torch.ones(1, 1, 2), torch.tensor([[[BIG, 1]]]), 2), {}),
+    ("func", "torch.repeat_interleave", lambda: (torch.tensor([3, 4]),), {"output_size": 1}),
+    ("func", "torch.searchsorted", lambda: (torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0])),
+     {"sorter": torch.tensor([BIG, 0, 1])}),
+    ("func", "torch.linalg.lu_solve",
+     lambda: (torch.eye(3), torch.tensor([BIG, 2, 3], dtype=torch.int32), torch.ones(3, 1)), {}),
+    ("func", "torch.lu_unpack",
+     lambda: (torch.eye(3), torch.tensor([BIG, 2, 3], dtype=torch.int32)), {}),
+    ("method", "unfold", lambda: (torch.zeros(3), 0, 5, 1), {}),
+    ("method", "view", lambda: (torch.zeros(3), torch.int64), {}),
+]
+
+
+@pytest.mark.parametrize("kind, name, make_args, kwargs", HOSTILE_INDICES,
+                         ids=[case[1] for case in HOSTILE_INDICES])
+def test_listed_ops_check_hostile_indices_on_the_worker(safe_bob, kind, name, make_args, kwargs):
+    """Listed ops that take indices, sizes or pivots are listed because torch checks them: an
+    out-of-range value is an error on the worker, never a read or write outside the tensor."""
+    def send(value):
+        if isinstance(value, torch.Tensor):
+            return value.send(safe_bob)
+        if isinstance(value, tuple):
+            return tuple(send(v) for v in value)
+        return value
+
+    args = send(make_args())
+    remote_kwargs = {key: send(value) for key, value in kwargs.items()}
+    text = refusal(send_command(safe_bob, (kind, name), args, remote_kwargs))
+    assert "OperationRefused" not in text and re.search(
+        r"IndexError|RuntimeError|out of (range|bounds)|invalid|must|size", text), text
+    del args, remote_kwargs
+    assert_still_serving(safe_bob)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    lambda p: torch.optim.Adam(p, lr=0.05),
+], ids=["sgd-momentum", "adam"])
+def test_a_safe_worker_trains_like_local_torch(safe_bob, make_opt):
+    torch.manual_seed(0)
+    data, target = torch.randn(8, 2), torch.randn(8, 1)
+    local = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    remote = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    remote.load_state_dict(local.state_dict())
+    local_opt, remote_opt = make_opt(local.parameters()), make_opt(remote.parameters())
+    remote.send(safe_bob)
+    r_data, r_target = data.send(safe_bob), target.send(safe_bob)
+    for _ in range(3):
+        for model, opt, x, y in ((local, local_opt, data, target),
+                                 (remote, remote_opt, r_data, r_target)):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+    remote.get()
+    for mine, theirs in zip(local.parameters(), remote.parameters()):
+        torch.testing.assert_close(theirs.data, mine.data)
+    del r_data, r_target, remote_opt, loss, model, opt, x, y
+    assert_still_serving(safe_bob)
+
+
 # ------------------------------------------------------------------ the list itself
 def test_every_listed_name_resolves_in_this_torch():
     """A torch upgrade that renames or removes a listed operation fails here, loudly."""
