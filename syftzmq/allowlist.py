@@ -223,9 +223,9 @@ _METHOD_MATH = {
     "cumprod", "cumsum", "deg2rad", "det", "diff", "digamma", "dist", "div", "divide", "dot",
     "eq", "equal", "erf", "erfc", "erfinv", "exp", "exp2", "expm1", "fix", "float_power",
     "floor", "floor_divide", "fmax", "fmin", "fmod", "frac", "frexp", "gcd", "ge", "geqrf",
-    "ger", "greater", "greater_equal", "gt", "hardshrink", "hash_tensor", "heaviside", "histc", "histogram",
-    "hypot", "i0", "igamma", "igammac", "inner", "inverse", "isclose", "isfinite", "isinf",
-    "isnan", "isneginf", "isposinf", "isreal", "istft", "kron", "kthvalue", "lcm", "ldexp",
+    "ger", "greater", "greater_equal", "gt", "hardshrink", "hash_tensor", "heaviside", "histc",
+    "histogram", "hypot", "i0", "igamma", "igammac", "inner", "inverse", "isclose", "isfinite",
+    "isinf", "isnan", "isneginf", "isposinf", "isreal", "istft", "kron", "kthvalue", "lcm", "ldexp",
     "le", "lerp", "less", "less_equal", "lgamma", "log", "log10", "log1p", "log2",
     "log_softmax", "logaddexp", "logaddexp2", "logcumsumexp", "logdet", "logical_and",
     "logical_not", "logical_or", "logical_xor", "logit", "logsumexp", "lt", "lu", "lu_solve",
@@ -516,7 +516,7 @@ def function_name(function: Any) -> str | None:
 
 
 def method_name(function: Any) -> str | None:
-    """The listed name of an unbound tensor method (``torch.Tensor.unflatten`` -> ``"unflatten"``)."""
+    """The listed name of an unbound tensor method (``Tensor.unflatten`` -> ``"unflatten"``)."""
     try:
         return _tables()[5].get(function)
     except TypeError:  # unhashable
