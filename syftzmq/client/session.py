@@ -41,7 +41,8 @@ from ..core.messages import (ADDRESSED_TO, BATCH, BEFORE, CMD, DEL, FLUSH, FORK,
                              OBJECTS, PING, RELEASES, SHUTDOWN, STORE, message,
                              needs_complete_flush)
 from ..core.meta import TensorMeta, describe
-from ..core.ops import PLAIN_VALUES, op_to_wire
+from ..core.ops import op_to_wire
+from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..security.keys import write_key_file

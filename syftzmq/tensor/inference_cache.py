@@ -27,7 +27,7 @@ from typing import Any, Hashable
 import torch
 
 from ..core.meta import TensorMeta
-from ..core.ops import PLAIN_VALUES
+from ..core.vocabulary import PLAIN_VALUES
 from .operand import RemoteOperand
 
 LIMIT = 4096  # entries; the cache is emptied when full (loops reuse a handful of keys)

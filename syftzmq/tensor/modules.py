@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..core import argtree
-from ..core.ops import is_inplace
+from ..core.vocabulary import is_inplace
 from .pointer import PointerTensor
 from .remote_call import call_function, get_property, session_of, set_property
 

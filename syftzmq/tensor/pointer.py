@@ -24,8 +24,8 @@ import torch
 
 from ..core.ids import new_id
 from ..core.meta import TensorMeta, describe, mirror_of
-from ..core.ops import BINARY_OPERATORS, SETTABLE_ATTRIBUTES, UNARY_AND_COMPARISON_OPERATORS, \
-    tensor_property
+from ..core.vocabulary import (BINARY_OPERATORS, SETTABLE_ATTRIBUTES,
+                               UNARY_AND_COMPARISON_OPERATORS, tensor_property)
 from ..core.refs import ChainRef, WorkerRef
 from ..errors import NeedsGetError, ObjectGoneError
 from . import remote_call

@@ -30,7 +30,8 @@ from torch.utils import _pytree as pytree
 from ..core import argtree
 from ..core.ids import new_id
 from ..core.meta import TensorMeta, describe
-from ..core.ops import ATTRIBUTE_POINTERS, PLAIN_VALUES, is_inplace, op_name
+from ..core.ops import op_name
+from ..core.vocabulary import ATTRIBUTE_POINTERS, PLAIN_VALUES, is_inplace
 from ..errors import NeedsGetError, WorkerMismatchError
 from .inference_cache import INFERRED
 from .mirrors import Unknown, infer

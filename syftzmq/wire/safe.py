@@ -49,8 +49,16 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), _TORCH_VALUE_TYPES):
-            return getattr(torch, name)
+        # torch dtypes, layouts and memory formats, looked up in torch's namespace dict (no
+        # attribute hook runs, so no lazy submodule import). Memory formats pickle under a name
+        # pickle found by scanning modules, e.g. ("torch._utils", "torch.preserve_format").
+        if module == "torch":
+            leaf = name
+        else:
+            leaf = name[len("torch."):] if name.startswith("torch.") else ""
+        value = vars(torch).get(leaf) if leaf else None
+        if isinstance(value, _TORCH_VALUE_TYPES):
+            return value
         raise RefusedByPolicy(
             f"this worker runs in safe mode and refuses to unpickle {module}.{name}: only tensors, "
             f"numbers, strings, containers and torch operations named as strings are accepted")

@@ -21,6 +21,7 @@ from ..core.ids import new_id
 from ..core.messages import CMD, message
 from ..core.ops import resolve_op
 from ..core.refs import ChainRef, Ref, WorkerRef
+from ..core.allowlist import check_reference_attribute
 from ..errors import WorkerMismatchError
 from .store import ObjectStore
 
@@ -47,6 +48,7 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     An attribute of a stored chain hop stays a (non-owning) hop with ``attr`` set: the
     attribute is resolved by the worker that holds the tensor.
     """
+    check_reference_attribute(ref.attr)  # .grad or .data, never a free attribute lookup
     obj = store.get(ref.id)
     if isinstance(obj, Failure):
         raise DependencyFailed(obj)

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 import zmq
 
+from ..core.allowlist import check_reference_attribute
 from ..core.failures import Failure
 from ..core.ids import new_id, new_token
 from ..core.messages import (ADDRESSED_TO, BATCH, BATCHABLE, BEFORE, CMD, DEL, FLUSH, FORK, GET,
@@ -514,6 +515,7 @@ class WorkerServer:
             if isinstance(obj, ChainRef):
                 return obj.meta
             if ref.attr is not None:
+                check_reference_attribute(ref.attr)
                 obj = getattr(obj, ref.attr)
                 if obj is None:
                     return None
