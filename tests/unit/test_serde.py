@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import sys
 
 import pytest
 import torch
@@ -137,6 +138,21 @@ def test_local_code_goes_by_value():
     assert b"cloudpickle" in header and len(buffers) == 1   # tensors stay out of band
     back = loads(header, buffers)
     assert back["f"](2) == 6 and back["obj"].n == 4 and torch.equal(back["t"], torch.ones(2048))
+
+
+def test_a_function_of_the_main_script_goes_by_value(monkeypatch):
+    """The C pickler would name it ``__main__.<name>``, which a worker cannot import."""
+    def script_function(x):
+        return x * 5
+    script_function.__module__ = "__main__"
+    script_function.__qualname__ = script_function.__name__ = "syftzmq_unit_script_function"
+    monkeypatch.setattr(sys.modules["__main__"], "syftzmq_unit_script_function",
+                        script_function, raising=False)
+    pickle.dumps(script_function)                         # the C pickler alone would succeed
+    header, buffers = dumps({"f": script_function})
+    assert b"cloudpickle" in header
+    monkeypatch.delattr(sys.modules["__main__"], "syftzmq_unit_script_function")
+    assert loads(header, buffers)["f"](2) == 10           # rebuilt without __main__'s help
 
 
 def test_a_string_that_names_main_costs_a_cloudpickle_pass_and_nothing_else():

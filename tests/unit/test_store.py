@@ -106,6 +106,19 @@ def test_two_forks_out_of_order_end_with_the_last_owner():
     assert store.delete(1, "c") == ["x"]
 
 
+def test_a_waiting_fork_is_used_once():
+    """b -> c waited for b to own the object; when c later hands it back to b, the old
+    hand-off must not move it to c again."""
+    store = ObjectStore()
+    store.put(1, "x", "a")
+    store.fork(1, "b", "c")
+    store.fork(1, "a", "b")
+    assert store.owner(1) == "c"
+    assert store.fork(1, "c", "b") == []
+    assert store.owner(1) == "b"
+    assert store.delete(1, "b") == ["x"]
+
+
 HOPS = [("fork", "a", "b"), ("fork", "b", "c"), ("fork", "c", "d"), ("delete", "d")]
 
 
