@@ -77,19 +77,3 @@ def test_an_idle_live_client_keeps_its_objects_and_chains(leased):
     assert torch.equal(chain.get().get(), torch.full((2,), 7.0))
     assert one._objects == {} and two._objects == {}
 
-
-def test_lease_bookkeeping():
-    from syftzmq.worker.leases import Leases, PeerRenewals
-    leases = Leases(lease_seconds=10)
-    leases.touch("a", now=0)
-    leases.adopt("b")                       # a new owner gets a full lease from now
-    assert leases.expired({"a"}, now=5) == set()
-    assert leases.expired({"a"}, now=11) == {"a"}
-    assert leases.expired({"a"}, now=12) == set()   # forgotten once expired
-    renewals = PeerRenewals()
-    assert renewals.due(["p"], now=0) == ["p"]
-    assert renewals.due(["p"], now=0.1) == []       # unknown lease: ask again after 0.2 s
-    renewals.learn("p", 30)
-    renewals.learn("p", "junk")                      # a peer's nonsense is ignored
-    assert renewals.shortest() == 30
-    assert renewals.due(["p"], now=9) == [] and renewals.due(["p"], now=10.1) == ["p"]
