@@ -77,4 +77,4 @@ def routing_identity(incarnation: str) -> bytes:
 
 def sender_incarnation(identity: bytes) -> str:
     """The process (incarnation) behind a routing identity."""
-    return identity.decode(errors="replace").split("|", 1)[0]
+    return identity.decode(errors="replace").rsplit("|", 1)[0]  # the id may contain "|"

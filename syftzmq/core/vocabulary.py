@@ -20,8 +20,10 @@ UNARY_AND_COMPARISON_OPERATORS = ("__neg__", "__pos__", "__abs__", "__invert__",
                                   "__le__", "__gt__", "__ge__", "__eq__", "__ne__",
                                   "__getitem__", "__setitem__")
 INPLACE_OPERATORS = frozenset(f"__i{name}__" for name in BINARY_OPERATORS)
-OPERATORS = frozenset(f"__{prefix}{name}__" for name in BINARY_OPERATORS
-                      for prefix in ("", "r", "i")) | frozenset(UNARY_AND_COMPARISON_OPERATORS)
+# Every operator form torch.Tensor itself has (there is no ``__imatmul__``, for one).
+OPERATORS = frozenset(form for name in BINARY_OPERATORS for prefix in ("", "r", "i")
+                      if hasattr(torch.Tensor, form := f"__{prefix}{name}__")) \
+    | frozenset(UNARY_AND_COMPARISON_OPERATORS)
 # Tensor attributes whose pointer names the attribute itself (no message, no stored alias),
 # and the attributes a client may set on a remote tensor.
 ATTRIBUTE_POINTERS = frozenset({"grad", "data"})

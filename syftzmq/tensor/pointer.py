@@ -24,8 +24,7 @@ import torch
 
 from ..core.ids import new_id
 from ..core.meta import TensorMeta, describe, mirror_of
-from ..core.vocabulary import (BINARY_OPERATORS, SETTABLE_ATTRIBUTES,
-                               UNARY_AND_COMPARISON_OPERATORS, tensor_property)
+from ..core.vocabulary import OPERATORS, SETTABLE_ATTRIBUTES, tensor_property
 from ..core.refs import ChainRef, WorkerRef
 from ..errors import NeedsGetError, ObjectGoneError
 from . import remote_call
@@ -308,11 +307,7 @@ def _make_operator(name: str) -> Callable:
     return operator
 
 
-for _name in BINARY_OPERATORS:
-    for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
-        if hasattr(torch.Tensor, _form):
-            setattr(PointerTensor, _form, _make_operator(_form))
-for _form in UNARY_AND_COMPARISON_OPERATORS:
+for _form in OPERATORS:
     setattr(PointerTensor, _form, _make_operator(_form))
 PointerTensor.__hash__ = lambda self: hash(self.id)  # __eq__ is elementwise, as on tensors
 

@@ -43,12 +43,24 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
 _TORCH_VALUE_TYPES = (torch.dtype, torch.layout, torch.memory_format)
 
 
+def _layout_named(name: Any) -> torch.layout:
+    """Stands in for ``torch.serialization._get_layout``, which is how a layout pickles: the
+    same lookup of a layout by its name, and nothing else."""
+    value = vars(torch).get(name[len("torch."):]) if isinstance(name, str) and \
+        name.startswith("torch.") else None
+    if not isinstance(value, torch.layout):
+        raise RefusedByPolicy(f"{name!r:.60} is not a torch layout")
+    return value
+
+
 class SafeUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` that resolves only allow-listed globals."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        if (module, name) == ("torch.serialization", "_get_layout"):
+            return _layout_named
         # torch dtypes, layouts and memory formats, looked up in torch's namespace dict (no
         # attribute hook runs, so no lazy submodule import). Memory formats pickle under a name
         # pickle found by scanning modules, e.g. ("torch._utils", "torch.preserve_format").

@@ -198,15 +198,18 @@ def test_plain_values_pass_the_safe_unpickler(value):
     assert _safe_loads(value) == value
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "torch.layout and torch.memory_format are meant to pass (safe.py lists them with dtypes), "
-    "but they do not pickle as torch.<name>: a memory format pickles as torch._utils."
-    "'torch.channels_last' and a layout as torch.serialization._get_layout('torch.strided'), "
-    "both refused, so a safe worker refuses e.g. x.contiguous(memory_format=...)"))
 @pytest.mark.parametrize("value", [torch.strided, torch.channels_last, torch.contiguous_format],
                          ids=str)
 def test_layouts_and_memory_formats_pass_the_safe_unpickler(value):
     assert _safe_loads({"memory_format": value}) == {"memory_format": value}
+
+
+def test_the_layout_lookup_returns_layouts_only():
+    """A pickle may name the layout lookup, but it finds layouts only: a dtype's name (or
+    anything else) is refused."""
+    forged = b"ctorch.serialization\n_get_layout\n(Vtorch.float32\ntR."
+    with pytest.raises(ProtocolError, match="not a torch layout"):
+        loads(forged, [], unpickler=SafeUnpickler)
 
 
 def _pickle_naming(module: str, name: str) -> bytes:
