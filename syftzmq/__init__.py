@@ -19,11 +19,18 @@ from .client.handles import LocalWorker, VirtualWorker, Worker, default_session
 from .client.session import Stats
 from .client.torch_hook import TorchHook
 from .federated import BaseDataset, FederatedDataLoader, FederatedDataset, federate
-from .errors import (IdCollisionError, NeedsGetError, ObjectGoneError, ObjectNotFoundError,
+from .errors import (IdCollisionError, InvalidTensorForRemoteGet, NeedsGetError, ObjectGoneError, ObjectNotFoundError,
                      OperationRefused, ProtocolError, RefusedByPolicy, RemoteError,
                      StaleIncarnationError, SyftZmqError, WorkerMismatchError, WorkerUnavailable)
 from .plan.plan import Plan, func2plan
 from .tensor.pointer import PointerTensor
+
+# ---- PySyft 0.2 pointer API beyond send/get/move: several locations, in place
+from .tensor.inplace import RemoteTensor  # noqa: E402
+from .tensor.multi_pointer import MultiPointerTensor, combine_pointers  # noqa: E402
+from .plan.pysyft import PointerPlan  # noqa: E402
+from .plan.state import State  # noqa: E402
+# ----
 
 __version__ = "0.2.0"
 
@@ -46,4 +53,7 @@ __all__ = ["TorchHook", "VirtualWorker", "Worker", "LocalWorker", "PointerTensor
            "Stats", "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
            "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
            "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError",
-           "BaseDataset", "FederatedDataset", "FederatedDataLoader", "federate"]
+           "BaseDataset", "FederatedDataset", "FederatedDataLoader", "federate",
+           # PySyft 0.2 pointer API beyond send/get/move
+           "MultiPointerTensor", "combine_pointers", "RemoteTensor", "PointerPlan", "State",
+           "InvalidTensorForRemoteGet"]

@@ -91,6 +91,8 @@ def _remote_parameter_get_(param: Any) -> nn.Parameter:
 
 modules.RemoteParameter.get_ = _remote_parameter_get_  # type: ignore[attr-defined]
 modules.RemoteParameter.get = lambda param: param._pointer.get()  # type: ignore[attr-defined]
+modules.RemoteParameter.location = property(  # type: ignore[attr-defined]
+    lambda param: param._pointer.location, doc="The worker holding the parameter.")
 
 
 def make_remote(tensor: torch.Tensor, pointer: PointerTensor) -> torch.Tensor:
