@@ -34,10 +34,14 @@ _EXPORTS = {
     "Plan": "plan.plan", "func2plan": "plan.plan",
     "BaseDataset": "federated", "FederatedDataset": "federated",
     "FederatedDataLoader": "federated", "federate": "federated",
+    "RemoteTensor": "tensor.inplace",
+    "MultiPointerTensor": "tensor.multi_pointer", "combine_pointers": "tensor.multi_pointer",
+    "PointerPlan": "plan.pysyft", "State": "plan.state",
     **{name: "errors" for name in (
         "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
         "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
-        "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError")},
+        "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError",
+        "InvalidTensorForRemoteGet")},
 }
 _local_worker: Any = None
 

@@ -56,6 +56,10 @@ class IdCollisionError(SyftZmqError, KeyError):
     """An object already lives under this id; it is never overwritten silently."""
 
 
+class InvalidTensorForRemoteGet(SyftZmqError, TypeError):
+    """``remote_get()`` was called on a pointer to data; it needs a chain (me -> alice -> bob)."""
+
+
 class NeedsGetError(SyftZmqError, TypeError):
     """An operation would produce a plain Python value, which a pointer cannot hold."""
 

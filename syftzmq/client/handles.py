@@ -164,6 +164,9 @@ class LocalWorker:
     """``sy.local_worker``: the client itself (id ``me``). It holds no remote objects."""
 
     id = "me"
+    # PySyft 0.2's flag (tutorial part 8 sets it to False so the client may store plan state).
+    # Nothing depends on it here: a client never stores objects for workers.
+    is_client_worker = True
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LocalWorker) or (isinstance(other, WorkerRef) and other.id == "me")

@@ -71,7 +71,9 @@ from ..core.ids import new_id
 from ..core.refs import WorkerRef
 from ..errors import OperationRefused
 from ..tensor.pointer import PointerTensor
-from ..tensor.remote_call import common_location, session_of
+from ..tensor.remote_call import common_location, session_of, unwrap
+from .pysyft import PointerPlan, placeholders
+from .state import State
 from .runner import (Code, ModuleArgument, ModuleSlot, Out, Report, Slot, Template, run_plan,
                      unpack_held)
 
@@ -130,11 +132,8 @@ def _split_arguments(args: tuple, kwargs: dict) -> _CallArguments:
 def _pointer_of(value: Any) -> PointerTensor | None:
     if isinstance(value, PointerTensor):
         return value
-    if isinstance(value, nn.Parameter):  # a RemoteParameter stands for its pointer
-        pointer = value.__dict__.get("_pointer")
-        if isinstance(pointer, PointerTensor):
-            return pointer
-    return None
+    pointer = unwrap(value)  # a remote parameter, a tensor sent in place: their pointer
+    return pointer if isinstance(pointer, PointerTensor) else None
 
 
 def _pointer_key(pointer: PointerTensor) -> Hashable:
@@ -205,28 +204,71 @@ def _refuse_safe_worker(session: Any, location: WorkerRef, name: str) -> None:
             f"sent; use pointer operations there (they travel as named torch operations)")
 
 
+_CLIENT_ONLY = ("_code", "_stored", "_layouts", "_pointer_plans")  # never pickled with a plan
+
+
 class Plan:
     """A function that runs where its pointer arguments live, as one command per call.
 
-    Build one with :func:`func2plan`; see this module's docstring for the rules.
+    Build one with :func:`func2plan`, or subclass it (PySyft 0.2's ``class Net(sy.Plan)``:
+    call ``super().__init__()``, keep layers as attributes, define ``forward(self, x)``); see
+    this module's docstring for the rules, and :mod:`syftzmq.plan.pysyft` for ``build``,
+    ``is_built``, ``state`` and what ``send`` returns.
     """
 
-    def __init__(self, function: Callable, name: str | None = None) -> None:
+    def __init__(self, function: Callable | None = None, name: str | None = None, *,
+                 state: Any = None) -> None:
         self.function = function
-        self.name = name or getattr(function, "__name__", "plan")
-        functools.update_wrapper(self, function)
+        self.name = name or getattr(function, "__name__", None) or type(self).__name__
+        if function is not None:
+            functools.update_wrapper(self, function)
+        self.include_state = state is not None
+        self.state = State(state) if state is not None else None
+        self.is_built = False
         self._code: Code | None = None
         self._stored: dict[str, PointerTensor] = {}  # worker incarnation -> stored function
         self._layouts: OrderedDict[tuple, Report] = OrderedDict()
+        self._pointer_plans: dict[str, Any] = {}     # worker incarnation -> its PointerPlan
+
+    def _target(self) -> Callable:
+        """What the plan runs: the function, or a subclass's ``forward``."""
+        if self.function is not None:
+            return self.function
+        forward = getattr(self, "forward", None)
+        if forward is None:
+            raise TypeError(f"plan {self.name!r} has nothing to run: pass a function "
+                            f"(sy.func2plan) or define forward(self, ...) in a Plan subclass")
+        return forward
+
+    def __getstate__(self) -> dict:
+        """A class plan travels with its ``forward`` (and so its layers); the client's caches
+        of stored copies and result layouts stay here."""
+        state = dict(self.__dict__)
+        for name in _CLIENT_ONLY:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._code, self._stored, self._layouts, self._pointer_plans = None, {}, OrderedDict(), {}
 
     def __repr__(self) -> str:
         where = ", ".join(p._location.id for p in self._stored.values())
-        return f"<Plan {self.name}{' on ' + where if where else ''}>"
+        built = " built" if self.is_built else ""
+        return f"<{type(self).__name__} {self.name}{built}{' on ' + where if where else ''}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(args, kwargs)
+
+    def _run(self, args: tuple, kwargs: dict, where: Any = None) -> Any:
+        """Run the plan; ``where`` (a :class:`PointerPlan`) checks the arguments' worker."""
+        if self.include_state:
+            args = (*args, self.state)
         split = _split_arguments(args, kwargs)
+        if where is not None:
+            where.check_arguments(split.pointers)
         if not split.pointers:
-            return self.function(*args, **kwargs)
+            return self._target()(*args, **kwargs)
         location = common_location(split.pointers, f"plan {self.name}")
         session = split.pointers[0]._require_session()
         _refuse_safe_worker(session, location, self.name)
@@ -274,18 +316,67 @@ class Plan:
 
     def _pickled(self) -> Code:
         if self._code is None:
-            self._code = _pickle_function(self.function)
+            self._code = _pickle_function(self._target())
         return self._code
 
-    def send(self, *workers: Any) -> "Plan":
-        """Store the function on each worker, so calls there no longer carry it; returns the
-        plan. It stays stored until the plan is garbage collected (or sent there again)."""
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        """PySyft's ``build``: run the plan once on example arguments and mark it built;
+        returns the results. What a later ``send`` ships is the plan as it is now (a class
+        plan's layers included); copies sent before are dropped."""
+        self._forget_sent()
+        results = self._run(args, kwargs)
+        self.is_built = True
+        return results
+
+    def _forget_sent(self) -> None:
+        self._code = None
+        self._stored.clear()  # their pointers die: the stored copies are deleted
+        self._pointer_plans.clear()
+
+    def send(self, *workers: Any) -> Any:
+        """Store the plan on each worker, so calls there no longer carry it; returns a
+        :class:`~syftzmq.plan.pysyft.PointerPlan` (one per worker, cached). The plan must be
+        built first (PySyft's rule). It stays stored until the plan is garbage collected, or
+        ``pointer_plan.get()``."""
+        if not self.is_built:
+            raise RuntimeError("A plan needs to be built before being sent to a worker.")
+        if not workers:
+            raise TypeError("send() needs at least one worker, e.g. plan.send(bob)")
+        refs = []
         for worker in workers:
             session = session_of(worker)
             dest = session.ref_of(worker)
-            _refuse_safe_worker(session, dest, self.name)
-            self._stored[dest.incarnation] = session.store_object(dest, self._pickled())
+            refs.append(dest)
+            if dest.incarnation not in self._stored:
+                _refuse_safe_worker(session, dest, self.name)
+                self._stored[dest.incarnation] = session.store_object(dest, self._pickled())
+        if len(refs) == 1:
+            pointer_plan = self._pointer_plans.get(refs[0].incarnation)
+            if pointer_plan is None:
+                pointer_plan = PointerPlan(self, refs)
+                self._pointer_plans[refs[0].incarnation] = pointer_plan
+            return pointer_plan
+        return PointerPlan(self, refs)
+
+    def parameters(self) -> list[Any]:
+        """The state tensors: ``state`` for a function plan, the parameters of layer
+        attributes and tensor attributes for a class plan (PySyft's ``parameters()``)."""
+        if self.state is not None:
+            return self.state.tensors()
+        found: list[Any] = []
+        for value in vars(self).values():
+            if isinstance(value, nn.Module):
+                found.extend(value.parameters())
+            elif isinstance(value, torch.Tensor):
+                found.append(value)
+        return found
+
+    def get(self) -> "Plan":
+        """Drop every copy sent to workers; returns the plan (PySyft's ``plan.get()``)."""
+        self._forget_sent()
         return self
+
+    get_ = get
 
 
 def _results(session: Any, location: WorkerRef, result_ids: list[int], report: Report) -> Any:
@@ -296,14 +387,32 @@ def _results(session: Any, location: WorkerRef, result_ids: list[int], report: R
                            report.structure)
 
 
-def func2plan(function: Callable | None = None, *, args_shape: Any = None) -> Any:
+def func2plan(function: Callable | None = None, *, args_shape: Any = None, state: Any = None,
+              trace_autograd: bool = False, args_dtypes: Any = ()) -> Any:
     """Decorator: make ``function`` a :class:`Plan` (``@sy.func2plan()`` or ``@sy.func2plan``).
 
-    ``args_shape`` is accepted for PySyft 0.2 compatibility and ignored: PySyft traced the
-    function on dummy arguments of those shapes to build the plan, while here the function
-    itself travels and the worker reports the results' layout on the first call.
+    ``args_shape=[(2, 3), (-1, 3)]`` builds the plan at once, by running it on zero tensors of
+    those shapes (``-1`` becomes 1; ``args_dtypes`` gives their dtypes, float32 by default).
+    ``state=(t, ...)`` passes a :class:`~syftzmq.plan.state.State` as the function's last
+    argument (``state.read()`` is the list of tensors). ``trace_autograd`` is accepted and has
+    nothing to do: the function itself runs on the worker, autograd included.
     """
-    del args_shape
+    del trace_autograd
+
+    def decorate(target: Callable) -> Plan:
+        plan = Plan(target, state=state)
+        if args_shape:
+            examples = placeholders(args_shape, args_dtypes)
+            try:
+                plan.build(*examples)
+            except TypeError as exc:
+                raise ValueError(
+                    "Automatic build using @func2plan failed!\nCheck that:\n"
+                    " - you have provided the correct number of shapes in args_shape\n"
+                    " - you have no simple numbers like int or float as args. If you do so, "
+                    "please consider using a tensor instead.") from exc
+        return plan
+
     if function is not None:
-        return Plan(function)
-    return Plan
+        return decorate(function)
+    return decorate

@@ -21,7 +21,7 @@ from torch import nn
 from ..core import argtree
 from ..core.vocabulary import is_inplace
 from .pointer import PointerTensor
-from .remote_call import call_function, get_property, session_of, set_property
+from .remote_call import call_function, get_property, session_of, set_property, unwrap
 
 _PROPERTY_ACCESS = {"__get__", "__set__", "__delete__"}
 
@@ -34,23 +34,29 @@ class RemoteParameter(nn.Parameter):
     @classmethod
     def __torch_function__(cls, func: Callable, types: tuple, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        if name in _PROPERTY_ACCESS and args and isinstance(args[0], RemoteParameter):
-            return _property(func, args)
-        if name in ("__repr__", "__str__", "__format__"):
-            return f"RemoteParameter({args[0]._pointer!r})"
-        if name == "__reduce_ex__":
-            raise TypeError("a RemoteParameter cannot be pickled; .get() it first")
-        params = [a for a in argtree.leaves(args, kwargs) if isinstance(a, RemoteParameter)]
-        result = call_function(func, tuple(args), kwargs)
-        if is_inplace(name) and params and result is params[0]._pointer:
-            return params[0]
-        return result
+        return route_to_pointer(RemoteParameter, func, args, kwargs or {})
+
+
+def route_to_pointer(wrapper: type, func: Callable, args: tuple, kwargs: dict) -> Any:
+    """``__torch_function__`` of a tensor class whose instances stand for the pointer in their
+    ``_pointer`` (``wrapper``): properties answered from the pointer's mirror, everything else
+    run where the data lives. An in-place operation returns the wrapper itself."""
+    name = getattr(func, "__name__", "")
+    if name in _PROPERTY_ACCESS and args and isinstance(args[0], wrapper):
+        return _property(func, args)
+    if name in ("__repr__", "__str__", "__format__"):
+        return f"{wrapper.__name__}({args[0]._pointer!r})"
+    if name == "__reduce_ex__":
+        raise TypeError(f"a {wrapper.__name__} cannot be pickled; .get() it first")
+    wrappers = [a for a in argtree.leaves(args, kwargs) if isinstance(a, wrapper)]
+    result = call_function(func, tuple(args), kwargs)
+    if is_inplace(name) and wrappers and result is wrappers[0]._pointer:
+        return wrappers[0]
+    return result
 
 
 def _property(func: Callable, args: tuple) -> Any:
-    param: RemoteParameter = args[0]
+    param: Any = args[0]
     prop = func.__self__.__name__
     if func.__name__ == "__get__":
         if prop in ("shape", "dtype", "device", "is_leaf", "requires_grad", "ndim", "layout",
@@ -61,9 +67,8 @@ def _property(func: Callable, args: tuple) -> Any:
             return getattr(param._pointer._resolved_mirror(), prop)
         return get_property(param._pointer, prop)
     if func.__name__ == "__set__":
-        value = args[1]._pointer if isinstance(args[1], RemoteParameter) else args[1]
-        return set_property(param._pointer, prop, value)
-    raise AttributeError(f"cannot delete .{prop} of a remote parameter")
+        return set_property(param._pointer, prop, unwrap(args[1]))
+    raise AttributeError(f"cannot delete .{prop} of a remote tensor")
 
 
 def make_remote(param: nn.Parameter, pointer: PointerTensor) -> RemoteParameter:

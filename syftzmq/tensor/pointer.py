@@ -29,10 +29,16 @@ from ..core.refs import ChainRef, WorkerRef
 from ..errors import NeedsGetError, ObjectGoneError
 from . import remote_call
 from .operand import RemoteOperand
+from .pointer_api import POINTER_ATTRIBUTES, PointerAPI, check_single_worker
 
 
-class PointerTensor(RemoteOperand):
-    """A pointer to a tensor (or to another pointer) stored on a worker."""
+class PointerTensor(PointerAPI, RemoteOperand):
+    """A pointer to a tensor (or to another pointer) stored on a worker.
+
+    Besides operations, ``get``, ``send`` and ``move``, it has the rest of PySyft 0.2's pointer
+    API (``copy``, ``send_``/``get_``, ``remote_get``/``remote_send``, ``combine``, the GC flags,
+    ``tag``/``describe``): see :mod:`syftzmq.tensor.pointer_api`.
+    """
 
     def __init__(self, location: WorkerRef, id_at_location: int, *, meta: TensorMeta | None = None,
                  mirror: torch.Tensor | None = None, owning: bool = True, id: int | None = None,
@@ -130,7 +136,7 @@ class PointerTensor(RemoteOperand):
 
     # ----------------------------------------------------------------- lifetime
     def __del__(self) -> None:
-        if self._owning and self._gone is None and self._session is not None:
+        if self._owning and self._gc and self._gone is None and self._session is not None:
             self._session.release(self._location, self.id_at_location)
 
     def _check_usable(self) -> None:
@@ -211,25 +217,43 @@ class PointerTensor(RemoteOperand):
             self._relinquish("fetched with .get()")
         return value
 
-    def send(self, worker: Any) -> "PointerTensor":
+    def send(self, *workers: Any, **kwargs: Any) -> "PointerTensor":
         """Send this pointer (not the data) to ``worker``; returns a pointer to the stored pointer.
 
         Ownership of the target passes to ``worker``: this local pointer remains usable as a
         non-owning view, and the target lives as long as the pointer stored on ``worker``.
+        Tags and the description go along; ``garbage_collect_data=False`` applies to the new
+        pointer.
         """
+        options = self._send_options(kwargs)
+        worker = check_single_worker(workers, "pointer.send()")
+        if options.inplace:
+            return self.send_(worker, garbage_collect_data=options.garbage_collect_data)
         self._check_usable()
         if self._attr is not None:
             self._check_owning("be sent")
         session = self._require_session()
         new = session.store_pointer(session.ref_of(worker), self)
         object.__setattr__(self, "_owning", False)
+        if not options.garbage_collect_data:
+            object.__setattr__(new, "_gc", False)
+        if self.tags is not None:
+            object.__setattr__(new, "tags", set(self.tags))
+        if self.description is not None:
+            object.__setattr__(new, "description", self.description)
         return new
 
-    def move(self, worker: Any) -> "PointerTensor":
-        """Move the target straight from its holder to ``worker``; this pointer follows it."""
+    def move(self, worker: Any) -> Any:
+        """Move the target straight from its holder to ``worker``; this pointer follows it.
+
+        To the client itself (``hook.local_worker``, ``sy.local_worker``) it is ``get()``: the
+        tensor comes back and the remote copy is gone. To the current location it is a no-op.
+        """
         self._check_owning("move")
         session = self._require_session()
         dest = session.ref_of(worker)
+        if dest.incarnation == session.ref.incarnation:
+            return self.get()
         if dest.incarnation == self._location.incarnation:
             return self
         (new_id_at_dest,) = session.move(self._location, [self.id_at_location], dest)
@@ -257,10 +281,21 @@ class PointerTensor(RemoteOperand):
         return _RemoteMethod(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        """``grad``, ``data`` and ``requires_grad`` are set on the remote tensor; the GC flags,
+        ``tags`` and ``description`` on this pointer. Anything else raises: an attribute kept
+        here would be silently ignored by the worker. (Internal state is set with
+        ``object.__setattr__``.)"""
         if name in SETTABLE_ATTRIBUTES:
             remote_call.set_property(self, name, value)
-        else:
+        elif name in POINTER_ATTRIBUTES:
+            if name == "tags" and value is not None:
+                value = {value} if isinstance(value, str) else set(value)
             object.__setattr__(self, name, value)
+        else:
+            raise AttributeError(
+                f"cannot set {name!r} on a pointer: syftzmq supports setting "
+                f"{', '.join(sorted(SETTABLE_ATTRIBUTES | POINTER_ATTRIBUTES))}; anything else "
+                f"would be kept here and ignored by the worker")
 
     @property
     def device(self) -> torch.device:

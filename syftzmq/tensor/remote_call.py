@@ -75,9 +75,16 @@ def call_method(name: str, args: tuple, kwargs: dict) -> Any:
                        lambda target, *a, **k: getattr(target, name)(*a, **k), args, kwargs)
 
 
+# Tensor classes whose instances stand for the pointer they carry in ``_pointer``: a tensor
+# sent in place (``x.send_(bob)``, :mod:`syftzmq.tensor.inplace`). Remote parameters are
+# ``nn.Parameter`` instances and are recognised as such.
+WRAPPER_TYPES: set[type] = set()
+
+
 def unwrap(value: Any) -> Any:
-    """A remote parameter stands for its pointer (see :mod:`syftzmq.tensor.modules`)."""
-    if isinstance(value, torch.nn.Parameter):
+    """A remote parameter (see :mod:`syftzmq.tensor.modules`) or a tensor sent in place stands
+    for its pointer."""
+    if isinstance(value, torch.nn.Parameter) or type(value) in WRAPPER_TYPES:
         pointer = value.__dict__.get("_pointer")
         if isinstance(pointer, RemoteOperand):
             return pointer

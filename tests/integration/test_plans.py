@@ -20,7 +20,7 @@ def affine(x, y, scale=2.0):
     return x * scale + y, (x.sum(), None)
 
 
-@sy.func2plan(args_shape=[(3,)])  # PySyft 0.2's argument: accepted, not needed
+@sy.func2plan(args_shape=[(3,)])  # built at once, on zeros(3)
 def checked_sqrt(x):
     if (x < 0).any():  # data-dependent Python: fine inside a plan
         raise ValueError("negative input to checked_sqrt")
@@ -181,7 +181,9 @@ def test_sent_plan_is_stored_once_and_released_with_the_plan(bob):
         return x * k
 
     by_value = sy.func2plan()(scaled)
-    stored = sy.func2plan()(scaled).send(bob)
+    stored = sy.func2plan()(scaled)
+    stored.build(torch.zeros(3), 2)  # a plan is built before it is sent (PySyft's rule)
+    stored = stored.send(bob)
     assert len(bob._objects) == 1
     x_ptr = torch.arange(3.0).send(bob)
     by_value(x_ptr, 2).get(), stored(x_ptr, 2).get()  # first calls learn the layout
@@ -215,7 +217,7 @@ def test_safe_worker_refuses_plans_and_keeps_serving(safe_worker):
     with pytest.raises(OperationRefused, match="safe mode"):
         affine(x_ptr, x_ptr)
     with pytest.raises(OperationRefused, match="safe mode"):
-        sy.func2plan()(torch.neg).send(safe_worker)
+        sy.func2plan(args_shape=[(3,)])(torch.neg).send(safe_worker)
     torch.testing.assert_close((x_ptr + 1).get(), torch.arange(3.0) + 1)
 
     # Even a client that skips its check gets a refusal naming the reason: the worker never
