@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..core import argtree
-from ..core.ops import BINARY_OPERATORS, UNARY_AND_COMPARISON_OPERATORS, tensor_property
+from ..core.vocabulary import OPERATORS, tensor_property
 from ..errors import WorkerMismatchError
 from .operand import RemoteOperand
 
@@ -182,10 +182,6 @@ def _make_operator(name: str) -> Callable:
     return operator
 
 
-for _name in BINARY_OPERATORS:
-    for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
-        if hasattr(torch.Tensor, _form):
-            setattr(MultiPointerTensor, _form, _make_operator(_form))
-for _form in UNARY_AND_COMPARISON_OPERATORS:
+for _form in OPERATORS:
     setattr(MultiPointerTensor, _form, _make_operator(_form))
 MultiPointerTensor.__hash__ = lambda self: id(self)  # type: ignore[method-assign]

@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 from ..core.messages import FLUSH, message
 from ..errors import InvalidTensorForRemoteGet
+from .multi_pointer import MultiPointerTensor
 from .send_options import parse
 
 # What may be set on a pointer besides the remote tensor attributes (grad, data,
@@ -158,7 +159,6 @@ class PointerAPI:
     # ------------------------------------------------------------------ several workers
     def combine(self, *others: Any) -> Any:
         """PySyft's ``x.combine(y, z)``: a multi-pointer over ``[y, z, x]`` (self last)."""
-        from .multi_pointer import MultiPointerTensor
         return MultiPointerTensor([*others, self])
 
     def _send_options(self, kwargs: dict) -> Any:

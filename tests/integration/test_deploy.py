@@ -41,6 +41,14 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
+def _cluster_workers() -> list[int]:
+    """Worker processes of this run that a keeper started: the session's own workers (children
+    of this pytest process, started by earlier tests) are not the cluster's."""
+    me = str(os.getpid())
+    return [pid for pid in worker_processes_of_this_run()
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] != me]
+
+
 def _keepers() -> list[int]:
     """Live worker keepers (syftzmq.deploy.agent) started by this test run."""
     found = []
@@ -221,7 +229,7 @@ def test_up_restarts_then_gives_up_status_shows_it_down_cleans_everything(tmp_pa
             up.wait()
     assert all(wait_for_exit(pid, timeout=10) for pid in pids)
     assert not state_path(cluster_file).exists() and not socket_file.exists()
-    assert worker_processes_of_this_run() == [] and _keepers() == []
+    assert _cluster_workers() == [] and _keepers() == []
 
 
 def test_up_names_a_worker_that_cannot_start_and_stops_the_others(tmp_path):
@@ -237,7 +245,7 @@ def test_up_names_a_worker_that_cannot_start_and_stops_the_others(tmp_path):
     assert "cluster did not start: worker bob on local: exited with code" in done.stdout
     assert "Address already in use" in done.stdout + done.stderr
     assert "all workers stopped" in done.stdout
-    assert worker_processes_of_this_run() == [] and _keepers() == []
+    assert _cluster_workers() == [] and _keepers() == []
     assert not state_path(cluster_file).exists()
 
 
@@ -276,7 +284,7 @@ def test_up_says_when_ssh_cannot_reach_a_host(tmp_path):
     assert "cluster did not start: worker far on root@127.0.0.1: ssh to root@127.0.0.1 " \
            "failed or dropped" in done.stdout, done.stdout
     assert "Connection refused" in done.stdout
-    assert worker_processes_of_this_run() == [] and _keepers() == []
+    assert _cluster_workers() == [] and _keepers() == []
     assert not state_path(cluster_file).exists()
 
 
@@ -293,7 +301,7 @@ def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path):
         up.kill()  # no chance to clean up: the keepers see their input end, and stop
         up.wait()
         assert all(wait_for_exit(pid, timeout=15) for pid in pids)
-        wait_until(lambda: worker_processes_of_this_run() == [] and _keepers() == [], 15,
+        wait_until(lambda: _cluster_workers() == [] and _keepers() == [], 15,
                    "no keeper or worker left")
     finally:
         if up.poll() is None:
