@@ -5,14 +5,25 @@ every message from a process renews its lease at this worker (clients also send 
 background thread while idle; workers renew at the peers their stored pointers point into). An
 owner not heard from for ``lease_seconds`` is *expired*: the worker frees everything it owned,
 and freeing a stored pointer cascades one hop down its chain like any delete.
+
+:class:`LeaseTicks` is the loop's periodic part of this: expire silent owners, renew our own
+leases at peers.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Iterable
 
+from ..core.ids import new_id
+from ..core.messages import RENEW, message
+from ..core.refs import ChainRef
+from .downstream import DEFAULT_PEER_TIMEOUT, Downstream
+from .failures import FailureRecord
+from .store import ObjectStore
 
+log = logging.getLogger("syftzmq.worker")
 
 class Leases:
     """When each owner was last heard from, and which owners have expired."""
@@ -82,3 +93,53 @@ class PeerRenewals:
 
     def shortest(self) -> float | None:
         return min(self._leases.values(), default=None)
+
+
+class LeaseTicks:
+    """What the loop does for leases when a tick is due: free the objects of owners that went
+    silent (cascading down chains), and renew this worker's own leases at its peers."""
+
+    def __init__(self, leases: Leases, store: ObjectStore, failures: FailureRecord,
+                 downstream: Downstream, counters: dict) -> None:
+        self.leases = leases
+        self.renewals = PeerRenewals()
+        self.store = store
+        self.failures = failures
+        self.downstream = downstream
+        self.counters = counters
+        self.next_tick = time.monotonic()
+
+    def tick(self, now: float) -> None:
+        """Run if due; sets :attr:`next_tick`."""
+        if now < self.next_tick:
+            return
+        self.expire(now)
+        self.renew_at_peers(now)
+        interval = self.leases.sweep_interval()
+        shortest = self.renewals.shortest()
+        if shortest is not None:
+            interval = min(interval, shortest / 4)
+        self.next_tick = now + max(0.05, interval)
+
+    def expire(self, now: float) -> None:
+        for incarnation in self.leases.expired(self.store.owners(), now):
+            ids = self.store.owned_by(incarnation)
+            log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids))
+            self.counters["expired_objects"] += len(ids)
+            self.failures.forget(incarnation)
+            for object_id in ids:
+                self.downstream.cascade([self.store.take(object_id)])
+
+    def renew_at_peers(self, now: float) -> None:
+        """Keep alive what our stored pointers own on other workers."""
+        targets = {obj.location.incarnation: obj.location for obj in self.store.values()
+                   if isinstance(obj, ChainRef) and obj.owning}
+        peers, waiters = self.downstream.peers, self.downstream.waiters
+        for incarnation in self.renewals.due(targets, now):
+            req = new_id()
+            peers.send(targets[incarnation], message(RENEW, req=req,
+                                                     origin=self.downstream.me.incarnation))
+            waiters.expect(req, now + DEFAULT_PEER_TIMEOUT,
+                           lambda answer, incarnation=incarnation:
+                           self.renewals.learn(incarnation, answer.get("value")),
+                           lambda: None)
