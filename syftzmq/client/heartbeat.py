@@ -6,6 +6,14 @@ an hour. This thread sends a small ``RENEW`` to each connected worker every thir
 shortest lease. ZMQ sockets belong to one thread, so it never touches the session's sockets: it
 owns one DEALER per worker, created and closed on this thread, carrying the session's process
 id (incarnation) in its routing identity — that is what the worker renews.
+
+A heartbeat that stops is worse than a crash: leases expire silently and the user's objects
+vanish an idle while later. So nothing here is allowed to end it quietly. A renewal that fails
+(other than a full queue, which only means the worker is gone or swamped) closes that socket,
+to be reopened next round, and is logged with its stack; an error in a whole round is logged
+and the round starts over on fresh sockets; and if the thread dies anyway (an exception that
+is not an ``Exception``), the session's next observation finds it dead and starts a new one
+(:meth:`Heartbeat.ensure_running`), with a warning.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ class Heartbeat:
 
     def __init__(self, context: zmq.Context, incarnation: str, default_lease: float) -> None:
         self._context = context
-        self._node = incarnation
+        self._incarnation = incarnation
         self._default_lease = default_lease
         self._targets: dict[str, _Target] = {}
         self._lock = threading.Lock()
@@ -45,6 +53,9 @@ class Heartbeat:
         self._wake = threading.Event()  # a new target may need a shorter interval: look now
         self._thread: threading.Thread | None = None
         self.renewals = 0
+        self.failures = 0  # rounds or renewals that raised (each one logged)
+        self.restarts = 0  # times a dead thread was started again
+        self._failing = False  # the last round failed: repeats of it are logged at debug level
 
     def watch(self, incarnation: str, address: str, key: bytes | None, curve: Any,
               lease: float | None) -> None:
@@ -55,8 +66,7 @@ class Heartbeat:
             self._targets[incarnation] = _Target(address, key, curve, lease or self._default_lease)
         self._wake.set()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="syftzmq-heartbeat", daemon=True)
-            self._thread.start()
+            self._start()
 
     def forget(self, incarnation: str) -> None:
         with self._lock:
@@ -67,40 +77,83 @@ class Heartbeat:
             leases = [t.lease for t in self._targets.values()] or [self._default_lease]
         return max(0.05, min(30.0, min(leases) / 3))
 
+    def ensure_running(self) -> None:
+        """Start the thread again if it died: called before every observation, so a dead
+        heartbeat is noticed (and logged) while the leases it should renew are still valid."""
+        thread = self._thread
+        if thread is None or thread.is_alive() or self._stop.is_set():
+            return
+        self.restarts += 1
+        log.warning("the lease heartbeat thread had died (see the error logged before); "
+                    "started it again so the workers keep this client's objects")
+        self._start()
+
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="syftzmq-heartbeat", daemon=True)
+        self._thread.start()
+
     def _run(self) -> None:
-        sockets: dict[str, tuple[zmq.Socket, Signer]] = {}
-        try:
-            while True:
-                self._wake.wait(self.interval())
-                self._wake.clear()
-                if self._stop.is_set():
-                    break
-                with self._lock:
-                    targets = dict(self._targets)
-                for incarnation in [n for n in sockets if n not in targets]:
+        """Rounds until stopped; a round that raises is logged and the next starts afresh."""
+        while not self._stop.is_set():
+            sockets: dict[str, tuple[zmq.Socket, Signer]] = {}
+            try:
+                self._beat(sockets)
+            except Exception:
+                if self._stop.is_set():  # the context was terminated under us: closing
+                    log.debug("heartbeat stopped while closing", exc_info=True)
+                    return
+                self.failures += 1
+                (log.debug if self._failing else log.warning)(
+                    "the lease heartbeat failed; it starts over on new sockets", exc_info=True)
+                self._failing = True
+                self._stop.wait(self.interval())
+            finally:
+                for sock, _ in sockets.values():
+                    sock.close(linger=0)
+
+    def _beat(self, sockets: dict[str, tuple[zmq.Socket, Signer]]) -> None:
+        """Renew at every target each interval, on ``sockets`` (opened and closed here)."""
+        while True:
+            self._wake.wait(self.interval())
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            with self._lock:
+                targets = dict(self._targets)
+            for incarnation in [n for n in sockets if n not in targets]:
+                sockets.pop(incarnation)[0].close(linger=0)
+            for incarnation, target in targets.items():
+                if incarnation not in sockets:
+                    sockets[incarnation] = (self._open(target), Signer(target.key))
+                if not self._renew(incarnation, *sockets[incarnation]):
                     sockets.pop(incarnation)[0].close(linger=0)
-                for incarnation, target in targets.items():
-                    if incarnation not in sockets:
-                        sockets[incarnation] = (self._open(target), Signer(target.key))
-                    sock, signer = sockets[incarnation]
-                    msg = message(RENEW, origin=self._node, **{ADDRESSED_TO: incarnation})
-                    try:
-                        sock.send_multipart(pack(signer, *dumps(msg)), zmq.NOBLOCK)
-                        self.renewals += 1
-                    except zmq.ZMQError:  # queue full: the worker is gone or swamped; try later
-                        pass
-        except Exception:  # the context was terminated under us: the session is closing
-            log.debug("heartbeat stopped", exc_info=True)
-        finally:
-            for sock, _ in sockets.values():
-                sock.close(linger=0)
+            if self._failing:
+                self._failing = False
+                log.warning("the lease heartbeat works again")
+
+    def _renew(self, incarnation: str, sock: zmq.Socket, signer: Signer) -> bool:
+        """Send one ``RENEW``; false if the socket failed and must be reopened."""
+        msg = message(RENEW, origin=self._incarnation, **{ADDRESSED_TO: incarnation})
+        try:
+            sock.send_multipart(pack(signer, *dumps(msg)), zmq.NOBLOCK)
+        except zmq.Again:  # queue full: the worker is gone or swamped; try again next round
+            return True
+        except zmq.ZMQError:
+            if self._stop.is_set():
+                raise
+            self.failures += 1
+            log.warning("renewing the lease at %s failed; reopening its socket", incarnation,
+                        exc_info=True)
+            return False
+        self.renewals += 1
+        return True
 
     def _open(self, target: _Target) -> zmq.Socket:
-        return open_dealer(self._context, self._node, target.address, send_hwm=4,
+        return open_dealer(self._context, self._incarnation, target.address, send_hwm=4,
                            curve=target.curve, linger_ms=0)
