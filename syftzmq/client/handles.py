@@ -3,6 +3,7 @@ return, and this process's client session (:func:`default_session`), which they 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
@@ -14,6 +15,8 @@ from ..tensor.mirrors import warm_up
 from .launcher import WorkerProcess, spawn_worker
 from ..settings import SETTINGS, Settings
 from .session import ClientSession
+
+log = logging.getLogger("syftzmq.client")
 
 REPR_TIMEOUT = 0.25  # seconds repr(worker) may wait for the object count before showing "?"
 
@@ -126,7 +129,8 @@ class Worker:
         shows ``#objects:?``."""
         try:
             count: Any = self.object_count(timeout=REPR_TIMEOUT)
-        except Exception:
+        except Exception:  # a repr must not raise; why it shows "?" is in the debug log
+            log.debug("repr(%s) could not count its objects", self.id, exc_info=True)
             count = "?"
         return f"<Worker id:{self.id} #objects:{count}>"
 

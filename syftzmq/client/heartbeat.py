@@ -10,7 +10,8 @@ id (incarnation) in its routing identity — that is what the worker renews.
 A heartbeat that stops is worse than a crash: leases expire silently and the user's objects
 vanish an idle while later. So nothing here is allowed to end it quietly. A renewal that fails
 (other than a full queue, which only means the worker is gone or swamped) closes that socket,
-to be reopened next round, and is logged with its stack; an error in a whole round is logged
+to be reopened next round, and is logged with its stack, without costing other workers
+their renewals; an error in a whole round is logged
 and the round starts over on fresh sockets; and if the thread dies anyway (an exception that
 is not an ``Exception``), the session's next observation finds it dead and starts a new one
 (:meth:`Heartbeat.ensure_running`), with a warning.
@@ -55,7 +56,10 @@ class Heartbeat:
         self.renewals = 0
         self.failures = 0  # rounds or renewals that raised (each one logged)
         self.restarts = 0  # times a dead thread was started again
-        self._failing = False  # the last round failed: repeats of it are logged at debug level
+        # Failures that repeat (the last round, or the last renewal at a target, failed too)
+        # are logged at debug level: the first one's warning has said it.
+        self._failing = False
+        self._failing_targets: set[str] = set()
 
     def watch(self, incarnation: str, address: str, key: bytes | None, curve: Any,
               lease: float | None) -> None:
@@ -71,6 +75,7 @@ class Heartbeat:
     def forget(self, incarnation: str) -> None:
         with self._lock:
             self._targets.pop(incarnation, None)
+            self._failing_targets.discard(incarnation)
 
     def interval(self) -> float:
         with self._lock:
@@ -111,8 +116,7 @@ class Heartbeat:
                 self.failures += 1
                 (log.debug if self._failing else log.warning)(
                     "the lease heartbeat failed; it starts over on new sockets", exc_info=True)
-                self._failing = True
-                self._stop.wait(self.interval())
+                self._failing = True  # no extra wait: the next round waits its interval first
             finally:
                 for sock, _ in sockets.values():
                     sock.close(linger=0)
@@ -129,30 +133,41 @@ class Heartbeat:
             for incarnation in [n for n in sockets if n not in targets]:
                 sockets.pop(incarnation)[0].close(linger=0)
             for incarnation, target in targets.items():
-                if incarnation not in sockets:
-                    sockets[incarnation] = (self._open(target), Signer(target.key))
-                if not self._renew(incarnation, *sockets[incarnation]):
-                    sockets.pop(incarnation)[0].close(linger=0)
+                self._renew_at(incarnation, target, sockets)
             if self._failing:
                 self._failing = False
                 log.warning("the lease heartbeat works again")
 
-    def _renew(self, incarnation: str, sock: zmq.Socket, signer: Signer) -> bool:
-        """Send one ``RENEW``; false if the socket failed and must be reopened."""
-        msg = message(RENEW, origin=self._incarnation, **{ADDRESSED_TO: incarnation})
+    def _renew_at(self, incarnation: str, target: _Target,
+                  sockets: dict[str, tuple[zmq.Socket, Signer]]) -> None:
+        """Renew at one target; a failure there is logged and its socket reopened next round,
+        so one unreachable worker never costs the others their renewals."""
         try:
-            sock.send_multipart(pack(signer, *dumps(msg)), zmq.NOBLOCK)
-        except zmq.Again:  # queue full: the worker is gone or swamped; try again next round
-            return True
-        except zmq.ZMQError:
+            if incarnation not in sockets:
+                sockets[incarnation] = (self._open(target), Signer(target.key))
+            self._renew(incarnation, *sockets[incarnation])
+            self._failing_targets.discard(incarnation)
+        except Exception:
             if self._stop.is_set():
                 raise
             self.failures += 1
-            log.warning("renewing the lease at %s failed; reopening its socket", incarnation,
-                        exc_info=True)
-            return False
+            (log.debug if incarnation in self._failing_targets else log.warning)(
+                "renewing the lease at %s failed; its socket is reopened next round",
+                incarnation, exc_info=True)
+            self._failing_targets.add(incarnation)
+            failed = sockets.pop(incarnation, None)
+            if failed is not None:
+                failed[0].close(linger=0)
+
+    def _renew(self, incarnation: str, sock: zmq.Socket, signer: Signer) -> None:
+        """Send one ``RENEW``; a full queue only means the worker is gone or swamped (next
+        round tries again), any other socket error raises."""
+        msg = message(RENEW, origin=self._incarnation, **{ADDRESSED_TO: incarnation})
+        try:
+            sock.send_multipart(pack(signer, *dumps(msg)), zmq.NOBLOCK)
+        except zmq.Again:
+            return
         self.renewals += 1
-        return True
 
     def _open(self, target: _Target) -> zmq.Socket:
         return open_dealer(self._context, self._incarnation, target.address, send_hwm=4,

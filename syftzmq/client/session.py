@@ -106,6 +106,8 @@ class ClientSession:
             except BaseException:
                 self._connections.end_probe(probe, failed=True)
                 raise
+            finally:
+                self._pending.forget(probe.incarnation)  # a probe's name is never used again
             info = info[probe.incarnation]
             ref: WorkerRef = info["ref"]
             mismatch = expected_id is not None and ref.id != expected_id

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 
 import pytest
 import torch
@@ -131,3 +132,16 @@ def test_a_worker_that_missed_a_deadline_is_cleared_when_it_answers_or_is_forgot
         assert incarnation not in unresponsive
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_a_failed_handshake_leaves_nothing_behind(hook):
+    session = sy.default_session()
+    with socket.socket() as s:                   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    connections = set(session._connections)
+    with pytest.raises(sy.WorkerUnavailable):
+        sy.Worker(hook, id="nobody", address=address, timeout=0.3)
+    assert set(session._connections) == connections
+    assert not any(i.startswith("probe:") for i in session._pending.unresponsive
+                   | session._pending.dirty)
