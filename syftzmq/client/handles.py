@@ -3,6 +3,7 @@ return, and this process's client session (:func:`default_session`), which they 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
@@ -10,10 +11,12 @@ from ..core.messages import OBJECTS, message
 from ..core.refs import WorkerRef
 from ..security.curve import CurveClient
 from ..security.keys import read_key
-from ..settings import SETTINGS
 from ..tensor.mirrors import warm_up
 from .launcher import WorkerProcess, spawn_worker
+from ..settings import SETTINGS, Settings
 from .session import ClientSession
+
+log = logging.getLogger("syftzmq.client")
 
 REPR_TIMEOUT = 0.25  # seconds repr(worker) may wait for the object count before showing "?"
 
@@ -36,10 +39,11 @@ def _handle_for(session: ClientSession, ref: WorkerRef) -> Any:
     return Worker._for_ref(session, ref)
 
 
-def _key_from(key: bytes | str | None, key_file: str | os.PathLike | None) -> bytes | None:
+def _key_from(key: bytes | str | None, key_file: str | os.PathLike | None,
+              settings: Settings) -> bytes | None:
     if key is not None:
         return key.encode() if isinstance(key, str) else key
-    key_file = key_file or SETTINGS.key_file
+    key_file = key_file or settings.key_file
     return read_key(key_file) if key_file else None
 
 
@@ -59,9 +63,10 @@ class Worker:
             raise ValueError("Worker(...) needs the address of a running worker; "
                              "use VirtualWorker(hook, id=...) to start one")
         self._session: ClientSession = default_session()
-        curve_dir = curve_dir or SETTINGS.curve_dir
+        settings = self._session.settings
+        curve_dir = curve_dir or settings.curve_dir
         curve = CurveClient(curve_dir) if curve_dir else None
-        self._ref = self._session.connect(address, _key_from(key, key_file), expected_id=id,
+        self._ref = self._session.connect(address, _key_from(key, key_file, settings), expected_id=id,
                                           timeout=timeout, curve=curve)
         self._session.register(self)
 
@@ -124,7 +129,8 @@ class Worker:
         shows ``#objects:?``."""
         try:
             count: Any = self.object_count(timeout=REPR_TIMEOUT)
-        except Exception:
+        except Exception:  # a repr must not raise; why it shows "?" is in the debug log
+            log.debug("repr(%s) could not count its objects", self.id, exc_info=True)
             count = "?"
         return f"<Worker id:{self.id} #objects:{count}>"
 
@@ -150,7 +156,7 @@ class VirtualWorker(Worker):
             extra += ["--lease-seconds", str(lease_seconds)]
         process = spawn_worker(id, key_file=key_file, extra_args=extra, threads=threads,
                                while_starting=warm_up,
-                               log_level=log_level or SETTINGS.spawned_log_level)
+                               log_level=log_level or session.settings.spawned_log_level)
         session.adopt(process)
         self.process = process
         try:

@@ -17,17 +17,20 @@ thread is woken once when work starts, looks every few milliseconds while the cl
 and goes back to sleep after a second without queued work.
 
 The queue never reorders anything. Order across workers is the session's business (see
-``ClientSession._release_queues_for``).
+``Sender._release_queues_for`` in :mod:`syftzmq.client.sending`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
 from typing import Callable
 
 from ..core.refs import WorkerRef
+
+log = logging.getLogger("syftzmq.client")
 
 SWEEP_SECONDS = 0.005
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
@@ -128,12 +131,22 @@ class Outbox:
                     with self._lock:
                         if self._closed:
                             return
-                        flush_due()
+                        self._call(flush_due)
                 elif now - last_work > IDLE_SECONDS:
                     with self._lock:
                         if not self._queues:  # ``add`` sees this under the same lock
                             self._sweeping = False
                             break
+
+    @staticmethod
+    def _call(flush_due: Callable[[], None]) -> None:
+        """``flush_due`` must not raise; if it does anyway, the sweeper keeps going (queued
+        commands still leave with the next message) and the error is logged, not lost."""
+        try:
+            flush_due()
+        except Exception:
+            log.warning("the outbox's background flush failed; queued commands leave with "
+                        "the next message instead", exc_info=True)
 
     def close(self) -> None:
         self._closed = True

@@ -1,4 +1,4 @@
-"""The client session: every socket, every pending release, and the ordering rules.
+"""The client session: what this process says to its workers, and the rules that order it.
 
 Commands are fire-and-forget: the session records which workers have received commands since
 they were last observed (*dirty* workers). An observation of worker W first flushes every other
@@ -7,17 +7,17 @@ flushes whatever it forwarded downstream before answering. So an answer always r
 command issued before it, along chains too; and the common case — commands to one worker, then
 ``get`` from it — costs exactly one round trip.
 
-Commands do not leave one by one: they wait in an :class:`~syftzmq.client.outbox.Outbox` (a few
-milliseconds at most) and leave together, or ride on the next message to the same worker. One rule
-keeps that invisible: before anything goes to a worker that holds pointers this client stored
-there (a chain), every other worker's queue leaves first — that worker may forward work to them,
-and it must arrive after what this client queued for them.
+The session is a facade over parts with one job each:
 
-Pointers that die only append their id to a queue (``__del__`` may run inside a socket call, or
-on another thread); the queue rides on the next message to the same worker (``release``, applied
-before that message), or goes as batched ``DEL`` messages to the others. A worker that received
-only deletes is flushed before a store listing (``OBJECTS``) only: no other answer depends on
-them (see :func:`syftzmq.core.messages.needs_complete_flush`).
+- :mod:`~syftzmq.client.connections`: sockets by worker incarnation, handshakes, restarts;
+- :mod:`~syftzmq.client.sending`: the one way out, carrying the
+  :mod:`~syftzmq.client.outbox` and keeping the chain-holder order (:mod:`~syftzmq.client.chains`);
+- :mod:`~syftzmq.client.releases`: deletes of dead pointers, riding on the next message;
+- :mod:`~syftzmq.client.round_trip`: requests, replies, deadlines, and who must be flushed;
+- :mod:`~syftzmq.client.heartbeat`: lease renewal while the user's code is idle.
+
+What stays here: commands, stores and typed requests (``get``, ``info``, ``objects``,
+``move``, ``ping``, ``shutdown``), the observation protocol above, and closing.
 """
 
 from __future__ import annotations
@@ -26,10 +26,7 @@ import atexit
 import logging
 import os
 import threading
-import time
 import weakref
-from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -37,41 +34,29 @@ import zmq
 
 from ..core import argtree
 from ..core.ids import new_id, new_token
-from ..core.messages import (ADDRESSED_TO, BATCH, BEFORE, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
-                             OBJECTS, PING, RELEASES, SHUTDOWN, STORE, message,
-                             needs_complete_flush)
+from ..core.messages import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RELEASES,
+                             SHUTDOWN, STORE, message, needs_complete_flush)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import StaleIncarnationError, WorkerUnavailable
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
-from .connection import Connection
+from .chains import ChainHolders
+from .connections import Connections
 from .heartbeat import Heartbeat
-from .outbox import Outbox
+from .releases import ReleaseQueue
+from .round_trip import Pending, RoundTrips
+from .sending import Sender
+from .stats import Stats
 
 if TYPE_CHECKING:
     from .launcher import WorkerProcess
 
+__all__ = ["ClientSession", "Stats"]
+
 log = logging.getLogger("syftzmq.client")
-
-
-@dataclass
-class Stats:
-    """Counters of what this client put on the wire: messages sent and blocking round trips."""
-
-    messages_sent: int = 0
-    round_trips: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-
-    def snapshot(self) -> "Stats":
-        return Stats(**vars(self))
-
-    def __sub__(self, other: "Stats") -> "Stats":
-        return Stats(**{name: value - getattr(other, name) for name, value in vars(self).items()})
 
 
 class ClientSession:
@@ -82,41 +67,29 @@ class ClientSession:
         """``make_handle`` builds the handle for a worker this session learns of without one
         (``ptr.location`` of a pointer from a chain); the handles module passes its own."""
         self.settings = settings
-        self.timeout = settings.timeout
+        self._timeout = settings.timeout
         self._make_handle = make_handle or (lambda session, ref: ref)
         self.context = zmq.Context()
         self.ref = WorkerRef("me", None, f"me#{new_token(6)}")
         self.stats = Stats()
-        self._connections: dict[str, Connection] = {}
+        self._lock = threading.RLock()
+        self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
+        self._heartbeat = Heartbeat(self.context, self.ref.incarnation, settings.lease_seconds)
+        self._connections = Connections(self.context, self.ref.incarnation, self._heartbeat,
+                                        self._timeout, self._incarnations_named)
+        self._chains = ChainHolders()
+        self._pending = Pending()
+        self._sender = Sender(self.ref.incarnation, self._connections, self._chains,
+                              self._pending, self.stats, self._lock,
+                              max_queued=settings.batch, linger=settings.linger_seconds)
+        self._round_trips = RoundTrips(self._connections, self._sender.send_now, self._pending,
+                                       self.stats)
+        self._releases = ReleaseQueue()
         self._handles: dict[str, Any] = {}
         self._safe_modes: dict[str, bool] = {}  # incarnation -> runs with --safe
-        self._keys: dict[str, bytes | None] = {}
-        self._default_key: bytes | None = None
-        self._curves: dict[str, Any] = {}
-        self._default_curve: Any = None
-        self._heartbeat = Heartbeat(self.context, self.ref.incarnation, settings.lease_seconds)
-        self._superseded: dict[str, WorkerRef] = {}  # old incarnation -> the one that replaced it
-        self._dirty: set[str] = set()
-        # Workers that since their last answer received only deletes. A delete changes no
-        # answer but a store listing (a cascade may reach the observed worker), so only
-        # OBJECTS observations wait for them: see :func:`needs_complete_flush`.
-        self._dirty_deletes: set[str] = set()
-        # Workers that missed a deadline: deletes still go to them, but do not make them
-        # something every later observation must wait for. Cleared when they answer again.
-        self._unresponsive: set[str] = set()
-        self._forgotten: set[str] = set()
-        self._releases: deque[tuple[WorkerRef, int]] = deque()
-        self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
         self._processes: list["WorkerProcess"] = []
-        self._lock = threading.RLock()
-        self._outbox = Outbox(self._flush_due, self._lock, max_queued=settings.batch,
-                              linger=settings.linger_seconds)
-        # Workers holding pointers this client stored there: they forward work to others.
-        self._chain_holders: set[str] = set()
-        self._stalled: set[str] = set()  # a background flush found their socket full
         self._closed = False
         self._cluster_key_file: str | None = None
-        self.grads_uncertain = False  # set when a backward() ran on a graph the mirrors lack
         atexit.register(self.close)
 
     # ------------------------------------------------------------------ workers
@@ -127,41 +100,26 @@ class ClientSession:
         ``curve`` (a :class:`syftzmq.security.curve.CurveClient`) encrypts the connection.
         """
         with self._lock:
-            probe = WorkerRef(expected_id or "?", address, f"probe:{new_token()}")
-            connection = Connection(self.context, self.ref.incarnation, address, key, self._send_timeout(),
-                                    curve)
-            self._connections[probe.incarnation] = connection
+            probe, connection = self._connections.probe(address, key, curve, expected_id)
             try:
-                info = self._round_trip({probe.incarnation: message(PING)}, {probe.incarnation: probe},
-                                        timeout or self.timeout)[probe.incarnation]
+                info = self._round_trip({probe.incarnation: message(PING)},
+                                        {probe.incarnation: probe}, timeout or self.timeout)
             except BaseException:
-                del self._connections[probe.incarnation]
-                connection.close()
+                self._connections.end_probe(probe, failed=True)
                 raise
+            finally:
+                self._pending.forget(probe.incarnation)  # a probe's name is never used again
+            info = info[probe.incarnation]
             ref: WorkerRef = info["ref"]
-            del self._connections[probe.incarnation]
-            if expected_id is not None and ref.id != expected_id:
-                connection.close()
+            mismatch = expected_id is not None and ref.id != expected_id
+            self._connections.end_probe(probe, failed=mismatch)
+            if mismatch:
                 raise ValueError(f"the worker at {address} is {ref.id!r}, not {expected_id!r}")
-            connection.learn_peer(ref.shm)  # the probe knew nothing of it
-            old = self._connections.pop(ref.incarnation, None)
-            if old is not None:
-                old.close()
-            self._supersede_earlier_incarnations(ref)
-            self._connections[ref.incarnation] = connection
-            self._keys[address], self._default_key = key, key  # only keys that worked
-            self._curves[address], self._default_curve = curve, curve
-            self._heartbeat.watch(ref.incarnation, address, key, curve, info.get("lease_seconds"))
+            self._connections.adopt(ref, connection, key, curve, info.get("lease_seconds"))
+            for earlier in self._connections.earlier_incarnations(ref):
+                # the worker was restarted: what lived in its earlier incarnation is gone
+                self.forget(earlier, replaced_by=ref)
             return ref
-
-    def _supersede_earlier_incarnations(self, ref: WorkerRef) -> None:
-        """A worker that answers at a known address under a known id, as a different
-        incarnation, was restarted: what lived in the old one is gone."""
-        for incarnation in list(self._connections):
-            known = self._ref_for_incarnation(incarnation)
-            if incarnation != ref.incarnation and known.id == ref.id and known.address == ref.address:
-                self._superseded[incarnation] = ref
-                self.forget(known)
 
     def register(self, handle: Any) -> None:
         self._handles[handle.ref.incarnation] = handle
@@ -178,15 +136,23 @@ class ClientSession:
             self._handles[ref.incarnation] = found
         return found
 
+    @property
+    def timeout(self) -> float:
+        """The deadline of every observation and blocked send, in seconds."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self.set_timeout(seconds)
+
     def set_timeout(self, seconds: float) -> None:
         """The deadline of every later observation and blocked send, on every connection,
         open ones included."""
         if not seconds > 0:
             raise ValueError(f"the timeout must be a positive number of seconds, got {seconds!r}")
         with self._lock:
-            self.timeout = float(seconds)
-            for connection in self._connections.values():
-                connection.set_send_timeout(self.timeout)
+            self._timeout = float(seconds)
+            self._connections.set_send_timeout(self._timeout)
 
     def runs_safe(self, location: WorkerRef) -> bool:
         """Whether the worker runs in safe mode (asked once per incarnation)."""
@@ -219,6 +185,16 @@ class ClientSession:
             write_key_file(self._cluster_key_file)
         return self._cluster_key_file
 
+    def _ref_for_incarnation(self, incarnation: str) -> WorkerRef:
+        handle = self._handles.get(incarnation)
+        if handle is not None:
+            return handle.ref
+        return self._connections.ref(incarnation)
+
+    def _incarnations_named(self) -> set[str]:
+        """The worker incarnations some live pointer of this client still points into."""
+        return {pointer._location.incarnation for pointer in list(self._live.values())}
+
     # ------------------------------------------------------------------ fire-and-forget
     def command(self, location: WorkerRef, op: tuple, args: tuple, kwargs: dict,
                 result_ids: list[int], metas: list[TensorMeta | None] | None = None) -> None:
@@ -229,43 +205,31 @@ class ClientSession:
                       kwargs=wire_kwargs, results=result_ids, metas=metas)
         if not torch.is_grad_enabled():
             msg["grad"] = False
+        if location.incarnation in self._chains and result_ids:
+            self._results_next_to_chains(location, args, kwargs, result_ids)
         if _is_snapshot(msg["op"], wire_args, wire_kwargs):
             self._queue(location, msg)
         else:  # it holds objects the caller may change next: pickle it (and the queue) now
             self._send(location, msg)
 
+    def _results_next_to_chains(self, location: WorkerRef, args: tuple, kwargs: dict,
+                                result_ids: list[int]) -> None:
+        """Results of an operation on a chain target are pointer records too (the holder
+        forwards the operation and stores a pointer to its result)."""
+        incarnation = location.incarnation
+        with self._lock:
+            if any(isinstance(leaf, PointerTensor) and self._chains.is_chain(incarnation, leaf.id_at_location)
+                   for leaf in argtree.leaves(args, kwargs)):
+                self._chains.stored(incarnation, result_ids)
+
     def _queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
         with self._lock:
-            self._check_current(location)
-            self._connection(location)  # an unknown or closed worker raises now, not later
+            self._connections.check_current(location)
+            self._connections.get(location)  # an unknown or closed worker raises now, not later
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
-            self._dirty.add(location.incarnation)
-            if self._outbox.add(location, msg):
-                self._flush_queue(location.incarnation)
-
-    def _flush_queue(self, incarnation: str, flags: int = 0) -> None:
-        """Send what is queued for ``incarnation`` now, as one message."""
-        if incarnation in self._outbox:
-            self._send_now(self._outbox.ref(incarnation), message(BATCH, origin=self.ref.incarnation), flags)
-
-    def _flush_due(self) -> None:
-        """Called by the outbox's sweeper thread: send queues that waited long enough; never raise
-        (a worker that cannot take them now gets them with the next foreground message)."""
-        for incarnation in self._outbox.due(time.monotonic()):
-            if incarnation in self._stalled:
-                continue
-            try:
-                self._flush_queue(incarnation, zmq.NOBLOCK)
-            except Exception:
-                self._stalled.add(incarnation)
-
-    def _release_queues_for(self, location: WorkerRef) -> None:
-        """Before ``location`` (a chain holder) hears anything, every other queue leaves."""
-        for incarnation in self._outbox.incarnations():
-            if incarnation != location.incarnation:
-                self._flush_queue(incarnation)
+            self._sender.queue(location, msg)
 
     def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor") -> PointerTensor:
         object_id = new_id()
@@ -283,13 +247,15 @@ class ClientSession:
         object_id = new_id()
         owning = pointer._owning
         with self._lock:
-            self._chain_holders.add(dest.incarnation)
+            self._chains.stored(dest.incarnation, [object_id])
             self._send(dest, message(STORE, origin=self.ref.incarnation, id=object_id,
                                      obj=pointer.to_record(owning)))
             if owning:
                 self._send(pointer._location, message(
                     FORK, origin=self.ref.incarnation, id=pointer.id_at_location,
                     old_owner=self.ref.incarnation, new_owner=dest.incarnation))
+                # the record at the old place now belongs to dest, which this client talks to
+                self._chains.released(pointer._location.incarnation, [pointer.id_at_location])
         return self.new_pointer(dest, object_id, meta=pointer._meta)
 
     def new_pointer(self, location: WorkerRef, object_id: int, *, meta: TensorMeta | None = None,
@@ -299,95 +265,54 @@ class ClientSession:
         self._live[pointer.id] = pointer
         return pointer
 
+    def grads_became_uncertain(self, location: WorkerRef) -> None:
+        """The mirrors of ``location``'s tensors may no longer say which have gradients (a
+        ``backward()`` ran on a graph they lack, or a mirror was rebuilt as a cut-off leaf):
+        every live pointer there asks the worker for ``.grad`` from now on.
+
+        Marking the pointers, not the session, lets the doubt end with them: a pointer created
+        afterwards is recorded on its mirror from the start, and a worker's autograd graph never
+        spans workers, so pointers elsewhere are unaffected.
+        """
+        for pointer in list(self._live.values()):
+            if pointer._location.incarnation == location.incarnation:
+                object.__setattr__(pointer, "_grad_unknown", True)
+
+    # ------------------------------------------------------------------ releases
     def release(self, location: WorkerRef, object_id: int) -> None:
         """Called from ``__del__``: queue the delete; it goes out with the next message."""
-        if not self._closed and location.incarnation not in self._forgotten:
-            self._releases.append((location, object_id))
+        if not self._closed and location.incarnation not in self._connections.gone:
+            self._releases.add(location, object_id)
 
     def _drain_releases(self, carrier: tuple[WorkerRef, dict] | None = None) -> None:
-        """Send queued deletes without ever blocking: a worker whose queue is full (dead or
-        swamped) keeps its deletes queued here, and nobody else's operation fails for it.
+        """Send queued deletes without ever blocking (see :mod:`syftzmq.client.releases`);
+        deletes for ``carrier``'s worker ride on the carrier message."""
+        batches = self._releases.take()
+        for incarnation, (_, ids) in batches.items():
+            self._chains.released(incarnation, ids)
+        self._releases.send(batches, self._send_delete, carrier,
+                            skip=lambda incarnation: self._connections.gone.replacement(incarnation) is not None)
 
-        Deletes for ``carrier``'s worker ride on the carrier message (``RELEASES``, applied
-        before it) instead of costing a message of their own.
-        """
-        batches: dict[str, tuple[WorkerRef, list[int]]] = {}
-        while self._releases:
-            location, object_id = self._releases.popleft()
-            batches.setdefault(location.incarnation, (location, []))[1].append(object_id)
-        for location, ids in batches.values():
-            if location.incarnation in self._superseded:
-                continue  # died with the old incarnation
-            if carrier is not None and location.incarnation == carrier[0].incarnation:
-                carrier[1][RELEASES] = ids
-                continue
-            try:
-                self._send_now(location, message(DEL, origin=self.ref.incarnation, ids=ids), zmq.NOBLOCK)
-            except (zmq.Again, WorkerUnavailable):
-                self._releases.extend((location, object_id) for object_id in ids)
+    def _send_delete(self, location: WorkerRef, ids: list[int]) -> None:
+        self._sender.send_now(location, message(DEL, origin=self.ref.incarnation, ids=ids),
+                              zmq.NOBLOCK)
 
     def _send(self, location: WorkerRef, msg: dict) -> None:
+        """Send ``msg`` now, with the pending deletes for its worker riding on it."""
         with self._lock:
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             try:
-                self._send_now(location, msg)
+                self._sender.send_now(location, msg)
             except BaseException:
                 # the carried deletes did not leave: queue them again
-                self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
+                self._releases.requeue(location, msg.pop(RELEASES, ()))
                 raise
 
-    def _check_current(self, location: WorkerRef) -> None:
-        if location.incarnation in self._superseded:
-            raise StaleIncarnationError(
-                f"worker {location.id!r} was restarted (now {self._superseded[location.incarnation].incarnation!r}); "
-                f"objects of its earlier incarnation {location.incarnation!r} are gone")
-
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
-        """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first)."""
-        self._check_current(location)
-        connection = self._connection(location)
-        if not location.incarnation.startswith("probe:"):
-            msg[ADDRESSED_TO] = location.incarnation  # a restarted worker refuses it
-        queued = self._outbox.take(location.incarnation)  # first: releasing others must not come back
-        if queued:
-            msg[BEFORE] = queued
-        try:
-            if location.incarnation in self._chain_holders:
-                self._release_queues_for(location)
-            self.stats.bytes_sent += connection.send(msg, flags)
-        except BaseException as exc:
-            self._outbox.put_back(location.incarnation, location, msg.pop(BEFORE, []))
-            if isinstance(exc, zmq.Again) and not flags & zmq.NOBLOCK:
-                raise WorkerUnavailable(location.id, location.address,
-                                        f"its queue stayed full for {self.timeout:.1f} s") from None
-            raise
-        self._stalled.discard(location.incarnation)
-        self.stats.messages_sent += 1
-        if queued and any(m["kind"] != DEL for m in queued):
-            self._dirty.add(location.incarnation)
-        if msg["kind"] != DEL:
-            self._dirty.add(location.incarnation)
-        elif location.incarnation not in self._unresponsive:
-            self._dirty_deletes.add(location.incarnation)
-
-    def _connection(self, location: WorkerRef) -> Connection:
-        connection = self._connections.get(location.incarnation)
-        if connection is None:
-            if self._closed:
-                raise RuntimeError("the syftzmq session is closed")
-            if not location.address:
-                raise WorkerUnavailable(location.id, None, "no address known")
-            key = self._keys.get(location.address, self._default_key)
-            curve = self._curves.get(location.address, self._default_curve)
-            connection = Connection(self.context, self.ref.incarnation, location.address, key,
-                                    self._send_timeout(), curve, location.shm)
-            self._connections[location.incarnation] = connection
-            self._heartbeat.watch(location.incarnation, location.address, key, curve, None)
-        return connection
-
-    def _send_timeout(self) -> float:
-        return self.timeout
+        """Send ``msg`` through the one way out (see :meth:`Sender.send_now`)."""
+        with self._lock:
+            self._sender.send_now(location, msg, flags)
 
     # ------------------------------------------------------------------ observations
     def observe(self, location: WorkerRef, msg: dict, timeout: float | None = None) -> Any:
@@ -402,86 +327,34 @@ class ClientSession:
                 # The deletes this observation carried may not have left (flushing another
                 # worker can raise a remote error or time out before it is sent): queue them
                 # again. Deletes are idempotent and ids are never reused, so a second is harmless.
-                if location.incarnation not in self._forgotten:
-                    self._releases.extend((location, i) for i in msg.pop(RELEASES, ()))
+                if location.incarnation not in self._connections.gone:
+                    self._releases.requeue(location, msg.pop(RELEASES, ()))
                 raise
 
     def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float) -> Any:
         complete = needs_complete_flush(msg)
-        pending = self._dirty | self._dirty_deletes if complete else self._dirty
-        others = {incarnation for incarnation in pending if incarnation != location.incarnation}
+        others = self._pending.to_flush(location.incarnation, complete)
         if msg.get("kind") == MOVE:
             # A move observes no data: only a chain holder's forwarded commands can still
             # change the objects it moves (everything else surfaces at the next observation).
-            others &= self._chain_holders
+            others = {incarnation for incarnation in others if incarnation in self._chains}
         if others:
             refs = {incarnation: self._ref_for_incarnation(incarnation) for incarnation in others}
             flush = {"complete": True} if complete else {}
             self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation, **flush)
                               for incarnation in others}, refs, timeout)
         msg["origin"] = self.ref.incarnation
-        return self._round_trip({location.incarnation: msg}, {location.incarnation: location}, timeout)[location.incarnation]
-
-    def _ref_for_incarnation(self, incarnation: str) -> WorkerRef:
-        handle = self._handles.get(incarnation)
-        if handle is not None:
-            return handle.ref
-        return WorkerRef(incarnation.split("#")[0], self._connections[incarnation].address, incarnation)
+        return self._round_trip({location.incarnation: msg}, {location.incarnation: location},
+                                timeout)[location.incarnation]
 
     def _round_trip(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
                     timeout: float) -> dict[str, Any]:
-        """Send one request per worker, wait for every reply; raise the first error."""
-        reqs: dict[int, str] = {}
-        for incarnation, msg in requests.items():
-            req = new_id()
-            msg["req"] = req
-            msg["timeout"] = timeout
-            reqs[req] = incarnation
-            self._send_now(refs[incarnation], msg)
-        self.stats.round_trips += 1
-        replies: dict[str, dict] = {}
-        deadline = time.monotonic() + timeout
-        poller = None
-        if len(requests) > 1:  # one request waits in its receive (below): no poller to build
-            poller = zmq.Poller()
-            for incarnation in requests:
-                poller.register(self._connections[incarnation].socket, zmq.POLLIN)
-        while len(replies) < len(requests):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                missing = next(incarnation for incarnation in requests if incarnation not in replies)
-                self._unresponsive.add(missing)
-                for incarnation in requests:
-                    self._dirty.discard(incarnation)
-                    self._dirty_deletes.discard(incarnation)
-                ref = refs[missing]
-                raise WorkerUnavailable(ref.id, ref.address,
-                                        f"no answer within {timeout:.1f} s")
-            if poller is None:  # the common case: wait in the receive itself
-                (incarnation,) = requests
-                msg = self._connections[incarnation].receive(self.stats, int(remaining * 1000) + 1)
-                if msg is not None and reqs.get(msg.get("req")) == incarnation:
-                    replies[incarnation] = msg
-                continue
-            ready = dict(poller.poll(int(remaining * 1000) + 1))
-            for incarnation in requests:
-                connection = self._connections[incarnation]
-                if connection.socket not in ready:
-                    continue
-                while incarnation not in replies and (msg := connection.receive(self.stats)) is not None:
-                    if reqs.get(msg.get("req")) == incarnation:  # else a late answer to a timed-out ask
-                        replies[incarnation] = msg
-        errors = []
-        for incarnation, msg in replies.items():
-            self._dirty.discard(incarnation)
-            self._dirty_deletes.discard(incarnation)
-            self._unresponsive.discard(incarnation)
-            if msg.get("error") is not None:
-                errors.append(msg["error"].to_exception())
-        if errors:
-            raise errors[0]
-        return {incarnation: msg["value"] for incarnation, msg in replies.items()}
+        """One multiplexed round trip (see :class:`RoundTrips`). A heartbeat thread that died
+        is noticed here, before the leases it should renew run out."""
+        self._heartbeat.ensure_running()
+        return self._round_trips.run(requests, refs, timeout)
 
+    # ------------------------------------------------------------------ typed requests
     def get(self, pointer: PointerTensor) -> Any:
         return self.get_many([pointer])[0]
 
@@ -495,15 +368,25 @@ class ClientSession:
             location = pointers[indices[0]]._location
             refs = [_to_ref(pointers[i]) for i in indices]
             fetched = self.observe(location, message(GET, refs=refs))
+            with self._lock:  # a fetched target left its holder: it is no chain target there
+                self._chains.released(location.incarnation, [
+                    pointers[i].id_at_location for i in indices if pointers[i]._attr is None])
             for index, value in zip(indices, fetched):
-                if isinstance(value, ChainRef):  # one hop of a chain came back
-                    value = PointerTensor.from_record(value, self)
-                    if value._owning:
-                        self._live[value.id] = value
-                        with self._lock:
-                            self._connection(value._location)  # we own something there: keep its lease
-                values[index] = value
+                values[index] = self._fetched(value)
         return values
+
+    def _fetched(self, value: Any) -> Any:
+        """A fetched value; a chain hop that came back becomes a pointer this client holds."""
+        if not isinstance(value, ChainRef):
+            return value
+        pointer = PointerTensor.from_record(value, self)
+        if pointer._owning:
+            self._live[pointer.id] = pointer
+            with self._lock:
+                self._connections.get(pointer._location)  # we own something there: keep its lease
+                # its target may itself be a pointer record; we cannot tell, so assume it is
+                self._chains.stored(pointer._location.incarnation, [pointer.id_at_location])
+        return pointer
 
     def info(self, pointer: PointerTensor, attr: str | None = None) -> TensorMeta | None:
         ref = Ref(pointer.id_at_location, attr or pointer._attr)
@@ -520,16 +403,25 @@ class ClientSession:
         """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids."""
         new_object_ids = [new_id() for _ in object_ids]
         with self._lock:
-            self._connection(dest)  # the moved objects are ours there: keep their lease renewed
-            if location.incarnation in self._chain_holders:
-                self._chain_holders.add(dest.incarnation)  # a moved object may be a pointer
-        self.observe(location, message(MOVE, ids=list(object_ids), dest=dest,
-                                       new_ids=new_object_ids))
+            self._connections.get(dest)  # the moved objects are ours there: keep their lease renewed
+            # a moved chain target is one at dest too (dest must count as a holder already
+            # while the move is observed)
+            self._chains.moved(location.incarnation, list(object_ids), dest.incarnation,
+                               new_object_ids)
+        try:
+            self.observe(location, message(MOVE, ids=list(object_ids), dest=dest,
+                                           new_ids=new_object_ids))
+        except BaseException:
+            with self._lock:
+                self._chains.moved(dest.incarnation, new_object_ids, location.incarnation,
+                                   list(object_ids))
+            raise
         return new_object_ids
 
     def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
         with self._lock:
-            return self._round_trip({location.incarnation: message(PING)}, {location.incarnation: location},
+            return self._round_trip({location.incarnation: message(PING)},
+                                    {location.incarnation: location},
                                     timeout or self.timeout)[location.incarnation]
 
     def shutdown(self, location: WorkerRef, timeout: float | None = None) -> None:
@@ -538,53 +430,55 @@ class ClientSession:
                              {location.incarnation: location}, timeout or self.timeout)
             self.forget(location)
 
-    def forget(self, location: WorkerRef) -> None:
-        """Drop the connection to a worker that is gone; its pending releases go too."""
+    def forget(self, location: WorkerRef, replaced_by: WorkerRef | None = None) -> None:
+        """Drop the connection to a worker that is gone; its pending releases go too, and
+        everything this client remembered about it but that it is gone."""
+        incarnation = location.incarnation
         with self._lock:
-            self._releases = deque(r for r in self._releases if r[0].incarnation != location.incarnation)
-            self._outbox.discard(location.incarnation)
-            self._dirty.discard(location.incarnation)
-            self._dirty_deletes.discard(location.incarnation)
-            self._forgotten.add(location.incarnation)
-            self._heartbeat.forget(location.incarnation)
-            connection = self._connections.pop(location.incarnation, None)
-            if connection is not None:
-                connection.close()
+            self._releases.discard(incarnation)
+            self._sender.forget(incarnation)
+            self._pending.forget(incarnation)
+            self._chains.forget(incarnation)
+            self._safe_modes.pop(incarnation, None)
+            self._connections.forget(incarnation, replaced_by)
 
     # ------------------------------------------------------------------ end of life
     def close(self) -> None:
-        """Free this client's remote objects, stop the workers it started, close sockets."""
+        """Free this client's remote objects, stop the workers it started, close sockets.
+
+        Runs at exit too, so it never raises for a worker that cannot be reached: what it
+        could not deliver is logged, with the error.
+        """
         with self._lock:
             if self._closed:
                 return
             for pointer in list(self._live.values()):
                 if pointer._owning and pointer._gone is None:
                     pointer._relinquish("released at exit")
-                    self._releases.append((pointer._location, pointer.id_at_location))
-            self._outbox.close()
-            for incarnation in self._outbox.incarnations():
-                try:  # queued commands still leave: they may change objects others can see
-                    self._flush_queue(incarnation, zmq.NOBLOCK)
-                except Exception:
-                    pass
+                    self._releases.add(pointer._location, pointer.id_at_location)
+            self._sender.flush_all_at_exit()
             try:
                 self._drain_releases()
             except Exception:
-                pass
+                log.warning("could not send this client's deletes at close; the workers free "
+                            "the objects when its lease runs out", exc_info=True)
             self._closed = True
             self._heartbeat.stop()
             for process in self._processes:
                 process.stop()
-            for connection in self._connections.values():
-                connection.close()
-            self._connections.clear()
+            self._connections.close()
             self.context.term()
-            if self._cluster_key_file:
-                try:
-                    os.remove(self._cluster_key_file)
-                    os.rmdir(os.path.dirname(self._cluster_key_file))
-                except OSError:
-                    pass
+            self._remove_cluster_key_file()
+
+    def _remove_cluster_key_file(self) -> None:
+        if not self._cluster_key_file:
+            return
+        try:
+            os.remove(self._cluster_key_file)
+            os.rmdir(os.path.dirname(self._cluster_key_file))
+        except OSError:
+            log.warning("could not remove the cluster key file %s", self._cluster_key_file,
+                        exc_info=True)
 
 
 # Values a queued command may hold unpickled: nothing the caller can change after the call.
@@ -611,4 +505,3 @@ def _to_ref(value: Any) -> Any:
     if isinstance(value, PointerTensor):
         return Ref(value.id_at_location, value._attr)
     return value
-

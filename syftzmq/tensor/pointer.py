@@ -57,7 +57,8 @@ class PointerTensor(PointerAPI, RemoteOperand):
         set_(self, "_session", session)
         set_(self, "_owner", owner)
         set_(self, "_attr", attr)
-        # Set when code the mirrors did not see (a plan) may have changed the target's .grad:
+        # Set when code the mirrors did not see (a plan, a backward they could not follow, a
+        # graph cut by a mirror rebuilt from the worker) may have changed the target's .grad:
         # its gradient is then asked of the worker.
         set_(self, "_grad_unknown", False)
 
@@ -165,8 +166,9 @@ class PointerTensor(PointerAPI, RemoteOperand):
             meta = session.info(self)
             if meta.requires_grad:
                 # a mirror learned from the worker is a leaf: the local autograd graph is cut
-                # here, so which tensors get gradients must from now on be asked, not inferred
-                session.grads_uncertain = True
+                # here, so which tensors there get gradients must from now on be asked
+                session.grads_became_uncertain(self._location)
+                object.__setattr__(self, "_grad_unknown", True)
             object.__setattr__(self, "_mirror", mirror_of(meta))
         return self._mirror
 

@@ -132,7 +132,7 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
     except Unknown:
         mirror_result, known = None, False
         if name == "backward":
-            session.grads_uncertain = True
+            session.grads_became_uncertain(location)
 
     if known and isinstance(mirror_result, _PYTHON_RESULTS):
         if mirror_result is None or is_inplace(name):
@@ -181,8 +181,7 @@ def get_property(pointer: Any, name: str) -> Any:
     session = pointer._require_session()
     if name == "device":
         return REMOTE_DEVICE
-    if name == "grad" and (pointer._mirror is None or session.grads_uncertain
-                           or pointer._grad_unknown):
+    if name == "grad" and (pointer._mirror is None or pointer._grad_unknown):
         meta = session.info(pointer, attr="grad")
         return None if meta is None else _attribute_pointer(pointer, "grad", meta)
     mirror = pointer._resolved_mirror()

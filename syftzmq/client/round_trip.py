@@ -1,0 +1,174 @@
+"""Round trips: send one request per worker, wait for every reply, and the bookkeeping of which
+workers an observation must flush first.
+
+Commands are fire-and-forget, so the session remembers which workers received something since
+they last answered (:class:`Pending`): an observation of W first flushes those others (one
+parallel round trip), so its answer reflects every earlier command, along chains too. Several
+requests share one deadline and are multiplexed over their sockets (:class:`RoundTrips`);
+replies are matched to requests by a fresh ``req`` id (:class:`Awaiting`), so a late answer to
+an ask that timed out earlier is recognised and dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable
+
+import zmq
+
+from ..core.ids import new_id
+from ..core.messages import DEL
+from ..core.refs import WorkerRef
+from ..errors import WorkerUnavailable
+from .connections import Connections
+from .stats import Stats
+
+
+class Pending:
+    """Which workers have received something since they last answered.
+
+    *dirty*: commands (an observation elsewhere must flush them first); *deletes*: only deletes,
+    which change no answer but a store listing (a cascade may reach the observed worker, see
+    :func:`syftzmq.core.messages.needs_complete_flush`); *unresponsive*: missed a deadline, so
+    deletes to them do not make every later observation wait for them, until they answer again.
+    """
+
+    def __init__(self) -> None:
+        self.dirty: set[str] = set()
+        self.deletes: set[str] = set()
+        self.unresponsive: set[str] = set()
+
+    def queued(self, incarnation: str) -> None:
+        """A command for ``incarnation`` waits in the outbox (it counts as sent)."""
+        self.dirty.add(incarnation)
+
+    def sent(self, incarnation: str, kind: str, carried: Iterable[dict] = ()) -> None:
+        """A message of ``kind`` left for ``incarnation``, carrying ``carried`` queued ones."""
+        if kind != DEL or any(m["kind"] != DEL for m in carried):
+            self.dirty.add(incarnation)
+        elif incarnation not in self.unresponsive:
+            self.deletes.add(incarnation)
+
+    def to_flush(self, incarnation: str, complete: bool) -> set[str]:
+        """The other workers an observation of ``incarnation`` must flush first."""
+        pending = self.dirty | self.deletes if complete else self.dirty
+        return {other for other in pending if other != incarnation}
+
+    def answered(self, incarnation: str) -> None:
+        self.dirty.discard(incarnation)
+        self.deletes.discard(incarnation)
+        self.unresponsive.discard(incarnation)
+
+    def timed_out(self, missing: str, asked: Iterable[str]) -> None:
+        """``missing`` did not answer in time: nothing asked waits for the others any more."""
+        self.unresponsive.add(missing)
+        for incarnation in asked:
+            self.dirty.discard(incarnation)
+            self.deletes.discard(incarnation)
+
+    def forget(self, incarnation: str) -> None:
+        self.answered(incarnation)
+
+
+class Awaiting:
+    """The replies one round trip waits for, matched by request id."""
+
+    def __init__(self) -> None:
+        self._req: dict[int, str] = {}
+        self.replies: dict[str, dict] = {}
+
+    def expect(self, incarnation: str) -> int:
+        """A fresh request id for the request to ``incarnation``."""
+        req = new_id()
+        self._req[req] = incarnation
+        return req
+
+    def offer(self, incarnation: str, msg: dict | None) -> bool:
+        """Take ``msg`` received from ``incarnation`` if it answers our request; else it is a
+        late answer to an ask that timed out (or nothing): dropped."""
+        if msg is None or incarnation in self.replies or self._req.get(msg.get("req")) != incarnation:
+            return False
+        self.replies[incarnation] = msg
+        return True
+
+    def missing(self) -> list[str]:
+        """The workers whose reply has not come, in the order they were asked."""
+        return [incarnation for incarnation in self._req.values() if incarnation not in self.replies]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.replies) == len(self._req)
+
+
+class RoundTrips:
+    """Sends requests through the session's one way out and waits for their replies."""
+
+    def __init__(self, connections: Connections, send: Callable[[WorkerRef, dict], None],
+                 pending: Pending, stats: Stats) -> None:
+        self._connections = connections
+        self._send = send
+        self._pending = pending
+        self._stats = stats
+
+    def run(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
+            timeout: float) -> dict[str, Any]:
+        """Send one request per worker, wait for every reply; raise the first error.
+
+        Raises :class:`WorkerUnavailable` naming the first worker that did not answer within
+        ``timeout`` (counted from the last send).
+        """
+        awaiting = Awaiting()
+        for incarnation, msg in requests.items():
+            msg["req"] = awaiting.expect(incarnation)
+            msg["timeout"] = timeout
+            self._send(refs[incarnation], msg)
+        self._stats.round_trips += 1
+        deadline = time.monotonic() + timeout
+        if len(requests) == 1:  # the common case: wait in the receive itself, no poller
+            self._wait_one(awaiting, next(iter(requests)), deadline)
+        else:
+            self._wait_many(awaiting, list(requests), deadline)
+        if not awaiting.complete:
+            (missing, *_) = awaiting.missing()
+            self._pending.timed_out(missing, requests)
+            ref = refs[missing]
+            raise WorkerUnavailable(ref.id, ref.address, f"no answer within {timeout:.1f} s")
+        return self._results(awaiting.replies)
+
+    def _wait_one(self, awaiting: Awaiting, incarnation: str, deadline: float) -> None:
+        connection = self._connections[incarnation]
+        while not awaiting.complete:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            awaiting.offer(incarnation, connection.receive(self._stats, int(remaining * 1000) + 1))
+
+    def _wait_many(self, awaiting: Awaiting, incarnations: list[str], deadline: float) -> None:
+        poller = zmq.Poller()
+        for incarnation in incarnations:
+            poller.register(self._connections[incarnation].socket, zmq.POLLIN)
+        while not awaiting.complete:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            ready = dict(poller.poll(int(remaining * 1000) + 1))
+            for incarnation in incarnations:
+                connection = self._connections[incarnation]
+                if connection.socket not in ready:
+                    continue
+                while incarnation not in awaiting.replies:
+                    msg = connection.receive(self._stats)
+                    if msg is None:
+                        break
+                    awaiting.offer(incarnation, msg)
+
+    def _results(self, replies: dict[str, dict]) -> dict[str, Any]:
+        """Every answering worker is caught up; the first remote error is raised."""
+        errors = []
+        for incarnation, msg in replies.items():
+            self._pending.answered(incarnation)
+            if msg.get("error") is not None:
+                errors.append(msg["error"].to_exception())
+        if errors:
+            raise errors[0]
+        return {incarnation: msg["value"] for incarnation, msg in replies.items()}

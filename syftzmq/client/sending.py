@@ -1,0 +1,127 @@
+"""The one way out: every message to a worker leaves through :meth:`Sender.send_now`.
+
+Fire-and-forget commands wait in the :class:`~syftzmq.client.outbox.Outbox` and leave together,
+or ride on the next message to the same worker (``before``, applied first). One rule keeps that
+invisible: before anything goes to a chain holder (:mod:`syftzmq.client.chains`), every other
+worker's queue leaves first — the holder may forward work to them, and it must arrive after
+what this client queued for them. Keeping that rule, and the record of what each worker has
+received (:class:`~syftzmq.client.round_trip.Pending`), in this one method is what lets every
+other part of the client send without thinking about order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import zmq
+
+from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, message
+from ..core.refs import WorkerRef
+from ..errors import WorkerUnavailable
+from .chains import ChainHolders
+from .connections import PROBE, Connections
+from .outbox import Outbox
+from .round_trip import Pending
+from .stats import Stats
+
+log = logging.getLogger("syftzmq.client")
+
+
+class Sender:
+    """Sends messages, carrying the outbox, in an order no worker can tell from unqueued.
+
+    Every method runs under the session's lock (``lock``), the outbox's sweeper included.
+    """
+
+    def __init__(self, origin: str, connections: Connections, chains: ChainHolders,
+                 pending: Pending, stats: Stats, lock: threading.RLock, *, max_queued: int,
+                 linger: float) -> None:
+        self._origin = origin
+        self._connections = connections
+        self._chains = chains
+        self._pending = pending
+        self._stats = stats
+        self.outbox = Outbox(self.flush_due, lock, max_queued=max_queued, linger=linger)
+        self._stalled: set[str] = set()  # a background flush found their socket full
+
+    def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
+        """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first).
+
+        Blocks while the worker's queue is full, up to the send timeout (then raises
+        :class:`WorkerUnavailable`), or raises ``zmq.Again`` at once with ``zmq.NOBLOCK``;
+        whatever it carried is queued again then.
+        """
+        self._connections.check_current(location)
+        connection = self._connections.get(location)
+        if not location.incarnation.startswith(PROBE):
+            msg[ADDRESSED_TO] = location.incarnation  # a restarted worker refuses it
+        queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
+        if queued:
+            msg[BEFORE] = queued
+        try:
+            if location.incarnation in self._chains:
+                self._release_queues_for(location)
+            self._stats.bytes_sent += connection.send(msg, flags)
+        except BaseException as exc:
+            self.outbox.put_back(location.incarnation, location, msg.pop(BEFORE, []))
+            if isinstance(exc, zmq.Again) and not flags & zmq.NOBLOCK:
+                raise WorkerUnavailable(location.id, location.address,
+                                        f"its queue stayed full for "
+                                        f"{self._connections.send_timeout:.1f} s") from None
+            raise
+        self._stalled.discard(location.incarnation)
+        self._stats.messages_sent += 1
+        self._pending.sent(location.incarnation, msg["kind"], queued)
+
+    def queue(self, location: WorkerRef, msg: dict) -> None:
+        """Queue a command; it leaves now if its queue is full or its oldest waited enough."""
+        self._pending.queued(location.incarnation)
+        if self.outbox.add(location, msg):
+            self.flush(location.incarnation)
+
+    def flush(self, incarnation: str, flags: int = 0) -> None:
+        """Send what is queued for ``incarnation`` now, as one message."""
+        if incarnation in self.outbox:
+            self.send_now(self.outbox.ref(incarnation), message(BATCH, origin=self._origin), flags)
+
+    def flush_due(self) -> None:
+        """Called by the outbox's sweeper thread: send queues that waited long enough; never
+        raise (a worker that cannot take them now gets them with the next foreground message,
+        and until then the sweeper leaves it alone)."""
+        for incarnation in self.outbox.due(time.monotonic()):
+            if incarnation in self._stalled:
+                continue
+            try:
+                self.flush(incarnation, zmq.NOBLOCK)
+            except zmq.Again:
+                log.debug("the queue to %s is full; its commands wait for the next message",
+                          incarnation, exc_info=True)
+                self._stalled.add(incarnation)
+            except Exception:
+                log.warning("a background flush to %s failed; its commands wait for the next "
+                            "message to it, which will raise if it still fails", incarnation,
+                            exc_info=True)
+                self._stalled.add(incarnation)
+
+    def flush_all_at_exit(self) -> None:
+        """Send every queue without blocking: queued commands may change objects others can
+        see. A worker that cannot take them is logged, not waited for."""
+        self.outbox.close()
+        for incarnation in self.outbox.incarnations():
+            try:
+                self.flush(incarnation, zmq.NOBLOCK)
+            except Exception:
+                log.warning("commands queued for %s were lost at close", incarnation,
+                            exc_info=True)
+
+    def forget(self, incarnation: str) -> None:
+        self.outbox.discard(incarnation)
+        self._stalled.discard(incarnation)
+
+    def _release_queues_for(self, location: WorkerRef) -> None:
+        """Before ``location`` (a chain holder) hears anything, every other queue leaves."""
+        for incarnation in self.outbox.incarnations():
+            if incarnation != location.incarnation:
+                self.flush(incarnation)

@@ -1,0 +1,148 @@
+"""The outbox's queues (syftzmq/client/outbox.py), without workers: order, size and age limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from syftzmq.client.outbox import Outbox
+from syftzmq.core.refs import WorkerRef
+
+BOB = WorkerRef("bob", "tcp://127.0.0.1:1", "bob#1")
+ALICE = WorkerRef("alice", "tcp://127.0.0.1:2", "alice#1")
+
+
+class _Owner:
+    """Stands in for the session: the outbox holds its flush callback weakly."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.sweeps = 0
+
+    def flush_due(self) -> None:
+        self.sweeps += 1
+
+
+@pytest.fixture
+def owner():
+    return _Owner()
+
+
+def _outbox(owner: _Owner, **options) -> Outbox:
+    return Outbox(owner.flush_due, owner.lock, **options)
+
+
+def _cmd(n: int) -> dict:
+    return {"kind": "cmd", "n": n}
+
+
+def test_take_returns_what_was_added_in_order_and_empties_the_queue(owner):
+    outbox = _outbox(owner, linger=60)
+    try:
+        for n in range(5):
+            assert outbox.add(BOB, _cmd(n)) is False
+        outbox.add(ALICE, _cmd(99))
+        assert set(outbox.incarnations()) == {"bob#1", "alice#1"}
+        assert outbox.ref("bob#1") is BOB
+        assert [m["n"] for m in outbox.take("bob#1")] == [0, 1, 2, 3, 4]
+        assert "bob#1" not in outbox and outbox.take("bob#1") == []
+        assert [m["n"] for m in outbox.take("alice#1")] == [99]
+        assert not outbox
+    finally:
+        outbox.close()
+
+
+def test_a_full_queue_asks_to_leave(owner):
+    outbox = _outbox(owner, max_queued=3, linger=60)
+    try:
+        assert [outbox.add(BOB, _cmd(n)) for n in range(3)] == [False, False, True]
+    finally:
+        outbox.close()
+
+
+def test_a_queue_whose_oldest_waited_the_linger_asks_to_leave(owner):
+    outbox = _outbox(owner, linger=0.0)
+    try:
+        assert outbox.add(BOB, _cmd(0)) is False     # the first of a queue never leaves alone
+        assert outbox.add(BOB, _cmd(1)) is True
+    finally:
+        outbox.close()
+
+
+def test_put_back_goes_before_what_was_queued_since(owner):
+    outbox = _outbox(owner, linger=60)
+    try:
+        outbox.add(BOB, _cmd(0))
+        outbox.add(BOB, _cmd(1))
+        taken = outbox.take("bob#1")
+        outbox.add(BOB, _cmd(2))                     # queued while the send failed
+        outbox.put_back("bob#1", BOB, taken)
+        assert [m["n"] for m in outbox.take("bob#1")] == [0, 1, 2]
+        outbox.put_back("bob#1", BOB, [])            # nothing to put back: no queue appears
+        assert "bob#1" not in outbox
+    finally:
+        outbox.close()
+
+
+def test_due_lists_queues_by_the_age_of_their_oldest_command(owner):
+    outbox = _outbox(owner, linger=10.0)
+    try:
+        start = time.monotonic()
+        outbox.add(BOB, _cmd(0))
+        outbox.add(ALICE, _cmd(1))
+        assert outbox.due(start) == []
+        assert sorted(outbox.due(start + 11.0)) == ["alice#1", "bob#1"]
+        outbox.take("alice#1")
+        assert outbox.due(start + 11.0) == ["bob#1"]
+        outbox.add(BOB, _cmd(2))                     # a newer command does not make it younger
+        assert outbox.due(start + 11.0) == ["bob#1"]
+    finally:
+        outbox.close()
+
+
+def test_discard_drops_a_workers_queue_only(owner):
+    outbox = _outbox(owner, linger=60)
+    try:
+        outbox.add(BOB, _cmd(0))
+        outbox.add(ALICE, _cmd(1))
+        outbox.discard("bob#1")
+        assert outbox.incarnations() == ["alice#1"]
+    finally:
+        outbox.close()
+
+
+def test_the_sweeper_calls_flush_due_while_work_is_queued(owner):
+    outbox = _outbox(owner, linger=60)
+    try:
+        outbox.add(BOB, _cmd(0))
+        deadline = time.monotonic() + 10
+        while owner.sweeps == 0 and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+        assert owner.sweeps > 0
+    finally:
+        outbox.close()
+
+
+def test_a_failing_flush_does_not_stop_the_sweeper(owner, caplog):
+    calls = []
+
+    class Failing(_Owner):
+        def flush_due(self) -> None:
+            calls.append(1)
+            raise RuntimeError("flush exploded")
+
+    failing = Failing()
+    outbox = Outbox(failing.flush_due, failing.lock, linger=60)
+    try:
+        with caplog.at_level("WARNING", logger="syftzmq.client"):
+            outbox.add(BOB, _cmd(0))
+            deadline = time.monotonic() + 10
+            while len(calls) < 3 and time.monotonic() < deadline:
+                threading.Event().wait(0.01)
+        assert len(calls) >= 3                       # it kept sweeping after the first failure
+        failures = [r for r in caplog.records if "background flush failed" in r.getMessage()]
+        assert failures and failures[0].exc_info[0] is RuntimeError
+    finally:
+        outbox.close()
