@@ -3,6 +3,7 @@ layers below it, and no two modules import each other, directly or in a circle.
 
     errors, settings  <  core  <  wire, security  <  tensor  <  plan, federated  <  client
                               worker: core, wire, security, plan.runner only
+                              deploy (the syftzmq command): client, worker; testing: client
 
 Every import counts, at module level or inside a function (a function-level import that only
 dodges a circle is still a circle).
@@ -27,6 +28,8 @@ ALLOWED = {
     "federated": {"errors", "settings", "core", "tensor"},
     "client": {"errors", "settings", "core", "wire", "security", "tensor", "plan", "federated"},
     "worker": {"errors", "settings", "core", "wire", "security", "plan.runner"},
+    "deploy": {"errors", "settings", "core", "wire", "security", "client", "worker"},
+    "testing": {"errors", "settings", "core", "client", "tensor"},
     "plan.runner": {"errors", "settings", "core"},
 }
 
@@ -133,3 +136,19 @@ def test_every_package_directory_is_a_regular_package():
     missing = sorted(str(f.relative_to(PACKAGE.parent)) for f in folders
                      if not (f / "__init__.py").exists() and f.name != "__pycache__")
     assert not missing, f"package folders without __init__.py: {missing}"
+
+
+def test_a_worker_process_loads_no_client_or_proxy_code():
+    """At run time too: ``python -m syftzmq.worker`` imports the worker's modules and what they
+    stand on, not the client, the tensor proxy, plans' client half or the deploy tools (the
+    package's top-level names are imported lazily)."""
+    import subprocess
+    import sys
+    probe = ("import sys, syftzmq.worker.cli; "
+             "print(' '.join(m for m in sys.modules if m.startswith('syftzmq')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True, cwd=PACKAGE.parent).stdout.split()
+    assert "syftzmq.worker.server" in loaded
+    wrong = [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in
+             ("client", "tensor", "federated", "deploy", "testing") or m == "syftzmq.plan.plan"]
+    assert not wrong, f"a worker process imported {wrong}"
