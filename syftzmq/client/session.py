@@ -572,7 +572,7 @@ class ClientSession:
                 pass
             self._closed = True
             self._heartbeat.stop()
-            for process in self._processes:
+            for process in reversed(self._processes):  # a worker template after its workers
                 process.stop()
             for connection in self._connections.values():
                 connection.close()
