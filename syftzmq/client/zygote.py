@@ -124,7 +124,8 @@ class ForkedProcess:
 class WorkerTemplate:
     """One template process and the socket to it. Thread-safe: one request at a time."""
 
-    def __init__(self, timeout: float = START_TIMEOUT) -> None:
+    def __init__(self, timeout: float = START_TIMEOUT,
+                 while_starting: Callable[[], None] | None = None) -> None:
         self.environment = dict(os.environ)
         self.owner_pid = os.getpid()
         self.closed = False
@@ -148,6 +149,7 @@ class WorkerTemplate:
             os.close(lifeline_r)
         self._control = ours
         try:
+            _run_meanwhile(while_starting)
             ready, _ = self._receive(timeout)
             if ready.get("op") != "ready":
                 raise TemplateUnavailable(f"the template said {ready!r} instead of ready")
@@ -193,9 +195,11 @@ class WorkerTemplate:
                 return self._receive(timeout)
             except TemplateUnavailable as exc:
                 # A late answer would be taken for the next request's: end the conversation.
-                self.failure = str(exc)
+                code = self.popen.poll()
+                self.failure = (str(exc) if code is None else
+                                f"the template (pid {self.pid}) exited with code {code}")
                 self._end_locked(timeout=0)
-                raise
+                raise TemplateUnavailable(self.failure) from None
 
     def fork_worker(self, worker_id: str, args: list[str], timeout: float,
                     while_starting: Callable[[], None] | None = None) -> WorkerProcess:
@@ -224,11 +228,7 @@ class WorkerTemplate:
         forked.stdout = os.fdopen(ready_r, "rb", buffering=0)
         process = WorkerProcess(worker_id, "", "", forked)
         try:
-            if while_starting is not None:
-                try:
-                    while_starting()
-                except Exception:  # an optimisation only; the worker's start is what matters
-                    pass
+            _run_meanwhile(while_starting)
             info = _read_ready_line(forked, timeout)
         except BaseException:
             process.stop()
@@ -274,6 +274,14 @@ class WorkerTemplate:
             self.popen.wait()
 
 
+def _run_meanwhile(while_starting: Callable[[], None] | None) -> None:
+    if while_starting is not None:
+        try:
+            while_starting()
+        except Exception:  # an optimisation only; the process's start is what matters
+            pass
+
+
 def _stderr_fd() -> int:
     """This process's stderr for the worker, as a spawned worker would inherit it."""
     try:
@@ -290,8 +298,10 @@ _warned = False  # the first worker spawned for want of a template is logged as 
 _creating = threading.Lock()
 
 
-def worker_template(session: Any) -> WorkerTemplate:
-    """This process's template, started on first use and stopped when ``session`` closes."""
+def worker_template(session: Any,
+                    while_starting: Callable[[], None] | None = None) -> WorkerTemplate:
+    """This process's template, started on first use and stopped when ``session`` closes;
+    ``while_starting`` runs here while a new template starts."""
     global _template, _given_up
     with _creating:
         if _given_up is not None:
@@ -310,7 +320,7 @@ def worker_template(session: Any) -> WorkerTemplate:
             _given_up = unsupported
             raise TemplateUnavailable(unsupported)
         try:
-            _template = WorkerTemplate()
+            _template = WorkerTemplate(while_starting=while_starting)
         except TemplateUnavailable as exc:
             _given_up = str(exc)
             raise
@@ -330,7 +340,7 @@ def start_local_worker(session: Any, worker_id: str, *, key_file: str | None = N
         use_template = SETTINGS.zygote
     if use_template:
         try:
-            template = worker_template(session)
+            template = worker_template(session, while_starting)
             changed = template.changed_variables(os.environ)
             if changed:
                 log.info("spawning worker %s instead of forking it: %s changed since the "

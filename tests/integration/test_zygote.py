@@ -34,6 +34,10 @@ CLIENT = textwrap.dedent("""
         template = zygote.worker_template(sy.default_session())
         os.kill(template.pid, signal.SIGKILL)
         template.popen.wait()
+        # what it forked lives on, tied to this client, not to the template
+        assert torch.equal((torch.ones(2).send(first) + 1).get(), torch.full((2,), 2.0))
+        first.shutdown()
+        assert first.process.popen.returncode == zygote.EXIT_UNKNOWN  # nobody left to tell
     workers = [sy.VirtualWorker(hook, id=name) for name in ("w1", "w2")]
     x = torch.ones(3).send(workers[0]) + 1
     assert torch.equal(x.get(), torch.full((3,), 2.0))
@@ -150,7 +154,7 @@ def test_zygote_off_spawns_fresh_processes():
     assert all(wait_for_exit(pid, timeout=10) for pid in workers)
 
 
-def test_a_dead_template_means_spawned_workers_and_a_logged_reason():
+def test_a_dead_template_spares_its_workers_and_later_ones_are_spawned_with_a_reason():
     client, template, workers = _client("template-killed")
     assert template == 0 or wait_for_exit(template, 0)
     assert client.spawned == ["SPAWNED True True"]
