@@ -5,8 +5,9 @@ timed until the worker has answered its first ``ping`` (a usable worker); the ro
 of the 10 starts after the first (the first pays one-time costs in this process; a quick run
 has fewer). The started workers then stay
 up, idle, and their proportional set size (PSS, ``/proc/<pid>/smaps_rollup``, summed over each
-worker's process tree) is added up: PSS splits a shared page between the processes mapping it,
-so the sum counts every page once, which RSS does not. It is read twice: just started, and
+worker's process tree and, once, the template process they were forked from) is added up: PSS
+splits a shared page between the processes mapping it, so the sum counts every page once,
+which RSS does not. It is read twice: just started, and
 after one small command on each (what a used, now idle worker holds; case 7's "idle" is the
 same). When fewer workers than the target fleet could be started (``--quick``, or too little
 free memory), the fleet's total is extrapolated: the measured total plus, per missing worker,
@@ -15,6 +16,7 @@ the measured workers' mean *private* memory (shared pages are already counted on
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -71,8 +73,13 @@ def _start(hook: Any, config: Config, results: Results, workers: list[Any],
 
 
 def _fleet_memory(workers: list[Any]) -> tuple[int, list[int]]:
-    """(total PSS, each worker's private bytes) over every worker's process tree."""
+    """(total PSS, each worker's private bytes) over every worker's process tree, plus the
+    process the workers were forked from (a worker template), counted once: its pages are
+    what the workers share, and it exists only for them."""
     total, private = 0, []
+    templates = {_parent(worker.process.pid) for worker in workers} - {os.getpid(), None}
+    for pid in templates:
+        total += smaps_rollup(pid).get("Pss", 0)
     for worker in workers:
         mine = 0
         for pid in process_tree(worker.process.pid):
@@ -81,6 +88,14 @@ def _fleet_memory(workers: list[Any]) -> tuple[int, list[int]]:
             mine += rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)
         private.append(mine)
     return total, private
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _memory(workers: list[Any], config: Config, results: Results) -> None:

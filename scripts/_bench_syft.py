@@ -41,6 +41,7 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
                  lambda: fleet.run(hook, config, cases, results, _spawn, _shutdown))
     if 7 in cases:
         _guarded(7, results, lambda: _memory(hook, config, results))
+    sy.default_session().close()  # the last phase: also ends the worker template, if any
 
 
 def _pool_size(config: Config, cases: set[int]) -> int:

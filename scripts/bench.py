@@ -15,6 +15,7 @@ medians and p90s, the ratio syftzmq/peer, and the targets with PASS/MISS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", metavar="PNG", help="draw the table as a chart (matplotlib)")
     parser.add_argument("--cases", default=",".join(map(str, sorted(ALL_CASES))), type=_case_set,
                         help="comma-separated case numbers to run (default: all)")
+    parser.add_argument("--start-workers", type=int, metavar="N",
+                        help="cases 9-10: start this many workers (default: 4 quick, 64 full)")
     return parser.parse_args(argv)
 
 
@@ -104,6 +107,10 @@ def run_phases(config: Config, cases: frozenset[int], results: Results, watchdog
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = QUICK if args.quick else FULL
+    if args.start_workers is not None:
+        if args.start_workers < 2:
+            raise SystemExit("--start-workers must be at least 2 (the first start is not timed)")
+        config = dataclasses.replace(config, start_workers=args.start_workers)
     mark = os.environ[RUN_MARK_VAR] = uuid.uuid4().hex
     watchdog = Watchdog(config.deadline_s)
     started = time.perf_counter()

@@ -12,9 +12,10 @@ from ..core.refs import WorkerRef
 from ..security.curve import CurveClient
 from ..security.keys import read_key
 from ..tensor.mirrors import warm_up
-from .launcher import WorkerProcess, spawn_worker
 from ..settings import SETTINGS, Settings
+from .launcher import WorkerProcess
 from .session import ClientSession
+from .zygote import start_local_worker
 
 log = logging.getLogger("syftzmq.client")
 
@@ -139,7 +140,9 @@ class VirtualWorker(Worker):
     """Starts a worker *process* on this machine and connects to it.
 
     The process ends when ``shutdown()`` is called or this client exits — also when this
-    client is killed (see :mod:`syftzmq.client.launcher`). It runs torch on ``threads`` threads
+    client is killed (see :mod:`syftzmq.client.launcher`). It is forked from this client's
+    worker template, which has torch imported already (:mod:`syftzmq.client.zygote`;
+    ``SYFTZMQ_ZYGOTE=0`` starts a fresh process instead). It runs torch on ``threads`` threads
     (default ``$SYFTZMQ_WORKER_THREADS``, else 1: local workers share this host's cores).
     """
 
@@ -154,9 +157,9 @@ class VirtualWorker(Worker):
         extra = list(worker_args) + (["--safe"] if safe else [])
         if lease_seconds is not None:
             extra += ["--lease-seconds", str(lease_seconds)]
-        process = spawn_worker(id, key_file=key_file, extra_args=extra, threads=threads,
-                               while_starting=warm_up,
-                               log_level=log_level or session.settings.spawned_log_level)
+        process = start_local_worker(session, id, key_file=key_file, extra_args=extra,
+                                     threads=threads, while_starting=warm_up,
+                                     log_level=log_level or session.settings.spawned_log_level)
         session.adopt(process)
         self.process = process
         try:

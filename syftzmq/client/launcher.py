@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..core.messages import READY_PREFIX
 from ..errors import WorkerUnavailable
@@ -36,12 +36,17 @@ def local_worker_threads() -> int:
 
 @dataclass
 class WorkerProcess:
-    """A running worker process started by this one."""
+    """A running worker process started by this one.
+
+    ``popen`` is the :class:`subprocess.Popen` of a spawned worker, or, for a worker forked
+    from a template (:mod:`syftzmq.client.zygote`), an object with the same ``pid``,
+    ``returncode``, ``poll``, ``wait``, ``send_signal`` and ``kill``.
+    """
 
     id: str
     endpoint: str
     incarnation: str
-    popen: subprocess.Popen
+    popen: Any  # subprocess.Popen, or zygote.ForkedProcess
     _lifeline: int | None = None
 
     @property
@@ -79,6 +84,26 @@ class WorkerProcess:
             self._lifeline = None
 
 
+def worker_arguments(worker_id: str, *, bind: str = "tcp://127.0.0.1:*",
+                     key_file: str | None = None, advertise: str | None = None,
+                     log_level: str | None = None, extra_args: Sequence[str] = (),
+                     threads: int | None = None) -> list[str]:
+    """The command line of a local worker (after ``python -m syftzmq.worker``), without
+    ``--parent-fd``; ``threads`` defaults to :func:`local_worker_threads`."""
+    if threads is None and "--threads" not in extra_args:
+        threads = local_worker_threads()
+    args = ["--id", worker_id, "--bind", bind, *extra_args]
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    if key_file:
+        args += ["--key-file", str(key_file)]
+    if advertise:
+        args += ["--advertise", advertise]
+    if log_level:
+        args += ["--log-level", log_level]
+    return args
+
+
 def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: str | None = None,
                  advertise: str | None = None, tie_to_parent: bool = True,
                  log_level: str | None = None, stderr=None, timeout: float = 30.0,
@@ -90,18 +115,9 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
     ``threads`` defaults to :func:`local_worker_threads` (the worker runs on this host).
     ``while_starting`` runs here while the worker starts up (its errors are ignored).
     """
-    if threads is None and "--threads" not in extra_args:
-        threads = local_worker_threads()
-    command = [sys.executable, "-m", "syftzmq.worker", "--id", worker_id, "--bind", bind,
-               *extra_args]
-    if threads is not None:
-        command += ["--threads", str(threads)]
-    if key_file:
-        command += ["--key-file", str(key_file)]
-    if advertise:
-        command += ["--advertise", advertise]
-    if log_level:
-        command += ["--log-level", log_level]
+    command = [sys.executable, "-m", "syftzmq.worker",
+               *worker_arguments(worker_id, bind=bind, key_file=key_file, advertise=advertise,
+                                 log_level=log_level, extra_args=extra_args, threads=threads)]
     lifeline = None
     pass_fds: tuple[int, ...] = ()
     if tie_to_parent:

@@ -464,7 +464,7 @@ class ClientSession:
                             "the objects when its lease runs out", exc_info=True)
             self._closed = True
             self._heartbeat.stop()
-            for process in self._processes:
+            for process in reversed(self._processes):  # a worker template after its workers
                 process.stop()
             self._connections.close()
             self.context.term()
