@@ -1,31 +1,24 @@
-"""Shared fixtures: three real worker processes for the whole run, and leak checks.
-
-Every test must leave the workers' stores empty (checked after each test), and the run must
-leave no worker process behind (checked after the last fixture is torn down).
+"""Shared fixtures. The session's workers come from syftzmq's own pytest plugin
+(:mod:`syftzmq.testing.pytest_plugin`, what users get): ``hook`` and ``workers`` with PySyft's ids,
+real worker processes, and a test that leaves objects on them fails. Here: shortcuts to three of
+them, a worker of its own to kill, a short deadline, and the check that the run leaves no
+worker process behind (after the last fixture is torn down).
 """
 
 from __future__ import annotations
 
-import gc
+from importlib.metadata import entry_points
 
 import pytest
-import torch
 
 import syftzmq as sy
 from support.workers import worker_processes_of_this_run
 
-
-@pytest.fixture(scope="session")
-def hook():
-    return sy.TorchHook(torch)
-
-
-@pytest.fixture(scope="session")
-def workers(hook):
-    started = {name: sy.VirtualWorker(hook, id=name) for name in ("bob", "alice", "carol")}
-    yield started
-    for worker in started.values():
-        worker.shutdown()
+# Installed (pip install -e .), the plugin is loaded through its entry point; from a bare
+# checkout, load it here. (Registering it both ways would be an error.)
+_PLUGIN = "syftzmq.testing.pytest_plugin"
+pytest_plugins = [] if any(ep.value == _PLUGIN for ep in entry_points(group="pytest11")) \
+    else [_PLUGIN]
 
 
 @pytest.fixture
@@ -39,21 +32,8 @@ def alice(workers):
 
 
 @pytest.fixture
-def carol(workers):
-    return workers["carol"]
-
-
-@pytest.fixture(autouse=True)
-def stores_left_empty(request):
-    """After each test that used the shared workers, nothing may be left in their stores."""
-    yield
-    if "workers" not in request.fixturenames:
-        return
-    workers = request.getfixturevalue("workers")
-    gc.collect()
-    leftovers = {name: w._objects for name, w in workers.items()}
-    leftovers = {name: objs for name, objs in leftovers.items() if objs}
-    assert not leftovers, f"objects left behind on workers: {leftovers}"
+def charlie(workers):
+    return workers["charlie"]
 
 
 def pytest_sessionfinish(session, exitstatus):

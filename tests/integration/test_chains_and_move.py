@@ -29,7 +29,7 @@ def unwind(pointer, depth):
 
 @pytest.mark.parametrize("depth", [3, 4, 6])
 def test_operation_travels_along_deep_chain(workers, depth):
-    names = ["bob", "alice", "carol"]
+    names = ["bob", "alice", "charlie"]
     hops = [workers[names[i % 3]] for i in range(depth)]
     data = torch.arange(6.0).reshape(2, 3)
     p = chain(data, hops)
@@ -50,12 +50,12 @@ def test_operation_travels_along_deep_chain(workers, depth):
     assert torch.equal(unwind(p, depth), data)
 
 
-def test_get_returns_owning_middle_pointer(bob, alice, carol):
+def test_get_returns_owning_middle_pointer(bob, alice, charlie):
     """PySyft lost ownership here: the pointer get() returns must still delete its target."""
-    p = chain(torch.ones(3), [bob, alice, carol])
+    p = chain(torch.ones(3), [bob, alice, charlie])
     middle = p.get()           # pointer on alice, -> bob
     assert middle.location == alice
-    assert carol._objects == {}
+    assert charlie._objects == {}
     assert len(alice._objects) == 1 and len(bob._objects) == 1
     del middle                 # dropping it cascades: alice's pointer, then bob's data
     assert alice._objects == {} and bob._objects == {}
@@ -68,7 +68,7 @@ def test_local_tensor_and_scalar_travel_with_the_command(bob, alice):
     del p
 
 
-@pytest.mark.parametrize("source,dest", list(itertools.permutations(["bob", "alice", "carol"], 2)))
+@pytest.mark.parametrize("source,dest", list(itertools.permutations(["bob", "alice", "charlie"], 2)))
 def test_move_between_every_pair(workers, source, dest):
     src, dst = workers[source], workers[dest]
     data = torch.randn(5, 7)
@@ -97,11 +97,11 @@ def test_local_tensor_move_sends_it(alice):
     assert x.location == alice and torch.equal(x.get(), torch.ones(2))
 
 
-def test_move_of_a_pointer_moves_the_pointer_not_the_data(bob, alice, carol):
+def test_move_of_a_pointer_moves_the_pointer_not_the_data(bob, alice, charlie):
     p = torch.tensor([4, 5]).send(bob).send(alice)
-    p.move(carol)
+    p.move(charlie)
     assert alice._objects == {}
-    (stored_id, stored), = carol._objects.items()
+    (stored_id, stored), = charlie._objects.items()
     assert stored.location.id == "bob" and len(bob._objects) == 1
     assert torch.equal(p.get().get(), torch.tensor([4, 5]))
 

@@ -88,17 +88,17 @@ def test_cluster_file_with_hosts(tmp_path):
         address = "tcp://alice.example:5556"
         python = "/usr/bin/python3"
         threads = 4
-        [workers.carol]
+        [workers.charlie]
         bind = "tcp://127.0.0.1:*"
     """))
     deployment = load_deployment(path)
-    bob, alice, carol = deployment.placements
+    bob, alice, charlie = deployment.placements
     assert (bob.host, bob.worker.address) == ("root@10.0.0.5", "tcp://10.0.0.5:5555")
     assert (bob.python, bob.workdir, bob.env, bob.threads) == (
         "/opt/venv/bin/python", "/srv/bob", {"A": "1", "B": "2"}, 2)
     assert (alice.worker.address, alice.python, alice.threads) == (
         "tcp://alice.example:5556", "/usr/bin/python3", 4)
-    assert carol.host is None and carol.worker.address == "tcp://127.0.0.1:*"
+    assert charlie.host is None and charlie.worker.address == "tcp://127.0.0.1:*"
     assert deployment.ssh_options == ("-F", "ssh_config") and deployment.remote
     from syftzmq.client.cluster_file import load_cluster
     assert [w.address for w in load_cluster(path).workers] == [

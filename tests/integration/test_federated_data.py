@@ -108,12 +108,12 @@ def test_federated_dataset_refuses_local_split_and_duplicate_members(bob, alice)
 
 
 # ----------------------------------------------------------------------- federate
-@pytest.mark.parametrize("n, expected", [(7, {"bob": 3, "alice": 3, "carol": 1}),
-                                         (6, {"bob": 2, "alice": 2, "carol": 2}),
-                                         (4, {"bob": 2, "alice": 2})])  # carol gets nothing
-def test_federate_cuts_in_order_in_chunks_of_ceil_n_over_k(bob, alice, carol, n, expected):
+@pytest.mark.parametrize("n, expected", [(7, {"bob": 3, "alice": 3, "charlie": 1}),
+                                         (6, {"bob": 2, "alice": 2, "charlie": 2}),
+                                         (4, {"bob": 2, "alice": 2})])  # charlie gets nothing
+def test_federate_cuts_in_order_in_chunks_of_ceil_n_over_k(bob, alice, charlie, n, expected):
     data, targets = numbered(n)
-    fd = TensorDataset(data, targets).federate((bob, alice, carol))
+    fd = TensorDataset(data, targets).federate((bob, alice, charlie))
     assert fd.workers == list(expected)
     start = 0
     for worker, size in expected.items():
@@ -238,20 +238,20 @@ def test_iter_per_worker_gives_one_batch_per_worker_until_the_smallest_ends(bob,
             assert torch.equal(got_data, data[a:b]) and torch.equal(got_target, targets[a:b])
 
 
-def test_num_iterators_walks_distinct_workers_each_step(bob, alice, carol):
+def test_num_iterators_walks_distinct_workers_each_step(bob, alice, charlie):
     data, targets = numbered(8)
     fd = sy.FederatedDataset([sent_dataset(data[:4], targets[:4], bob),
                               sent_dataset(data[4:6], targets[4:6], alice),
-                              sent_dataset(data[6:], targets[6:], carol)])
+                              sent_dataset(data[6:], targets[6:], charlie)])
     loader = sy.FederatedDataLoader(fd, batch_size=2, num_iterators=5)  # capped at 3 - 1
     assert loader.num_iterators == 2
     steps = [{w.id: fetch(batch)[1].tolist() for w, batch in step.items()} for step in loader]
     # iterator 1 starts on bob, iterator 2 on alice; each moves to a free worker when its own
     # runs out, reading its own epoch, and the loop ends when one finds no free worker
     assert steps == [{"bob": [0, 1], "alice": [4, 5]},
-                     {"bob": [2, 3], "carol": [6, 7]},
+                     {"bob": [2, 3], "charlie": [6, 7]},
                      {"alice": [4, 5], "bob": [0, 1]},
-                     {"carol": [6, 7], "bob": [2, 3]}]
+                     {"charlie": [6, 7], "bob": [2, 3]}]
     assert len(loader) == 4
 
 

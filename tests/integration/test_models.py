@@ -141,7 +141,7 @@ def test_one_optimizer_per_worker_built_before_the_model_is_sent(bob, alice):
     del opts
 
 
-def test_move_copy_and_averaging_on_an_aggregator(bob, alice, carol):
+def test_move_copy_and_averaging_on_an_aggregator(bob, alice, charlie):
     model = make_model(3)
     bobs_model = model.copy().send(bob)
     alices_model = model.copy().send(alice)
@@ -149,17 +149,17 @@ def test_move_copy_and_averaging_on_an_aggregator(bob, alice, carol):
         alices_model.weight.add_(1.0)       # the two copies now differ
     expected_weight = model.weight.detach() + 0.5
     before = sy.stats()
-    bobs_model.move(carol)
-    alices_model.move(carol)
+    bobs_model.move(charlie)
+    alices_model.move(charlie)
     spent = sy.stats() - before
     assert spent.bytes_received < 2048      # parameters went worker to worker
-    assert bobs_model.location == carol and alices_model.location == carol
+    assert bobs_model.location == charlie and alices_model.location == charlie
     assert bob._objects == {} and alice._objects == {}
     average = ((alices_model.weight.data + bobs_model.weight.data) / 2).get()
     assert torch.allclose(average, expected_weight)
     bias = ((alices_model.bias.data + bobs_model.bias.data) / 2).get()
     assert torch.allclose(bias, model.bias.detach())
-    assert len(carol._objects) == 4         # only the two models' parameters remain
+    assert len(charlie._objects) == 4         # only the two models' parameters remain
 
 
 def test_model_with_buffers_and_custom_class_round_trips(bob):

@@ -14,18 +14,18 @@ import syftzmq as sy
 from support.processes import wait_for_exit
 
 
-def test_interleaved_commands_to_two_chain_holders(bob, alice, carol):
-    """Two workers that both hold pointers (chains to carol) with commands queued for each:
+def test_interleaved_commands_to_two_chain_holders(bob, alice, charlie):
+    """Two workers that both hold pointers (chains to charlie) with commands queued for each:
     sending to one releases the other's queue first, which must not bounce back forever."""
-    on_carol = [torch.ones(3).send(carol), torch.ones(3).send(carol)]
-    chains = [on_carol[0].send(bob), on_carol[1].send(alice)]
+    on_charlie = [torch.ones(3).send(charlie), torch.ones(3).send(charlie)]
+    chains = [on_charlie[0].send(bob), on_charlie[1].send(alice)]
     results = list(chains)
     for step in range(1, 5):
         results = [r + step for r in results]  # queued for bob, then for alice, alternately
     for result in results:
-        middle = result.get()                   # a pointer on carol: the ops reached the data
+        middle = result.get()                   # a pointer on charlie: the ops reached the data
         assert torch.equal(middle.get(), torch.full((3,), 11.0))
-    del on_carol, chains, results
+    del on_charlie, chains, results
 
 
 def test_commands_from_two_threads_all_arrive_in_each_threads_order(bob):

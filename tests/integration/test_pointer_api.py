@@ -89,18 +89,18 @@ def test_send_to_several_workers_makes_a_multi_pointer(bob, alice):
     assert [r.tolist() for r in multi.get()] == [[1, 2, 3, 4, 5]] * 2
 
 
-def test_combine_pointers_and_combine_keep_their_orders(bob, alice, carol):
+def test_combine_pointers_and_combine_keep_their_orders(bob, alice, charlie):
     on_bob, on_alice = torch.tensor([1.0]).send(bob), torch.tensor([2.0]).send(alice)
     combined = sy.combine_pointers(on_bob, on_alice)
     assert list(combined.child) == ["bob", "alice"]
-    third = torch.tensor([3.0]).send(carol)
+    third = torch.tensor([3.0]).send(charlie)
     summed = (combined + 1).get(sum_results=True)
     assert summed.tolist() == [5.0]
     assert [t.tolist() for t in third.combine(on_alice).get()] == [[2.0], [3.0]]  # self last
     with pytest.raises(ValueError, match="one shape"):
         sy.combine_pointers(torch.ones(2).send(bob), torch.ones(3).send(alice))
-    lonely = sy.combine_pointers(torch.ones(1).send(carol))
-    with pytest.raises(sy.WorkerMismatchError, match="carol"):
+    lonely = sy.combine_pointers(torch.ones(1).send(charlie))
+    with pytest.raises(sy.WorkerMismatchError, match="charlie"):
         lonely + sy.combine_pointers(torch.ones(1).send(bob))
     del combined, lonely, on_bob, on_alice
     gc.collect()
@@ -126,14 +126,14 @@ def test_remote_get_on_one_hop_refuses_and_keeps_the_data(bob):
     assert ptr.get().tolist() == [7.0]
 
 
-def test_remote_send_moves_the_object_and_the_pointer_follows(bob, alice, carol):
+def test_remote_send_moves_the_object_and_the_pointer_follows(bob, alice, charlie):
     ptr = torch.tensor([3.0, 4.0]).send(bob)
     assert ptr.remote_send(alice) is ptr
     assert bob.object_count() == 0 and ptr.location == alice
     assert ptr.get().tolist() == [3.0, 4.0]
     chain = torch.tensor([5.0]).send(bob).send(alice)
-    chain.remote_send(carol)  # alice's hop goes to carol; the data stays on bob
-    assert alice.object_count() == 0 and isinstance(_stored(carol)[0], sy.PointerTensor)
+    chain.remote_send(charlie)  # alice's hop goes to charlie; the data stays on bob
+    assert alice.object_count() == 0 and isinstance(_stored(charlie)[0], sy.PointerTensor)
     assert chain.get().get().tolist() == [5.0]
 
 

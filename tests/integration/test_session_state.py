@@ -49,10 +49,10 @@ def test_a_chain_holder_stops_being_one_when_no_chain_of_ours_is_stored_there(bo
     _released_and_observed(bob)
 
 
-def test_a_handed_on_chain_moves_the_holder_along(bob, alice, carol):
+def test_a_handed_on_chain_moves_the_holder_along(bob, alice, charlie):
     first = torch.arange(3.0).send(alice).send(bob)
-    second = first.send(carol)                   # bob's record now belongs to carol's
-    assert _holders() == {carol.ref.incarnation}
+    second = first.send(charlie)                   # bob's record now belongs to charlie's
+    assert _holders() == {charlie.ref.incarnation}
     on_bob = second.get()                        # may itself be a pointer: bob holds again
     assert _holders() == {bob.ref.incarnation}
     on_alice = on_bob.get()
@@ -61,10 +61,10 @@ def test_a_handed_on_chain_moves_the_holder_along(bob, alice, carol):
     del first
 
 
-def test_a_moved_chain_moves_its_holder(bob, alice, carol):
+def test_a_moved_chain_moves_its_holder(bob, alice, charlie):
     chain = torch.ones(2).send(alice).send(bob)
-    chain.move(carol)
-    assert _holders() == {carol.ref.incarnation}
+    chain.move(charlie)
+    assert _holders() == {charlie.ref.incarnation}
     assert torch.equal(chain.get().get(), torch.ones(2))
     assert _holders() == set()
 
