@@ -38,15 +38,25 @@ def _free_port() -> int:
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*SYFTZMQ, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+                          cwd=ROOT, env=CLUSTER_ENV)
+
+
+# Every process these tests start (the syftzmq command, and through it keepers and workers)
+# carries this mark, so the session's own workers, alive meanwhile, are told apart.
+CLUSTER_MARK = f"SYFTZMQ_TEST_CLUSTER={os.getpid()}"
+CLUSTER_ENV = {**os.environ, "SYFTZMQ_TEST_CLUSTER": str(os.getpid())}
 
 
 def _cluster_workers() -> list[int]:
-    """Worker processes of this run that a keeper started: the session's own workers (children
-    of this pytest process, started by earlier tests) are not the cluster's."""
-    me = str(os.getpid())
-    return [pid for pid in worker_processes_of_this_run()
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] != me]
+    """Worker processes these tests started (directly or through a keeper)."""
+    found = []
+    for pid in worker_processes_of_this_run():
+        try:
+            if CLUSTER_MARK.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def _keepers() -> list[int]:
@@ -173,7 +183,8 @@ def test_up_restarts_then_gives_up_status_shows_it_down_cleans_everything(tmp_pa
     cluster_file.write_text(f'key_file = "cluster.key"\n[workers.ipcw]\nbind = "ipc://{socket_file}"\n'
                             f'[workers.tcpw]\nbind = "tcp://127.0.0.1:*"\n')
     up = subprocess.Popen([*SYFTZMQ, "cluster", "up", str(cluster_file), "--max-restarts", "1",
-                           "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                           "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                          env=CLUSTER_ENV)
     pids: list[int] = []
     try:
         lines = read_lines_until(up, "all 2 workers ready", timeout=120)
@@ -256,7 +267,7 @@ def test_down_without_a_supervisor_asks_each_worker(tmp_path, hook):
                             f'[workers.absent]\nbind = "tcp://127.0.0.1:{_free_port()}"\n')
     worker = subprocess.Popen([*SYFTZMQ, "worker", "--id", "solo", "--bind",
                                f"tcp://127.0.0.1:{port}", "--log-level", "WARNING"],
-                              stdout=subprocess.PIPE, cwd=ROOT)
+                              stdout=subprocess.PIPE, cwd=ROOT, env=CLUSTER_ENV)
     try:
         read_lines_until(worker, "SYFTZMQ-READY", timeout=60)
         code, rows = _status(cluster_file)
@@ -293,7 +304,7 @@ def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path):
     cluster_file.write_text("".join(f'[workers.w{i}]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
                                     for i in range(2)))
     up = subprocess.Popen([*SYFTZMQ, "cluster", "up", str(cluster_file), "--log-level", "WARNING"],
-                          stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                          stdout=subprocess.PIPE, text=True, cwd=ROOT, env=CLUSTER_ENV)
     try:
         lines = read_lines_until(up, "all 2 workers ready", timeout=120)
         pids = [int(line.split("(pid ")[1].split(")")[0]) for line in lines if "(pid " in line]
