@@ -1,11 +1,9 @@
 """Tutorial part 8 ("Introduction to Plans", PySyft 0.2.9), on real worker processes.
 
 The tutorial's own code, cell by cell, with ``import syftzmq as sy`` instead of
-``import syft as sy``. What changed, and only that — the data source: the tutorial gives each
-device its tensors with ``sy.VirtualWorker(hook, id=..., data=(x11, x12))`` and finds them
-again with ``device_1.search('input_data')[0]``. Those worker-side features are not part of
-this step, so the same tagged tensors are sent to the devices with ``.send`` and the pointers
-are kept where the tutorial searches (each cell says what it replaced).
+``import syft as sy`` and nothing else changed: each device is a worker process that receives
+its tagged tensors with ``data=(x11, x12)`` at start, and ``device_1.search('input_data')[0]``
+asks that process for a pointer to the tensor tagged ``input_data``.
 
 Plans here ship the Python function (and a class plan's layers) to the worker instead of a
 traced list of operations: see ``syftzmq/plan/plan.py``.
@@ -34,12 +32,9 @@ x12 = torch.tensor([1, -2.]).tag('input_data2')
 x21 = torch.tensor([-1, 2.]).tag('input_data')
 x22 = torch.tensor([1, -2.]).tag('input_data2')
 
-# the tutorial: sy.VirtualWorker(hook, id="device_1", data=(x11, x12)), and so for device_2
-device_1 = sy.VirtualWorker(hook, id="device_1")
-device_2 = sy.VirtualWorker(hook, id="device_2")
+device_1 = sy.VirtualWorker(hook, id="device_1", data=(x11, x12))
+device_2 = sy.VirtualWorker(hook, id="device_2", data=(x21, x22))
 devices = device_1, device_2
-on_device = {device_1: [x11.send(device_1), x12.send(device_1)],
-             device_2: [x21.send(device_2), x22.send(device_2)]}
 
 # In [4]:
 @sy.func2plan()
@@ -52,8 +47,7 @@ def plan_double_abs(x):
 print(plan_double_abs)
 
 # In [6]:
-# the tutorial: pointer_to_data = device_1.search('input_data')[0]
-pointer_to_data = [p for p in on_device[device_1] if 'input_data' in p.tags][0]
+pointer_to_data = device_1.search('input_data')[0]
 print(pointer_to_data)
 
 # In [7]:
@@ -111,8 +105,7 @@ pointer_to_net = net.send(device_1)
 print(pointer_to_net)
 
 # In [19]:
-# the tutorial: pointer_to_data = device_1.search('input_data')[0]
-pointer_to_data = [p for p in on_device[device_1] if 'input_data' in p.tags][0]
+pointer_to_data = device_1.search('input_data')[0]
 
 # In [20]:
 pointer_to_result = pointer_to_net(pointer_to_data)
@@ -142,15 +135,13 @@ net.build(torch.tensor([1., 2.]))
 
 # In [24]:
 pointer_to_net_1 = net.send(device_1)
-# the tutorial: pointer_to_data = device_1.search('input_data')[0]
-pointer_to_data = [p for p in on_device[device_1] if 'input_data' in p.tags][0]
+pointer_to_data = device_1.search('input_data')[0]
 pointer_to_result = pointer_to_net_1(pointer_to_data)
 print("net2 on device_1:", pointer_to_result.get())
 
 # In [25]:
 pointer_to_net_2 = net.send(device_2)
-# the tutorial: pointer_to_data = device_2.search('input_data')[0]
-pointer_to_data = [p for p in on_device[device_2] if 'input_data' in p.tags][0]
+pointer_to_data = device_2.search('input_data')[0]
 pointer_to_result = pointer_to_net_2(pointer_to_data)
 print("net2 on device_2:", pointer_to_result.get())
 

@@ -30,6 +30,7 @@ _EXPORTS = {
     "LocalWorker": "client.handles", "default_session": "client.handles",
     "Stats": "client.session",
     "cluster": "client.cluster_file",
+    "PrivateGridNetwork": "client.search",
     "PointerTensor": "tensor.pointer",
     "Plan": "plan.plan", "func2plan": "plan.plan",
     "BaseDataset": "federated", "FederatedDataset": "federated",

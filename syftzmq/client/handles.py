@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+import warnings
+from typing import Any, Iterable, Sequence
+
+import torch
 
 from ..core.messages import OBJECTS, message
 from ..core.refs import WorkerRef
 from ..security.curve import CurveClient
 from ..security.keys import read_key
 from ..tensor.mirrors import warm_up
+from ..tensor.pointer import PointerTensor
 from ..settings import SETTINGS, Settings
 from .launcher import WorkerProcess
+from .object_store import RemoteObjectStore, tensors_of
+from .search import search_terms
 from .session import ClientSession
 from .zygote import start_local_worker
 
@@ -101,9 +107,77 @@ class Worker:
         """A snapshot of the worker's store: id -> tensor, or id -> pointer for stored pointers."""
         return self._session.objects(self._ref)
 
+    @property
+    def _tensors(self) -> dict:
+        """The tensors (and stored pointers) of a snapshot of the worker's store."""
+        return tensors_of(self._objects)
+
+    @property
+    def object_store(self) -> RemoteObjectStore:
+        """PySyft's ``worker.object_store`` (``_objects``, ``_tensors``, ``get_obj``), read
+        from the worker process."""
+        return RemoteObjectStore(self)
+
     def object_count(self, timeout: float | None = None) -> int:
         """How many objects the worker stores; only the number travels, not the objects."""
         return self._session.observe(self._ref, message(OBJECTS, count_only=True), timeout)
+
+    def search(self, query: Any = ()) -> list[PointerTensor]:
+        """Pointers to the worker's tensors matching ``query``: a tag (exact string), an object
+        id, or a list/tuple of those that must all match; empty: every tagged tensor.
+
+        The pointers do not delete their object when dropped (PySyft's choice): the object
+        stays until ``.get()``, its owning pointer dies, or ``clear_objects()``. One to an
+        object another process owns can compute but not ``.get()`` or ``.move()`` it.
+        """
+        return self._session.search(self._ref, search_terms(query))
+
+    def clear_objects(self, return_self: bool = True) -> "Worker | None":
+        """Drop every object *this client* owns on the worker; returns the worker.
+
+        PySyft emptied the whole store. A worker here may serve several clients, and one must
+        not drop another's data, so objects other processes own (another client's, or the
+        target of a pointer this client sent on to another worker, which that worker owns)
+        stay. Pointers to the dropped objects raise :class:`ObjectNotFoundError` when used.
+        Like every observation, it raises an earlier command's error first (nothing is
+        dropped then; call it again).
+        """
+        self._session.clear_objects(self._ref)
+        return self if return_self else None
+
+    def add_worker(self, worker: Any) -> "Worker":
+        """Remember ``worker`` in ``_known_workers``; returns this worker.
+
+        PySyft registered in-process workers with each other so that they could send each
+        other messages. Workers here reach each other by the address every pointer carries, so
+        nothing else is needed: this only keeps PySyft code (and ``_known_workers``) working.
+        """
+        worker_id = getattr(worker, "id", None)
+        if worker_id is None:
+            raise TypeError(f"add_worker() takes a worker, got {type(worker).__name__}")
+        known = self._known()
+        if worker_id in known and known[worker_id] is not worker:
+            warnings.warn(f"Worker {worker_id} already exists. Replacing old worker which could "
+                          f"cause unexpected behavior", stacklevel=2)
+        known[worker_id] = worker
+        return self
+
+    def add_workers(self, workers: Iterable[Any]) -> "Worker":
+        """:meth:`add_worker` for each; returns this worker."""
+        for worker in workers:
+            self.add_worker(worker)
+        return self
+
+    @property
+    def _known_workers(self) -> dict:
+        """The workers added with :meth:`add_worker`, by id."""
+        return dict(self._known())
+
+    def _known(self) -> dict:
+        known = self.__dict__.get("_known_workers_by_id")
+        if known is None:
+            known = self.__dict__["_known_workers_by_id"] = {}
+        return known
 
     def ping(self, timeout: float | None = None) -> dict:
         return self._session.ping(self._ref, timeout)
@@ -144,14 +218,22 @@ class VirtualWorker(Worker):
     worker template, which has torch imported already (:mod:`syftzmq.client.zygote`;
     ``SYFTZMQ_ZYGOTE=0`` starts a fresh process instead). It runs torch on ``threads`` threads
     (default ``$SYFTZMQ_WORKER_THREADS``, else 1: local workers share this host's cores).
+
+    ``data=(t1, t2)`` (PySyft's keyword) stores each tensor on the worker at start, with its
+    tags and description, so that ``worker.search(tag)`` finds it. The worker holds a copy
+    (PySyft's in-process worker held the very tensor object) under a new id, owned by this
+    client; nothing points at it until a search returns a pointer, and it stays until fetched,
+    cleared, or this client goes away.
     """
 
-    def __init__(self, hook: Any = None, id: str | None = None, *, timeout: float | None = None,
+    def __init__(self, hook: Any = None, id: str | None = None, data: Iterable[Any] | None = None,
+                 *, timeout: float | None = None,
                  log_level: str | None = None, safe: bool = False,
                  lease_seconds: float | None = None, worker_args: Sequence[str] = (),
                  threads: int | None = None) -> None:
         if not id:
             raise ValueError("VirtualWorker needs an id, e.g. VirtualWorker(hook, id='bob')")
+        data = _checked_data(data)
         session = default_session()
         key_file = session.cluster_key_file()
         extra = list(worker_args) + (["--safe"] if safe else [])
@@ -167,6 +249,29 @@ class VirtualWorker(Worker):
         except BaseException:
             process.stop()
             raise
+        for tensor in data:
+            self._store_data(tensor)
+
+    def _store_data(self, tensor: torch.Tensor) -> None:
+        tags = getattr(tensor, "tags", None)
+        description = getattr(tensor, "description", None)
+        pointer = self._session.store_tensor(self._ref, tensor,
+                                             tags=set(tags or ()), description=description)
+        object.__setattr__(pointer, "_gc", False)  # the data outlives this pointer
+
+
+def _checked_data(data: Iterable[Any] | None) -> list[torch.Tensor]:
+    """``data=`` as a list of tensors, checked before a process is started for them."""
+    if data is None:
+        return []
+    if isinstance(data, torch.Tensor):
+        data = [data]
+    items = list(data)
+    for item in items:
+        if isinstance(item, PointerTensor) or not isinstance(item, torch.Tensor):
+            raise TypeError(f"data= takes local tensors to store on the new worker; got a "
+                            f"{type(item).__name__} (send a pointer on with ptr.send(worker))")
+    return items
 
 
 class LocalWorker:
@@ -194,6 +299,10 @@ class LocalWorker:
     @property
     def _objects(self) -> dict:
         return {}
+
+    def clear_objects(self, return_self: bool = True) -> "LocalWorker | None":
+        """Nothing to clear: the client itself never holds remote objects."""
+        return self if return_self else None
 
     def __repr__(self) -> str:
         return "<Worker id:me #objects:0>"

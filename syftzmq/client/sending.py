@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 import zmq
 
@@ -45,6 +46,8 @@ class Sender:
         self._stats = stats
         self.outbox = Outbox(self.flush_due, lock, max_queued=max_queued, linger=linger)
         self._stalled: set[str] = set()  # a background flush found their socket full
+        # Called with (worker, message) after each message left (``TorchHook(verbose=True)``).
+        self.on_sent: Callable[[WorkerRef, dict], None] | None = None
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first).
@@ -74,6 +77,8 @@ class Sender:
         self._stalled.discard(location.incarnation)
         self._stats.messages_sent += 1
         self._pending.sent(location.incarnation, msg["kind"], queued)
+        if self.on_sent is not None:
+            self.on_sent(location, msg)
 
     def queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command; it leaves now if its queue is full or its oldest waited enough."""

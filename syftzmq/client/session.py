@@ -17,7 +17,7 @@ The session is a facade over parts with one job each:
 - :mod:`~syftzmq.client.heartbeat`: lease renewal while the user's code is idle.
 
 What stays here: commands, stores and typed requests (``get``, ``info``, ``objects``,
-``move``, ``ping``, ``shutdown``), the observation protocol above, and closing.
+``search``, ``clear_objects``, ``move``, ``ping``, ``shutdown``), the observation protocol above, and closing.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import zmq
 
 from ..core import argtree
 from ..core.ids import new_id, new_token
-from ..core.messages import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RELEASES,
-                             SHUTDOWN, STORE, message, needs_complete_flush)
+from ..core.messages import (CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
+                             RELEASES, SEARCH, SHUTDOWN, STORE, message, needs_complete_flush)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
@@ -154,6 +154,12 @@ class ClientSession:
             self._timeout = float(seconds)
             self._connections.set_send_timeout(self._timeout)
 
+    def set_verbose(self, on: bool) -> None:
+        """Print a line for every message this session sends (see :mod:`syftzmq.client.verbose`)."""
+        from .verbose import printer
+        with self._lock:
+            self._sender.on_sent = printer() if on else None
+
     def runs_safe(self, location: WorkerRef) -> bool:
         """Whether the worker runs in safe mode (asked once per incarnation)."""
         safe = self._safe_modes.get(location.incarnation)
@@ -231,9 +237,19 @@ class ClientSession:
                 self._drain_releases(carrier=(location, msg))
             self._sender.queue(location, msg)
 
-    def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor") -> PointerTensor:
+    def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor", *,
+                     tags: "set[str] | None" = None,
+                     description: str | None = None) -> PointerTensor:
+        """Store ``tensor`` on ``dest``; a pointer to it. ``tags`` and ``description`` travel in
+        the same message, and the worker indexes them for :meth:`search`."""
         object_id = new_id()
-        self._send(dest, message(STORE, origin=self.ref.incarnation, id=object_id, obj=tensor))
+        labels: dict[str, Any] = {}
+        if tags:
+            labels["tags"] = set(tags)
+        if description is not None:
+            labels["description"] = description
+        self._send(dest, message(STORE, origin=self.ref.incarnation, id=object_id, obj=tensor,
+                                 **labels))
         return self.new_pointer(dest, object_id, meta=describe(tensor))
 
     def store_object(self, dest: WorkerRef, obj: Any) -> PointerTensor:
@@ -398,6 +414,40 @@ class ClientSession:
         snapshot = self.observe(location, message(OBJECTS))
         return {object_id: PointerTensor.from_record(obj, self) if isinstance(obj, ChainRef)
                 else obj for object_id, obj in snapshot.items()}
+
+    def object_of(self, location: WorkerRef, object_id: int) -> Any:
+        """One object of the worker's store, left in place (a copy of it comes back); stored
+        chain hops come back as (non-owning) pointers. Raises :class:`KeyError` if absent."""
+        snapshot = self.observe(location, message(OBJECTS, ids=[object_id]))
+        obj = snapshot[object_id]
+        return PointerTensor.from_record(obj, self) if isinstance(obj, ChainRef) else obj
+
+    def search(self, location: WorkerRef, terms: list) -> list[PointerTensor]:
+        """Pointers to the tensors on ``location`` that match every term (tags, or object ids).
+
+        As in PySyft, the pointers do not garbage-collect: dropping one leaves the object on the
+        worker. A pointer to an object this client owns owns it (``get``/``move`` work); one to
+        an object another process owns is a non-owning view, which computes but cannot take it.
+        """
+        records = self.observe(location, message(SEARCH, query=list(terms)))
+        pointers = []
+        for record in records:
+            pointer = PointerTensor(location, record["id"], meta=record["meta"],
+                                    owning=record["owned"], owner=self.ref, session=self)
+            object.__setattr__(pointer, "_gc", False)
+            object.__setattr__(pointer, "tags", set(record["tags"]))
+            if record["description"] is not None:
+                object.__setattr__(pointer, "description", record["description"])
+            self._live[pointer.id] = pointer
+            pointers.append(pointer)
+        return pointers
+
+    def clear_objects(self, location: WorkerRef) -> list[int]:
+        """Drop every object this client owns on ``location``; the ids dropped."""
+        cleared = self.observe(location, message(CLEAR))
+        with self._lock:
+            self._chains.released(location.incarnation, cleared)
+        return cleared
 
     def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef) -> list[int]:
         """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids."""

@@ -6,8 +6,8 @@ DEALER -> ROUTER, replies come back ROUTER -> DEALER on the same connection.
 
 Commands (``CMD``), stores, deletes and ownership hand-offs (``FORK``) are fire-and-forget: the
 sender chose every id in advance. Observations (``GET``, ``OBJECTS``, ``INFO``, ``MOVE``,
-``FLUSH``) are answered only after the answering worker has flushed everything it forwarded
-downstream, so an answer reflects every command issued before it.
+``FLUSH``, ``SEARCH``, ``CLEAR``) are answered only after the answering worker has flushed
+everything it forwarded downstream, so an answer reflects every command issued before it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ OBJECTS = "objects"    # snapshot of the store
 INFO = "info"          # shape and dtype of an object
 MOVE = "move"          # send objects to another worker, delete them here once stored there
 FLUSH = "flush"        # answer once everything forwarded so far has been applied
+SEARCH = "search"      # records of the tensors matching a query of tags / ids (``query``: AND)
+CLEAR = "clear"        # drop every object the requester owns here; answers their ids
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
 RENEW = "renew"        # the sender is alive: renew the lease on everything it owns here
@@ -35,7 +37,7 @@ REPLY = "reply"
 # endpoint and incarnation. Its launcher waits for it.
 READY_PREFIX = "SYFTZMQ-READY "
 
-OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN})
+OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN, SEARCH, CLEAR})
 FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW, BATCH})
 # Any request may carry ``before``: fire-and-forget messages the sender queued for this worker
 # (see :mod:`syftzmq.client.outbox`), applied in order before the request itself.
@@ -48,6 +50,11 @@ ADDRESSED_TO = "to"
 # deleted before the request is handled (a ``DEL`` riding along instead of a message of its own).
 RELEASES = "release"
 
+# A ``STORE`` may also carry ``tags`` (a set of str) and ``description`` (a str): the worker
+# indexes them for ``SEARCH`` and a ``MOVE`` carries them on. A ``SEARCH`` answers a list of
+# records, one dict per match: ``id``, ``meta`` (a TensorMeta), ``tags`` (a sorted list),
+# ``description`` and ``owned`` (whether the requester owns the object).
+
 # The fields each kind of request must carry, and their types.
 REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     STORE: {"id": int},
@@ -57,6 +64,8 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     GET: {"refs": list},
     INFO: {"ref": object},
     MOVE: {"ids": list, "new_ids": list, "dest": object},
+    SEARCH: {"query": list},
+    CLEAR: {},
     OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {}, BATCH: {},
 }
 

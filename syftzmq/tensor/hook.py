@@ -10,7 +10,6 @@ they intercept torch through ``__torch_function__``. ``sy.TorchHook(torch)``
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -81,19 +80,11 @@ def _send_one(tensor: torch.Tensor, worker: Any, options: SendOptions) -> Pointe
 
 
 def _store(session: Any, dest: Any, tensor: torch.Tensor, tags: Any, description: Any) -> Any:
-    """Store ``tensor`` on ``dest``, with its tags and description when the session can carry
-    them in the STORE message (so that the worker can index them for search)."""
-    if (tags or description is not None) and _carries_tags(session.store_tensor):
+    """Store ``tensor`` on ``dest``, with its tags and description (the worker indexes them
+    for search)."""
+    if tags or description is not None:
         return session.store_tensor(dest, tensor, tags=set(tags or ()), description=description)
     return session.store_tensor(dest, tensor)
-
-
-def _carries_tags(store_tensor: Any) -> bool:
-    try:
-        parameters = inspect.signature(store_tensor).parameters
-    except (TypeError, ValueError):
-        return False
-    return "tags" in parameters and "description" in parameters
 
 
 def tensor_move(self: torch.Tensor, worker: Any) -> Any:

@@ -151,8 +151,9 @@ class PointerTensor(PointerAPI, RemoteOperand):
                                   f"it cannot {action} on its own (clone it first)")
         if not self._owning:
             raise ObjectGoneError(
-                f"{self!r} does not own its target (it was handed on with .send(), or is a "
-                f"snapshot from _objects), so it cannot {action} it; use the owning pointer")
+                f"{self!r} does not own its target (it was handed on with .send(), is a "
+                f"snapshot from _objects, or is a search result for an object another process "
+                f"owns), so it cannot {action} it; use the owning pointer")
 
     def _relinquish(self, reason: str) -> None:
         """This pointer no longer owns nor reaches its target (data fetched or handed on)."""

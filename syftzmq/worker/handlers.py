@@ -8,7 +8,7 @@ calls :meth:`Handlers.handle`, which applies what the request carries first (que
 
 Fire-and-forget kinds (``STORE``, ``CMD``, ``DEL``, ``FORK``, ``RENEW``, ``BATCH``) change the
 store and answer nothing (unless asked with a ``req``). Observations (``GET``, ``OBJECTS``,
-``INFO``, ``MOVE``, ``FLUSH``) go through :meth:`Handlers._observe`: flush downstream first
+``INFO``, ``MOVE``, ``FLUSH``, ``SEARCH``, ``CLEAR``) go through :meth:`Handlers._observe`: flush downstream first
 (:mod:`syftzmq.worker.downstream`), then fail with whatever the requester's earlier commands
 left in the failure record (:mod:`syftzmq.worker.failures`), else act and reply.
 """
@@ -25,9 +25,9 @@ import torch
 from ..core.allowlist import check_reference_attribute
 from ..core.failures import Failure
 from ..core.ids import new_id
-from ..core.messages import (BATCH, BATCHABLE, BEFORE, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
-                             OBJECTS, PING, RELEASES, RENEW, SHUTDOWN, STORE, check_fields,
-                             message, reply)
+from ..core.messages import (BATCH, BATCHABLE, BEFORE, CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO,
+                             MOVE, OBJECTS, PING, RELEASES, RENEW, SEARCH, SHUTDOWN, STORE,
+                             check_fields, message, reply)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
@@ -37,6 +37,7 @@ from .execute import DependencyFailed, resolve_ref, run_command
 from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
 from .store import ObjectStore
+from .tags import check_description, check_tags, check_terms
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -70,7 +71,7 @@ class Handlers:
             STORE: self.on_store, CMD: self.on_command, DEL: self.on_delete, FORK: self.on_fork,
             GET: self.on_get, OBJECTS: self.on_objects, INFO: self.on_info, MOVE: self.on_move,
             FLUSH: self.on_flush, PING: self.on_ping, SHUTDOWN: self.on_shutdown,
-            RENEW: self.on_renew,
+            RENEW: self.on_renew, SEARCH: self.on_search, CLEAR: self.on_clear,
             BATCH: lambda sender, identity, msg: None}  # its content came in ``before``
 
     # ------------------------------------------------------------------ dispatch
@@ -128,8 +129,13 @@ class Handlers:
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
         object_ids([msg["id"]])
+        tags, description = check_tags(msg.get("tags")), check_description(msg.get("description"))
+        if (tags or description is not None) and not isinstance(msg.get("obj"), torch.Tensor):
+            raise ProtocolError(f"tags and a description apply to tensors only; the object "
+                                f"stored under id {msg['id']} is a {type(msg.get('obj')).__name__}")
         owner = msg.get("owner") or sender
         self.store.put(msg["id"], msg["obj"], owner)
+        self.store.tags.add(msg["id"], tags, description)
         self.leases.adopt(owner)
         if msg.get("req"):
             self.send_reply(identity, reply(msg["req"], value=True))
@@ -204,15 +210,45 @@ class Handlers:
         self._observe(identity, msg, take_all)
 
     def on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
+        """A snapshot of the store (``ids``: of those ids only, the ones present)."""
         if msg.get("count_only"):  # object_count() and repr: no tensor crosses the wire
             self._observe(identity, msg, lambda: len(self.store))
             return
+        wanted = None if msg.get("ids") is None else set(object_ids(msg["ids"]))
 
         def snapshot() -> dict:
             return {object_id: dataclasses.replace(obj, owning=False, owner=self.me)
                     if isinstance(obj, ChainRef) else obj
-                    for object_id, obj in self.store.items()}
+                    for object_id, obj in self.store.items()
+                    if wanted is None or object_id in wanted}
         self._observe(identity, msg, snapshot)
+
+    def on_search(self, sender: str, identity: bytes, msg: dict) -> None:
+        """Records of the stored tensors matching every term of ``query`` (see
+        :mod:`syftzmq.worker.tags`); only their metadata travels, never their data."""
+        terms = check_terms(msg["query"])
+
+        def is_tensor(object_id: int) -> bool:
+            return object_id in self.store and isinstance(self.store.get(object_id), torch.Tensor)
+
+        def records() -> list[dict]:
+            index = self.store.tags
+            return [{"id": object_id, "meta": describe(self.store.get(object_id)),
+                     "tags": sorted(index.tags_of(object_id)),
+                     "description": index.description_of(object_id),
+                     "owned": self.store.owner(object_id) == sender}
+                    for object_id in index.search(terms, is_tensor) if is_tensor(object_id)]
+        self._observe(identity, msg, records)
+
+    def on_clear(self, sender: str, identity: bytes, msg: dict) -> None:
+        """Drop every object the requester owns here (stored pointers cascade down their
+        chains); objects other processes own stay. Answers the dropped ids."""
+        def clear() -> list[int]:
+            ids = self.store.owned_by(sender)
+            for object_id in ids:
+                self.downstream.cascade(self.store.delete(object_id, sender))
+            return ids
+        self._observe(identity, msg, clear)
 
     def on_info(self, sender: str, identity: bytes, msg: dict) -> None:
         """Shape, dtype and requires_grad of an object (or of its attribute; None if unset)."""
@@ -260,7 +296,8 @@ class Handlers:
             owner = self.store.owner(object_id) or sender
             req = new_id()
             self.downstream.peers.queue(dest, message(STORE, req=req, origin=msg.get("origin", ""),
-                                                      id=new_object_id, obj=obj, owner=owner))
+                                                      id=new_object_id, obj=obj, owner=owner,
+                                                      **self.store.tags.labels_of(object_id)))
             self.waiters.expect(req, deadline,
                                 lambda ack: (acks.append(ack), join.arrive()),
                                 lambda: (acks.append({"error": self._move_failure(dest)}),
@@ -285,7 +322,9 @@ class Handlers:
 
     # ------------------------------------------------------------------ the worker itself
     def on_ping(self, sender: str, identity: bytes, msg: dict) -> None:
-        self.send_reply(identity, reply(msg["req"], value=self.stats()))
+        """Who this worker is and what it has seen; ``tagged``: objects in the tag index."""
+        self.send_reply(identity, reply(msg["req"], value={**self.stats(),
+                                                           "tagged": len(self.store.tags)}))
 
     def on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
         self.send_reply(identity, reply(msg["req"], value=True))

@@ -7,6 +7,9 @@ ordered, so a delete from the new owner can arrive before the fork that makes it
 two forks can arrive out of order: both are *deferred* until the forks that explain them arrive.
 This is torch RRef's G2 guarantee (a reference handed on keeps the target alive until the holder
 knows of the new reference), reached without any blocking round trip.
+
+The store also keeps the tag index (:mod:`syftzmq.worker.tags`): every way an object leaves
+passes through :meth:`ObjectStore._forget`, which drops it from the index too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 from ..errors import IdCollisionError, ObjectNotFoundError
+from .tags import TagIndex
 
 
 class ObjectStore:
@@ -25,6 +29,7 @@ class ObjectStore:
         self._owners: dict[int, str] = {}
         self._deferred_deletes: defaultdict[int, set[str]] = defaultdict(set)
         self._deferred_forks: defaultdict[int, list[tuple[str, str]]] = defaultdict(list)
+        self.tags = TagIndex()
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -114,3 +119,4 @@ class ObjectStore:
         self._owners.pop(object_id, None)
         self._deferred_deletes.pop(object_id, None)
         self._deferred_forks.pop(object_id, None)
+        self.tags.drop(object_id)

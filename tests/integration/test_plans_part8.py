@@ -134,5 +134,7 @@ def test_tutorial_part8_runs(tmp_path):
     assert "A plan needs to be built before being sent to a worker." in out
     assert lines["double_abs"] == "tensor([2., 4.])"
     assert lines["plan_abs"] == "tensor([2, 1])"
+    # cell 6 prints what device_1.search('input_data')[0] found: a pointer to device_1's data
+    assert "-> device_1:" in out.splitlines()[out.splitlines().index("<Plan plan_double_abs>") + 1]
     assert lines["net2 on device_1"] == lines["net2 on device_2"]  # same plan, same data
     assert out.count("True") >= 4  # is_built after build, and the three built by args_shape
