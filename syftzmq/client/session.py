@@ -38,7 +38,7 @@ import zmq
 from ..core import argtree
 from ..core.ids import new_id, new_token
 from ..core.messages import (ADDRESSED_TO, BATCH, BEFORE, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
-                             OBJECTS, PING, RELEASES, SHUTDOWN, STORE, message,
+                             OBJECTS, PING, RELEASES, SHUTDOWN, STORE, message, probe_destination,
                              needs_complete_flush)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import PLAIN_VALUES, op_to_wire
@@ -131,7 +131,8 @@ class ClientSession:
                                     curve)
             self._connections[probe.incarnation] = connection
             try:
-                info = self._round_trip({probe.incarnation: message(PING)}, {probe.incarnation: probe},
+                ping = message(PING, **{ADDRESSED_TO: probe_destination(expected_id, address)})
+                info = self._round_trip({probe.incarnation: ping}, {probe.incarnation: probe},
                                         timeout or self.timeout)[probe.incarnation]
             except BaseException:
                 del self._connections[probe.incarnation]
