@@ -62,8 +62,8 @@ class Signer:
             return b""
         mac = self._keyed.copy()
         lengths = [_nbytes(frame) for frame in frames]
-        mac.update(struct.pack(f"!Q{len(protocol)}sQ{len(lengths)}Q", len(protocol), protocol,
-                               len(lengths), *lengths))
+        mac.update(_layout(len(protocol), len(lengths)).pack(len(protocol), protocol,
+                                                              len(lengths), *lengths))
         for frame in frames:
             mac.update(frame)
         return mac.digest()
@@ -83,6 +83,19 @@ class Signer:
         self._recent[signature] = None
         if len(self._recent) > self._window:
             self._recent.popitem(last=False)
+
+
+_LAYOUTS: dict[tuple[int, int], struct.Struct] = {}  # a cache: compiling a layout costs more than signing
+
+
+def _layout(protocol_length: int, frames: int) -> struct.Struct:
+    """What is signed before the frames: protocol length and name, frame count, lengths."""
+    layout = _LAYOUTS.get((protocol_length, frames))
+    if layout is None:
+        layout = struct.Struct(f"!Q{protocol_length}sQ{frames}Q")
+        if len(_LAYOUTS) < 1024:
+            _LAYOUTS[(protocol_length, frames)] = layout
+    return layout
 
 
 def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: bool = False,
