@@ -34,8 +34,9 @@ import zmq
 
 from ..core import argtree
 from ..core.ids import new_id, new_token
-from ..core.messages import (CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                             RELEASES, SEARCH, SHUTDOWN, STORE, message, needs_complete_flush)
+from ..core.messages import (ADDRESSED_TO, CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
+                             OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN, STORE, message,
+                             needs_complete_flush, probe_destination)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
@@ -102,8 +103,9 @@ class ClientSession:
         with self._lock:
             probe, connection = self._connections.probe(address, key, curve, expected_id)
             try:
-                info = self._round_trip({probe.incarnation: message(PING)},
-                                        {probe.incarnation: probe}, timeout or self.timeout)
+                ping = message(PING, **{ADDRESSED_TO: probe_destination(expected_id, address)})
+                info = self._round_trip({probe.incarnation: ping}, {probe.incarnation: probe},
+                                        timeout or self.timeout)
             except BaseException:
                 self._connections.end_probe(probe, failed=True)
                 raise

@@ -44,8 +44,14 @@ FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW, BATCH})
 BEFORE = "before"
 BATCHABLE = frozenset({STORE, CMD, DEL, FORK})
 # Messages carry ``to``: the incarnation (``WorkerRef.incarnation``) they are meant for. A worker
-# restarted under the same id and address is a new incarnation and refuses them.
+# restarted under the same id and address is a new incarnation and refuses them; a worker of
+# another id drops them unanswered (a message captured on its way to one worker and replayed to
+# another is not answered). Replies name the requester's incarnation the same way. The connect
+# probe, sent before the incarnation is known, names "any incarnation of worker X, which I reach
+# at this address" (``*X@tcp://...``; ``*@tcp://...`` when the id is not known): see
+# :func:`probe_destination`.
 ADDRESSED_TO = "to"
+ANY_INCARNATION = "*"
 # Any request may carry ``release``: ids the sender's dead pointers owned on this worker, to be
 # deleted before the request is handled (a ``DEL`` riding along instead of a message of its own).
 RELEASES = "release"
@@ -68,6 +74,24 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     CLEAR: {},
     OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {}, BATCH: {},
 }
+
+
+def probe_destination(worker_id: str | None, address: str) -> str:
+    """The ``to`` of a connect probe: any incarnation of ``worker_id`` (any worker, if
+    ``None``) reached at ``address``."""
+    return f"{ANY_INCARNATION}{worker_id or ''}@{address}"
+
+
+def check_routing_fields(msg: dict) -> None:
+    """Raise :class:`ProtocolError` unless the fields every message may carry have their
+    types: ``req`` an int, ``origin`` and ``to`` strings (before anything uses them as keys)."""
+    req = msg.get("req", 0)
+    if type(req) is not int:
+        raise ProtocolError(f"field 'req' must be an int, got {type(req).__name__}")
+    for name in ("origin", ADDRESSED_TO):
+        value = msg.get(name, "")
+        if type(value) is not str:
+            raise ProtocolError(f"field {name!r} must be a string, got {type(value).__name__}")
 
 
 def needs_complete_flush(msg: dict) -> bool:

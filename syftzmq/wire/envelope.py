@@ -4,9 +4,16 @@ Frame 0 names the protocol and its version, so a peer speaking anything else is 
 before any parsing. A message without buffers (nearly every command, observation and reply)
 travels *compact*, as the single frame ``PROTOCOL_COMPACT + len(signature) + signature +
 header``: every frame is a call into pyzmq and a wake-up of work on both ends, so one frame
-instead of three is measurably faster per message; what is signed is the same. The signature is an HMAC-SHA256 over every other frame, buffers included
-(Jupyter's spec leaves buffers unsigned; with pickled payloads that would be code execution).
-It is verified before anything is unpickled. Every check is an ``if``, never an ``assert``.
+instead of three is measurably faster per message.
+
+The signature is an HMAC-SHA256 over the protocol name, the number of frames, every frame's
+length, and every frame after the signature, buffers included (Jupyter's spec leaves buffers
+unsigned; with pickled payloads that would be code execution). The lengths fix the frame
+boundaries: bytes cannot be moved from one frame to the next (say, from the header into a
+buffer) without breaking the signature; the protocol is signed so that a frames message cannot
+be re-labelled a shared-memory one. It is verified before anything is unpickled. Every check is
+an ``if``, never an ``assert``. Where a message goes (its destination incarnation) is a field of
+the signed header, ``to`` (see :mod:`syftzmq.core.messages`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import collections
 import hashlib
 import hmac
 import json
+import struct
 from typing import Sequence
 
 from ..errors import ProtocolError
@@ -24,9 +32,9 @@ from . import shm
 # travels by name (see :data:`syftzmq.wire.safe.TRAVELS_BY_NAME`). A peer of another version
 # is told so at the envelope, before anything is unpickled.
 PROTOCOL_FAMILY = b"syftzmq/"
-PROTOCOL = b"syftzmq/2"
-PROTOCOL_SHM = b"syftzmq/2+shm"  # bulk buffers travel through /dev/shm; see pack()
-PROTOCOL_COMPACT = b"syftzmq/2c"  # one frame: protocol, signature length, signature, header
+PROTOCOL = b"syftzmq/3"
+PROTOCOL_SHM = b"syftzmq/3+shm"  # bulk buffers travel through /dev/shm; see pack()
+PROTOCOL_COMPACT = b"syftzmq/3c"  # one frame: protocol, signature length, signature, header
 MAX_FRAMES = 65536
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
@@ -43,18 +51,24 @@ class Signer:
 
     def __init__(self, key: bytes | None, replay_window: int = 1 << 16) -> None:
         self.key = key or None
+        self._keyed = hmac.new(self.key, digestmod=hashlib.sha256) if self.key else None
         self._recent: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._window = replay_window
 
-    def sign(self, frames: Sequence) -> bytes:
-        if self.key is None:
+    def sign(self, protocol: bytes, frames: Sequence) -> bytes:
+        """The signature of ``frames`` sent under ``protocol``: HMAC-SHA256 over the protocol
+        (length first), the frame count, every frame's length, then the frames."""
+        if self._keyed is None:
             return b""
-        mac = hmac.new(self.key, digestmod=hashlib.sha256)
+        mac = self._keyed.copy()
+        lengths = [_nbytes(frame) for frame in frames]
+        mac.update(_layout(len(protocol), len(lengths)).pack(len(protocol), protocol,
+                                                              len(lengths), *lengths))
         for frame in frames:
             mac.update(frame)
         return mac.digest()
 
-    def verify(self, signature: bytes, frames: Sequence) -> None:
+    def verify(self, signature: bytes, protocol: bytes, frames: Sequence) -> None:
         """Raise :class:`ProtocolError` unless ``signature`` is valid and new."""
         if self.key is None:
             if signature:
@@ -62,7 +76,7 @@ class Signer:
             return
         if not signature:
             raise ProtocolError("unsigned message rejected: this cluster requires signatures")
-        if not hmac.compare_digest(signature, self.sign(frames)):
+        if not hmac.compare_digest(signature, self.sign(protocol, frames)):
             raise ProtocolError("bad signature: message rejected")
         if signature in self._recent:
             raise ProtocolError("replayed message rejected")
@@ -71,8 +85,21 @@ class Signer:
             self._recent.popitem(last=False)
 
 
+_LAYOUTS: dict[tuple[int, int], struct.Struct] = {}  # a cache: compiling a layout costs more than signing
+
+
+def _layout(protocol_length: int, frames: int) -> struct.Struct:
+    """What is signed before the frames: protocol length and name, frame count, lengths."""
+    layout = _LAYOUTS.get((protocol_length, frames))
+    if layout is None:
+        layout = struct.Struct(f"!Q{protocol_length}sQ{frames}Q")
+        if len(_LAYOUTS) < 1024:
+            _LAYOUTS[(protocol_length, frames)] = layout
+    return layout
+
+
 def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: bool = False,
-         destination: str | None = None) -> list:
+         destination: object = None) -> list:
     """Frames for one message (without routing frames).
 
     With ``shared_memory`` (the receiver is on this host), buffers of at least
@@ -99,12 +126,26 @@ def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: b
                     shm.discard(name)
             return pack(signer, header, buffers)
         body = [header, json.dumps(manifest).encode(), *frames]
-        return [PROTOCOL_SHM, signer.sign(body), *body]
+        return [PROTOCOL_SHM, signer.sign(PROTOCOL_SHM, body), *body]
     if not buffers:
-        signature = signer.sign([header])
+        signature = signer.sign(PROTOCOL_COMPACT, [header])
         return [b"".join((PROTOCOL_COMPACT, bytes((len(signature),)), signature, header))]
     body = [header, *buffers]
-    return [PROTOCOL, signer.sign(body), *body]
+    return [PROTOCOL, signer.sign(PROTOCOL, body), *body]
+
+
+def discard_unsent(frames: Sequence) -> None:
+    """Unlink the shared-memory segments ``frames`` (from :func:`pack`) name: the message
+    could not be sent, so nobody will take them."""
+    if len(frames) < 4 or bytes(frames[0]) != PROTOCOL_SHM:
+        return
+    try:
+        manifest = json.loads(bytes(frames[3]))
+    except ValueError:
+        return
+    for entry in manifest:
+        for name, _ in entry or ():
+            shm.discard(name)
 
 
 def _nbytes(frame) -> int:
@@ -134,7 +175,7 @@ def unpack(signer: Signer, frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES)
     total = sum(v.nbytes for v in views)
     if total > max_bytes:
         raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes}")
-    signer.verify(bytes(views[1]), views[2:])
+    signer.verify(bytes(views[1]), proto, views[2:])
     if proto == PROTOCOL_SHM:
         return bytes(header), _with_shared_memory(views[3:], max_bytes - total)
     return bytes(header), views[3:]
@@ -164,7 +205,7 @@ def _unpack_compact(signer: Signer, frame, max_bytes: int) -> bytes:
     if signature_end > view.nbytes:
         raise ProtocolError("one-frame message truncated inside its signature (bad frames)")
     header = view[signature_end:]
-    signer.verify(bytes(view[start + 1:signature_end]), [header])
+    signer.verify(bytes(view[start + 1:signature_end]), PROTOCOL_COMPACT, [header])
     return bytes(header)
 
 

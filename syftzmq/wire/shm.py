@@ -12,8 +12,14 @@ Lifetime — no segment outlives its use, also when a process is killed:
 - the receiver unlinks a segment as soon as it has opened it (before reading it);
 - the creator unlinks, at exit and after :data:`MAX_AGE` seconds, any segment of its own that
   nobody took (the receiver died, or the message was dropped);
+- every segment is recorded with its destination (a *tag*: the routing identity or
+  incarnation it was written for) the moment it is created; a message that could not be sent
+  discards its segments at once (:func:`syftzmq.wire.envelope.discard_unsent`), and a
+  destination known to be gone has its segments discarded (:func:`discard_tagged`; a worker
+  looks for requesters that went away on its tick: :func:`pending_tags`);
 - whoever reaps a process (the launcher, after ``wait``) removes the segments that process
-  created and can no longer remove itself: :func:`sweep_pid`.
+  created and can no longer remove itself: :func:`sweep_pid`; and a worker's tick removes,
+  from time to time, the segments of creators that no longer exist (:func:`sweep_orphans`).
 
 Authenticity: see SECURITY.md ("Shared-memory transfers"). In short, the segment is created
 ``O_EXCL`` with mode 0600, the receiver checks it is a regular file owned by its own uid with
@@ -53,7 +59,7 @@ PARALLEL_MIN = SETTINGS.shm_parallel_min
 WRITERS = max(1, min(4, os.cpu_count() or 1))
 MAX_PARTS = 64  # per buffer, as received
 
-_created: dict[str, tuple[float, str | None]] = {}  # name -> (created, destination tag)
+_created: dict[str, tuple[float, object]] = {}  # name -> (created, destination tag)
 _lock = threading.Lock()
 
 
@@ -89,7 +95,7 @@ def _path(name: str) -> str:
     return os.path.join(DIRECTORY, name)
 
 
-def export(buffer: memoryview, tag: str | None = None) -> list[tuple[str, int]]:
+def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     """Write ``buffer`` into new segments; returns each one's name and size, in order.
 
     One segment, unless the buffer is at least :data:`PARALLEL_MIN` bytes: then one per writer
@@ -118,7 +124,7 @@ def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, nbytes)) for start in range(0, nbytes, step)] or [(0, 0)]
 
 
-def _write_segment(name: str, view: memoryview, tag: str | None) -> None:
+def _write_segment(name: str, view: memoryview, tag: object) -> None:
     fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     with _lock:
         _created[name] = (time.monotonic(), tag)
@@ -281,7 +287,53 @@ def expire_own(max_age: float = MAX_AGE, now: float | None = None) -> None:
         _unlink(name)
 
 
-def discard_tagged(tag: str) -> None:
+def pending_tags(older_than: float, now: float | None = None) -> set:
+    """The destinations of segments this process made more than ``older_than`` seconds ago
+    that are still untaken (their receiver is slow, or gone)."""
+    now = time.monotonic() if now is None else now
+    with _lock:
+        return {dest for born, dest in _created.values()
+                if dest is not None and now - born > older_than}
+
+
+def sweep_orphans(min_age: float = 10.0) -> int:
+    """Remove segments whose creator process no longer exists, written ``min_age`` seconds
+    ago or more (a live creator removes its own); returns how many.
+
+    A creator killed while writing, or before it sent the message naming its segments,
+    leaves them behind with nobody to take them. ``min_age`` keeps this away from segments in
+    flight: a process in another pid namespace that shares this directory looks dead here.
+    """
+    try:
+        names = os.listdir(DIRECTORY)
+    except OSError:
+        return 0
+    removed = 0
+    now = time.time()
+    for name in names:
+        match = _NAME.match(name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        try:
+            if now - os.stat(_path(name), follow_symlinks=False).st_mtime >= min_age:
+                os.unlink(_path(name))
+                removed += 1
+        except OSError:  # gone meanwhile, or another user's (the directory is sticky)
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def discard_tagged(tag: object) -> None:
     """Unlink the segments made for ``tag`` that it has not taken (it is gone, or closed)."""
     with _lock:
         names = [name for name, (_, dest) in _created.items() if dest == tag]

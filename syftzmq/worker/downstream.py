@@ -15,14 +15,25 @@ observation wait for it, until it answers again.
 Deletes and ownership hand-offs (``DEL``, ``FORK``) change no answer but a store listing, so
 only a *complete* flush (see :func:`~syftzmq.core.messages.needs_complete_flush`) waits for the
 peers that were sent nothing else.
+
+All of this is kept *per origin* (the client a message travels for): an observation flushes
+only the peers its own client's commands went to, and a peer that missed one client's deadline
+is unresponsive for that client only. So a client whose chain hop is frozen never makes
+another client's request wait or fail. At most :data:`MAX_ORIGINS` origins are tracked (the
+least recently active is forgotten first; its next observation then waits for nothing it
+forwarded before).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..core.failures import Failure
 from ..core.ids import new_id
 from ..core.messages import DEL, FLUSH, FORK, message, needs_complete_flush
 from ..core.refs import ChainRef, WorkerRef
@@ -30,7 +41,11 @@ from ..errors import WorkerUnavailable
 from .failures import FailureRecord
 from .peers import Peers
 
+log = logging.getLogger("syftzmq.worker")
+
 DEFAULT_PEER_TIMEOUT = 4.0
+MAX_PEER_TIMEOUT = 600.0  # a requester may ask to wait long, not forever
+MAX_ORIGINS = 1024
 
 
 @dataclass
@@ -76,11 +91,18 @@ class Waiters:
         if waiter is not None:
             waiter.on_reply(msg)
 
-    def expire(self, now: float | None = None) -> None:
-        """Run the timeout of every waiter whose deadline has passed."""
+    def expire(self, now: float | None = None) -> int:
+        """Run the timeout of every waiter whose deadline has passed; returns how many of
+        them raised (each is logged; one failing does not keep the others from running)."""
         now = time.monotonic() if now is None else now
+        errors = 0
         for req in [r for r, w in self._waiting.items() if w.deadline <= now]:
-            self._waiting.pop(req).on_timeout()
+            try:
+                self._waiting.pop(req).on_timeout()
+            except Exception:
+                errors += 1
+                log.exception("a timeout handler failed")
+        return errors
 
     def soonest(self) -> float | None:
         """The earliest deadline, if anything is awaited (the loop's poll wakes up for it)."""
@@ -89,74 +111,127 @@ class Waiters:
 
 def peer_timeout(msg: dict) -> float:
     """How long to wait for a peer on behalf of ``msg``: a little less than its requester waits,
-    so that the requester hears of a dead peer before its own deadline."""
-    return float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
+    so that the requester hears of a dead peer before its own deadline (at most
+    :data:`MAX_PEER_TIMEOUT`; a value that is not a positive number means the default)."""
+    asked = msg.get("timeout")
+    if type(asked) not in (int, float) or not math.isfinite(asked) or asked <= 0:
+        asked = DEFAULT_PEER_TIMEOUT
+    return min(float(asked), MAX_PEER_TIMEOUT) * 0.8
+
+
+@dataclass
+class _Pending:
+    """What one origin's messages left to flush at the peers."""
+
+    dirty: dict[str, WorkerRef] = field(default_factory=dict)
+    handoffs: dict[str, WorkerRef] = field(default_factory=dict)  # sent only DEL/FORK
+    unresponsive: set[str] = field(default_factory=set)  # missed this origin's flush deadline
+
+    def __bool__(self) -> bool:
+        return bool(self.dirty or self.handoffs or self.unresponsive)
 
 
 class Downstream:
-    """What this worker sent to its peers since it last flushed them, and the flush itself."""
+    """What this worker sent to its peers for each origin since it last flushed them, and the
+    flush itself."""
 
     def __init__(self, me: WorkerRef, peers: Peers, waiters: Waiters,
-                 failures: FailureRecord) -> None:
+                 failures: FailureRecord, max_origins: int = MAX_ORIGINS) -> None:
         self.me = me
         self.peers = peers
         self.waiters = waiters
         self.failures = failures
-        self.dirty: set[str] = set()
-        self.dirty_handoffs: set[str] = set()  # peers sent only DEL/FORK (needs_complete_flush)
-        self.unresponsive: set[str] = set()  # peers that missed a flush deadline
+        self._max_origins = max_origins
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+
+    def pending(self, origin: str) -> _Pending:
+        """``origin``'s record (made if new; it becomes the most recently active)."""
+        found = self._pending.get(origin)
+        if found is None:
+            while len(self._pending) >= self._max_origins:
+                self._pending.popitem(last=False)
+            found = self._pending[origin] = _Pending()
+        else:
+            self._pending.move_to_end(origin)
+        return found
+
+    def forget(self, origin: str) -> None:
+        """``origin`` is gone (its lease expired): nobody will observe on its behalf."""
+        self._pending.pop(origin, None)
 
     # ------------------------------------------------------------------ sending
     def send(self, peer: WorkerRef, msg: dict) -> None:
-        """Queue a fire-and-forget ``msg`` for ``peer``; the next flush waits for it."""
+        """Queue a fire-and-forget ``msg`` for ``peer``; its origin's next flush waits for it."""
         self.peers.queue(peer, msg)
+        pending = self.pending(msg.get("origin", ""))
         if msg["kind"] not in (DEL, FORK):
-            self.dirty.add(peer.incarnation)
-        elif not (msg["kind"] == DEL and peer.incarnation in self.unresponsive):
+            pending.dirty[peer.incarnation] = peer
+        elif not (msg["kind"] == DEL and peer.incarnation in pending.unresponsive):
             # deletes to a dead peer must not stall every observation
-            self.dirty_handoffs.add(peer.incarnation)
+            pending.handoffs[peer.incarnation] = peer
 
-    def cascade(self, removed: list[Any]) -> None:
-        """A removed owning pointer deletes its target, one hop further down the chain."""
+    def cascade(self, removed: list[Any], origin: str) -> None:
+        """A removed owning pointer deletes its target, one hop further down the chain.
+        Each is on its own: one that cannot be sent (its peer has no usable address) is
+        logged and does not keep the others from going."""
         for obj in removed:
             if isinstance(obj, ChainRef) and obj.owning:
-                self.send(obj.location, message(DEL, ids=[obj.id_at_location]))
+                try:
+                    self.send(obj.location, message(DEL, origin=origin, ids=[obj.id_at_location]))
+                except Exception:
+                    log.exception("could not cascade a delete to %r", obj.location)
 
-    def hand_over(self, record: ChainRef, new_owner: str) -> None:
+    def hand_over(self, record: ChainRef, new_owner: str, origin: str) -> None:
         """Tell a chain hop's target holder that the hop now belongs to ``new_owner``."""
         if record.owning:
             self.send(record.location, message(
-                FORK, id=record.id_at_location, old_owner=self.me.incarnation, new_owner=new_owner))
+                FORK, origin=origin, id=record.id_at_location, old_owner=self.me.incarnation,
+                new_owner=new_owner))
 
     # ------------------------------------------------------------------ flushing
     def flush(self, msg: dict, then: Callable[[], None]) -> None:
         """Flush the peers ``msg``'s answer depends on, then run ``then`` (at once if none)."""
+        origin = msg.get("origin", "")
+        pending = self._pending.get(origin)
+        if pending is None:
+            then()
+            return
         complete = needs_complete_flush(msg)
-        targets, self.dirty = self.dirty, set()
+        targets, pending.dirty = pending.dirty, {}
         if complete:
-            targets |= self.dirty_handoffs
-            self.dirty_handoffs = set()
+            targets.update(pending.handoffs)
+            pending.handoffs = {}
         else:
-            self.dirty_handoffs -= targets
+            for incarnation in targets:
+                pending.handoffs.pop(incarnation, None)
+        if not pending:
+            self._pending.pop(origin, None)
         if not targets:
             then()
             return
+        self._send_flushes(origin, list(targets.values()), complete, peer_timeout(msg), then)
+
+    def _send_flushes(self, origin: str, targets: list[WorkerRef], complete: bool,
+                      timeout: float, then: Callable[[], None]) -> None:
         flush = {"complete": True} if complete else {}
-        origin = msg.get("origin", "")
-        timeout = peer_timeout(msg)
         join = Join(len(targets), then)
-        for incarnation in targets:
-            peer = self.peers.refs[incarnation]
+        for peer in targets:
             req = new_id()
-            self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout, **flush))
             self.waiters.expect(req, time.monotonic() + timeout,
-                                self._acknowledged(origin, join, incarnation),
+                                self._acknowledged(origin, join, peer.incarnation),
                                 self._timed_out(origin, peer, join))
+            try:
+                self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout,
+                                              **flush))
+            except Exception as exc:  # never connected: as good as a peer that did not answer
+                log.info("could not flush %s: %s", peer.id, exc)  # (its waiter times out)
 
     def _acknowledged(self, origin: str, join: Join, incarnation: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:
-            self.unresponsive.discard(incarnation)
-            for failure in ([ack["error"]] if ack.get("error") else []) + list(ack.get("failures", [])):
+            found = self._pending.get(origin)
+            if found is not None:
+                found.unresponsive.discard(incarnation)
+            for failure in _failures_in(ack):
                 self.failures.record(origin, failure)
             join.arrive()
         return on_reply
@@ -166,6 +241,13 @@ class Downstream:
             exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
                                     f"{self.me.id!r} while flushing a chain")
             self.failures.record(origin, self.failures.failure(exc))
-            self.unresponsive.add(peer.incarnation)
+            self.pending(origin).unresponsive.add(peer.incarnation)
             join.arrive()
         return on_timeout
+
+
+def _failures_in(ack: dict) -> list[Failure]:
+    """The failures a peer's flush acknowledgement reports (only records: a reply is data)."""
+    later = ack.get("failures")
+    reported = [ack.get("error"), *(later if isinstance(later, list) else [])]
+    return [failure for failure in reported if isinstance(failure, Failure)]

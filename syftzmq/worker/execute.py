@@ -65,8 +65,12 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
 
 
 def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
-    """Replace every :class:`Ref` by the object it names; also return those objects."""
+    """Replace every :class:`Ref` by the object it names; also return those objects.
+    Nested arguments are measured first (:func:`argtree.check_budget`): a structure shared
+    with itself would otherwise take forever to walk."""
     stored: list[Any] = []
+    if not argtree.is_flat(*args):
+        argtree.check_budget(*args)
 
     def lookup(value: Any) -> Any:
         if isinstance(value, Ref):

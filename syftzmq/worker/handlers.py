@@ -38,6 +38,7 @@ from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
 from .store import ObjectStore
 from .tags import check_description, check_tags, check_terms
+from .validate import check_owner, check_received, check_worker_ref, object_ids, short
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -104,9 +105,9 @@ class Handlers:
             raise ProtocolError(f"field {BEFORE!r} must be a list of messages")
         for inner in queued:
             if not isinstance(inner, dict) or inner.get("kind") not in BATCHABLE:
-                kind = inner.get("kind") if isinstance(inner, dict) else type(inner).__name__
+                kind = short(inner.get("kind")) if isinstance(inner, dict) else type(inner).__name__
                 self.fail(identity, {"origin": msg.get("origin", "")}, ProtocolError(
-                    f"a queued message must be one of {sorted(BATCHABLE)}; got {kind!r:.40}"))
+                    f"a queued message must be one of {sorted(BATCHABLE)}; got {kind}"))
                 continue
             try:
                 check_fields(inner)
@@ -124,7 +125,7 @@ class Handlers:
         ids = msg.get(RELEASES)
         if ids:
             for object_id in object_ids(ids):
-                self.downstream.cascade(self.store.delete(object_id, sender))
+                self.downstream.cascade(self.store.delete(object_id, sender), _origin(msg))
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -133,8 +134,8 @@ class Handlers:
         if (tags or description is not None) and not isinstance(msg.get("obj"), torch.Tensor):
             raise ProtocolError(f"tags and a description apply to tensors only; the object "
                                 f"stored under id {msg['id']} is a {type(msg.get('obj')).__name__}")
-        owner = msg.get("owner") or sender
-        self.store.put(msg["id"], msg["obj"], owner)
+        owner = check_owner(msg.get("owner")) or sender
+        self.store.put(msg["id"], check_received(msg["obj"]), owner)
         self.store.tags.add(msg["id"], tags, description)
         self.leases.adopt(owner)
         if msg.get("req"):
@@ -159,12 +160,13 @@ class Handlers:
             self.downstream.send(forward.to, forward.message)
 
     def on_delete(self, sender: str, identity: bytes, msg: dict) -> None:
-        for object_id in msg["ids"]:
-            self.downstream.cascade(self.store.delete(object_id, sender))
+        for object_id in object_ids(msg["ids"]):
+            self.downstream.cascade(self.store.delete(object_id, sender), _origin(msg))
 
     def on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
         self.leases.adopt(msg["new_owner"])
-        self.downstream.cascade(self.store.fork(msg["id"], msg["old_owner"], msg["new_owner"]))
+        self.downstream.cascade(self.store.fork(msg["id"], msg["old_owner"], msg["new_owner"]),
+                                _origin(msg))
 
     def on_renew(self, sender: str, identity: bytes, msg: dict) -> None:
         """The lease was renewed on receipt; a worker asking also learns our lease."""
@@ -199,7 +201,8 @@ class Handlers:
                 return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
             obj = raise_if_failed(self.store.take(ref.id))
             if isinstance(obj, ChainRef):
-                self.downstream.hand_over(obj, sender)  # the next hop now belongs to the requester
+                # the next hop now belongs to the requester
+                self.downstream.hand_over(obj, sender, _origin(msg))
             return obj
 
         def take_all() -> Any:
@@ -246,7 +249,7 @@ class Handlers:
         def clear() -> list[int]:
             ids = self.store.owned_by(sender)
             for object_id in ids:
-                self.downstream.cascade(self.store.delete(object_id, sender))
+                self.downstream.cascade(self.store.delete(object_id, sender), _origin(msg))
             return ids
         self._observe(identity, msg, clear)
 
@@ -273,6 +276,7 @@ class Handlers:
         """Store the objects on the destination (one message carries them all); delete them
         here only once the destination has confirmed every one."""
         ids, new_ids = object_ids(msg["ids"]), object_ids(msg["new_ids"])
+        check_worker_ref(msg["dest"], "the destination of a move")
         if len(ids) != len(new_ids) or not ids:
             raise ProtocolError(f"a move needs as many new ids as ids, at least one; got "
                                 f"{len(ids)} and {len(new_ids)}")
@@ -312,7 +316,7 @@ class Handlers:
             if object_id in self.store and self.store.get(object_id) is obj:
                 self.store.take(object_id)
             if isinstance(obj, ChainRef):
-                self.downstream.hand_over(obj, msg["dest"].incarnation)
+                self.downstream.hand_over(obj, msg["dest"].incarnation, _origin(msg))
         self.send_reply(identity, reply(msg["req"], value=msg["new_ids"]))
 
     def _move_failure(self, dest: WorkerRef) -> Failure:
@@ -331,9 +335,6 @@ class Handlers:
         self.stop(f"shutdown requested by {sender}")
 
 
-def object_ids(value: Any) -> list[int]:
-    """``value`` as a list of object ids, or a :class:`ProtocolError` saying what is wrong."""
-    if not isinstance(value, (list, tuple)) or not all(
-            type(item) is int and 0 <= item < 1 << 64 for item in value):
-        raise ProtocolError(f"object ids must be a list of non-negative 64-bit ints, got {value!r:.60}")
-    return list(value)
+def _origin(msg: dict) -> str:
+    """The client ``msg`` travels for (the loop has checked that it is a string)."""
+    return msg.get("origin", "")

@@ -79,8 +79,12 @@ class PeerRenewals:
 
     def due(self, incarnations: Iterable[str], now: float) -> list[str]:
         """The peers among ``incarnations`` to renew now (and marks them renewed)."""
+        wanted = set(incarnations)
+        for gone in [known for known in self._renewed if known not in wanted]:
+            del self._renewed[gone]  # no stored pointer leads there any more
+            self._leases.pop(gone, None)
         due = []
-        for incarnation in incarnations:
+        for incarnation in wanted:
             lease = self._leases.get(incarnation, self.UNKNOWN_LEASE)
             if now - self._renewed.get(incarnation, float("-inf")) >= lease / 3:
                 self._renewed[incarnation] = now
@@ -122,23 +126,32 @@ class LeaseTicks:
         self.next_tick = now + max(0.05, interval)
 
     def expire(self, now: float) -> None:
+        """Free what silent owners owned. Each object goes on its own: one whose cascade
+        fails is still freed here (the failure is logged), and the others follow."""
         for incarnation in self.leases.expired(self.store.owners(), now):
             ids = self.store.owned_by(incarnation)
             log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids))
             self.counters["expired_objects"] += len(ids)
             self.failures.forget(incarnation)
+            self.downstream.forget(incarnation)
             for object_id in ids:
-                self.downstream.cascade([self.store.take(object_id)])
+                self.downstream.cascade([self.store.take(object_id)], incarnation)
 
     def renew_at_peers(self, now: float) -> None:
-        """Keep alive what our stored pointers own on other workers."""
+        """Keep alive what our stored pointers own on other workers. A peer that cannot be
+        reached is logged and skipped; the others are renewed all the same."""
         targets = {obj.location.incarnation: obj.location for obj in self.store.values()
                    if isinstance(obj, ChainRef) and obj.owning}
         peers, waiters = self.downstream.peers, self.downstream.waiters
         for incarnation in self.renewals.due(targets, now):
             req = new_id()
-            peers.send(targets[incarnation], message(RENEW, req=req,
-                                                     origin=self.downstream.me.incarnation))
+            try:
+                peers.send(targets[incarnation], message(RENEW, req=req,
+                                                         origin=self.downstream.me.incarnation))
+            except Exception:
+                self.counters["errors"] += 1
+                log.exception("could not renew our lease at %r", targets[incarnation])
+                continue
             waiters.expect(req, now + DEFAULT_PEER_TIMEOUT,
                            lambda answer, incarnation=incarnation:
                            self.renewals.learn(incarnation, answer.get("value")),

@@ -8,50 +8,92 @@ Fire-and-forget messages to a peer (forwarded commands, cascading deletes, hand-
 queued and leave together when the loop has handled what it read (:meth:`Peers.send_queued`),
 or earlier riding on a request to the same peer (``before``): a chain hop's forwarded command
 and the flush that follows it are then one message, not two.
+
+Sockets are bounded: at most :data:`MAX_PEERS` are open, and opening one more closes the least
+recently used (references received in messages name the peers, so a batch could otherwise
+name a thousand fake ones and exhaust libzmq's socket limit). A peer that never answered is
+closed at once (linger 0: what was queued for a peer that never showed up is dropped); one
+that did keeps the usual linger, so what was queued for it still leaves. A closed peer is
+reopened, with a new routing identity, when it is next used; replies it owed on the old socket
+are lost, and whoever awaited them times out.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from typing import Any
 
 import zmq
 
-from typing import Any
-
-from ..security.netpolicy import is_loopback
 from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, message
 from ..core.refs import WorkerRef
-from ..wire.dealer import open_dealer
+from ..security.netpolicy import is_loopback
 from ..wire import Signer, dumps, pack, shm
+from ..wire.dealer import LINGER_MS, open_dealer
+from ..wire.envelope import discard_unsent
 
 log = logging.getLogger("syftzmq.worker")
 
 
+MAX_PEERS = 256
+
+
 class Peers:
     def __init__(self, context: zmq.Context, own_node: str, signer: Signer, poller: zmq.Poller,
-                 curve: Any = None) -> None:
+                 curve: Any = None, max_peers: int = MAX_PEERS) -> None:
         self._context = context
         self._curve = curve
         self._own_node = own_node
         self._signer = signer
         self._poller = poller
-        self._sockets: dict[str, zmq.Socket] = {}
+        self._max_peers = max_peers
+        self._sockets: OrderedDict[str, zmq.Socket] = OrderedDict()  # least recently used first
+        self._answered: set[str] = set()  # peers that replied on their current socket
         self.refs: dict[str, WorkerRef] = {}
         self._queued: dict[str, tuple[WorkerRef, list[dict]]] = {}
+        self.evicted = 0
 
     def socket(self, peer: WorkerRef) -> zmq.Socket:
         sock = self._sockets.get(peer.incarnation)
-        if sock is None:
-            if not peer.address:
-                raise ValueError(f"worker {peer.id!r} has no address to connect to")
-            # the loop must never block on a slow peer: no queue limit
-            sock = open_dealer(self._context, self._own_node, peer.address, send_hwm=0,
-                               curve=self._curve)
-            self._sockets[peer.incarnation] = sock
-            self.refs[peer.incarnation] = peer
-            self._poller.register(sock, zmq.POLLIN)
-            log.info("connected to peer %s at %s", peer.id, peer.address)
+        if sock is not None:
+            self._sockets.move_to_end(peer.incarnation)
+            return sock
+        if not peer.address:
+            raise ValueError(f"worker {peer.id!r} has no address to connect to")
+        while len(self._sockets) >= self._max_peers:
+            self._evict(next(iter(self._sockets)))
+        # the loop must never block on a slow peer: no queue limit
+        sock = open_dealer(self._context, self._own_node, peer.address, send_hwm=0,
+                           curve=self._curve)
+        self._sockets[peer.incarnation] = sock
+        self.refs[peer.incarnation] = peer
+        self._poller.register(sock, zmq.POLLIN)
+        log.info("connected to peer %s at %s", peer.id, peer.address)
         return sock
+
+    def _evict(self, incarnation: str) -> None:
+        """Close the socket of ``incarnation`` (after sending what is queued for it)."""
+        queued = self._queued.get(incarnation)
+        if queued is not None:
+            try:
+                self.send(queued[0], message(BATCH, origin=self._own_node))
+            except Exception:  # it is being closed: what it would have carried is lost
+                log.exception("could not send what was queued for peer %s", incarnation)
+                self._queued.pop(incarnation, None)
+        sock = self._sockets.pop(incarnation)
+        self.refs.pop(incarnation, None)
+        self._poller.unregister(sock)
+        sock.close(linger=LINGER_MS if incarnation in self._answered else 0)
+        self._answered.discard(incarnation)
+        self.evicted += 1
+
+    def heard_from(self, sock: zmq.Socket) -> None:
+        """A reply arrived on ``sock``: its peer is real (it keeps its linger when evicted)."""
+        for incarnation, candidate in self._sockets.items():
+            if candidate is sock:
+                self._answered.add(incarnation)
+                return
 
     def queue(self, peer: WorkerRef, msg: dict) -> None:
         """Send ``msg`` with the next message to ``peer`` or at :meth:`send_queued`."""
@@ -59,21 +101,31 @@ class Peers:
         self._queued.setdefault(peer.incarnation, (peer, []))[1].append(msg)
 
     def send_queued(self) -> None:
-        """Everything queued leaves now, one message per peer."""
+        """Everything queued leaves now, one message per peer; a peer that cannot be sent to
+        loses what was queued for it (and the others still get theirs)."""
         while self._queued:
             incarnation, (peer, _) = next(iter(self._queued.items()))
-            self.send(peer, message(BATCH, origin=self._own_node))
+            try:
+                self.send(peer, message(BATCH, origin=self._own_node))
+            except Exception:
+                self._queued.pop(incarnation, None)
+                log.exception("could not send queued messages to peer %s", peer.id)
 
     def send(self, peer: WorkerRef, msg: dict) -> None:
         """Send ``msg`` now, carrying (first) whatever is queued for ``peer``."""
+        sock = self.socket(peer)  # first: opening it may evict (and send) another peer's queue
         queued = self._queued.pop(peer.incarnation, None)
         if queued is not None:
             msg[BEFORE] = queued[1]
         msg[ADDRESSED_TO] = peer.incarnation
         header, buffers = dumps(msg)
         same_host = bool(peer.address) and is_loopback(peer.address) and shm.shared_with(peer.shm)
-        self.socket(peer).send_multipart(pack(self._signer, header, buffers, same_host,
-                                                    peer.incarnation), copy=False)
+        frames = pack(self._signer, header, buffers, same_host, peer.incarnation)
+        try:
+            sock.send_multipart(frames, copy=False)
+        except BaseException:
+            discard_unsent(frames)
+            raise
 
     def sockets(self) -> list[zmq.Socket]:
         return list(self._sockets.values())
@@ -81,5 +133,5 @@ class Peers:
     def close(self) -> None:
         for sock in self._sockets.values():
             self._poller.unregister(sock)
-            sock.close(linger=1000)
+            sock.close(linger=LINGER_MS)
         self._sockets.clear()

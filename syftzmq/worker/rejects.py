@@ -45,7 +45,7 @@ class Rejections:
 
 def reason_of(text: str) -> str:
     """A short counter name for a :class:`ProtocolError` message."""
-    for key, reason in (("unsigned", "unsigned"), ("bad signature", "bad_signature"),
+    for key, reason in (("dropped unread", "oversized"), ("unsigned", "unsigned"), ("bad signature", "bad_signature"),
                         ("replayed", "replayed"), ("signed message received", "unexpected_signature"),
                         ("protocol", "wrong_protocol"), ("frames", "bad_frames"),
                         ("exceeds", "too_large"), ("safe mode", "refused_by_policy"),

@@ -6,16 +6,18 @@ replies. Each turn of the loop reads what arrived (a bounded batch per socket, s
 starves the others), sends what the handlers queued for peers, runs the timeouts of replies
 awaited from peers, and the lease tick. Nothing in the loop waits on another process.
 
-This module owns receiving and routing: a message is checked at the envelope (frames,
-protocol, size, signature, replay — failures are dropped unanswered and counted), decoded,
-and refused if addressed to another incarnation of this worker; the rest is the job of
+This module owns receiving and routing: a message is read frame by frame within a budget of
+frames and bytes (:mod:`syftzmq.wire.receive`), checked at the envelope (protocol, size,
+signature, replay — failures are dropped unanswered and counted), decoded, and judged by its
+destination (:mod:`~syftzmq.worker.addressing`); the rest is the job of
 :mod:`~syftzmq.worker.handlers` (each kind of request), :mod:`~syftzmq.worker.downstream`
 (flush before answer), :mod:`~syftzmq.worker.failures` (what waits for the next observation)
 and :mod:`~syftzmq.worker.leases` (owners that stop renewing lose their objects).
 
 A worker never dies because of a message: every handler failure becomes an error reply, or a
 stored failure that the client sees at its next observation; authentic but malformed messages
-are answered with an error.
+are answered with an error; and every step of a turn (reading, sending, timeouts, ticks) is
+guarded on its own, so that what escapes one is logged and counted and the loop goes on.
 """
 
 from __future__ import annotations
@@ -30,20 +32,23 @@ import torch
 import zmq
 
 from ..core.ids import new_token
-from ..core.messages import ADDRESSED_TO, reply
+from ..core.messages import ADDRESSED_TO, check_routing_fields, reply
 from ..core.refs import WorkerRef, sender_incarnation
 from ..errors import ProtocolError, StaleIncarnationError
 from ..security.netpolicy import is_loopback
 from ..settings import SETTINGS
 from ..wire import Signer, dumps, loads, pack, shm, unpack
-from ..wire.envelope import MAX_MESSAGE_BYTES
+from ..wire.envelope import MAX_FRAMES, MAX_MESSAGE_BYTES, discard_unsent
+from ..wire.receive import read_message
 from ..wire.safe import SafeUnpickler
+from .addressing import ELSEWHERE, STALE, WRONG_ID, Addressing
 from .downstream import Downstream, Waiters
 from .failures import FailureRecord
 from .handlers import Handlers
 from .leases import Leases, LeaseTicks
 from .peers import Peers
 from .rejects import Rejections, reason_of
+from .requesters import SharedMemoryRequesters
 from .store import ObjectStore
 from .vitals import Vitals
 
@@ -55,6 +60,10 @@ REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and c
 # connection, TCP pushes back, and the sender's own queue (SNDHWM) fills: it blocks, up to its
 # send timeout. That is the backpressure; nothing is dropped on the way in.
 REQUEST_HWM = 1000
+# A connection that stops answering libzmq's own heartbeats for this long is closed: without
+# ROUTER_HANDOVER, a client whose network path died silently can only reconnect (same
+# routing identity) once the worker has let go of the old connection.
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 10_000, 30_000
 
 
 class WorkerServer:
@@ -85,7 +94,8 @@ class WorkerServer:
         self.counters = {"messages": 0, "commands": 0, "errors": 0, "replies_dropped": 0,
                          "stale": 0, "expired_objects": 0}
         self.rejections = Rejections()
-        self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
+        self.requesters = SharedMemoryRequesters()  # requesters on this host (see wire.shm)
+        self.addressing = Addressing(self.ref, self.endpoint)
         self._stop_reason: str | None = None
         self._wakeup_r: int | None = None
         self._assemble(lease_seconds)
@@ -93,7 +103,10 @@ class WorkerServer:
     def _bind_router(self, bind: str, max_message_bytes: int) -> zmq.Socket:
         router = self.context.socket(zmq.ROUTER)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable reply raises, not vanishes
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # no ROUTER_HANDOVER: a second connection claiming a connected identity is refused, so
+        # knowing a client's routing identity (it travels in clear) does not take its replies
+        router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.SNDHWM, REPLY_HWM)
         router.setsockopt(zmq.RCVHWM, REQUEST_HWM)
@@ -148,12 +161,14 @@ class WorkerServer:
         return self._stop_reason or "stopped"
 
     def _turn(self, events: dict) -> None:
-        """One turn of the loop: read, send what was queued, time out, tick."""
+        """One turn of the loop: read, send what was queued, time out, tick. Each step is
+        guarded alone: whatever escapes one is logged and counted, and the others still run."""
         if self.router in events:
-            self._drain(self.router, self._on_request)
+            self._guarded("reading requests", self._drain, self.router, self._on_request)
         for sock in self.peers.sockets():
             if sock in events:
-                self._drain(sock, self._on_peer_reply)
+                self.peers.heard_from(sock)
+                self._guarded("reading peer replies", self._drain, sock, self._on_peer_reply)
         self._send_queued()
         if self.parent_fd is not None and self.parent_fd in events:
             if not os.read(self.parent_fd, 64):
@@ -163,15 +178,21 @@ class WorkerServer:
                 os.read(self._wakeup_r, 64)
             except BlockingIOError:
                 pass
-        self.waiters.expire()
-        self.lease_ticks.tick(time.monotonic())
+        self.counters["errors"] += self.waiters.expire()
+        now = time.monotonic()
+        self._guarded("the lease tick", self.lease_ticks.tick, now)
+        self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
+                      self._still_connected)
+
+    def _guarded(self, what: str, step: Callable, *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:  # never let anything kill the loop
+            self.counters["errors"] += 1
+            log.exception("unexpected error in %s", what)
 
     def _send_queued(self) -> None:
-        try:
-            self.peers.send_queued()
-        except Exception:  # a peer socket gone: what it would have carried is lost with it
-            self.counters["errors"] += 1
-            log.exception("could not send queued messages to a peer")
+        self._guarded("sending queued messages to peers", self.peers.send_queued)
 
     def close(self) -> None:
         self._send_queued()
@@ -192,7 +213,7 @@ class WorkerServer:
                 pass
 
     def _poll_timeout_ms(self) -> int:
-        soonest = self.lease_ticks.next_tick
+        soonest = min(self.lease_ticks.next_tick, self.requesters.next_pass)
         awaited = self.waiters.soonest()
         if awaited is not None:
             soonest = min(soonest, awaited)
@@ -204,17 +225,24 @@ class WorkerServer:
                 "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
+                "peers_open": len(self.peers.sockets()), "peers_evicted": self.peers.evicted,
                 **self.counters, **self.vitals.snapshot(self.store.values())}
 
     # ------------------------------------------------------------------ receiving
     def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:
+        """Handle up to :data:`READ_BATCH` messages waiting on ``sock``."""
+        routed = sock is self.router  # a ROUTER adds the sender's identity as frame 0
         for _ in range(READ_BATCH):
             if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return  # asking is cheaper than the exception an empty read raises
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = read_message(sock, MAX_FRAMES + routed, self.max_message_bytes)
             except zmq.Again:
                 return
+            except ProtocolError as exc:  # consumed and dropped before anything was kept
+                self.counters["messages"] += 1
+                self.rejections.record(reason_of(str(exc)), b"(oversized)", str(exc))
+                continue
             self.counters["messages"] += 1
             try:
                 handle(frames)
@@ -226,6 +254,7 @@ class WorkerServer:
         msg = loads(header, buffers, SafeUnpickler if self.safe else None)
         if not isinstance(msg, dict) or not isinstance(msg.get("kind"), str):
             raise ProtocolError("message is not a syftzmq message dict")
+        check_routing_fields(msg)
         return msg
 
     def _on_request(self, frames: list) -> None:
@@ -245,19 +274,28 @@ class WorkerServer:
             self._send_reply(identity, reply(0, error=failure))
             self.failures.record(sender, failure)  # raised at the sender's next observation
             return
-        if identity not in self.shm_identities and msg.get("shm") is True and shm.enabled():
-            # the sender shares this host
-            self.shm_identities.add(identity)
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         if self._addressed_elsewhere(identity, msg):
             return
+        self.requesters.note(identity, msg)
         self.handlers.handle(sender, identity, msg)
 
     def _addressed_elsewhere(self, identity: bytes, msg: dict) -> bool:
-        """Whether ``msg`` names another incarnation: then an observation is answered with
-        the error, and commands for the dead are dropped."""
+        """Whether ``msg`` is not for this worker (see :mod:`~syftzmq.worker.addressing`):
+        meant for another worker, it is dropped unanswered; for an earlier incarnation of
+        this one, an observation is answered with the error and commands are dropped."""
         addressed = msg.get(ADDRESSED_TO)
-        if addressed is None or addressed == self.ref.incarnation:
+        verdict = self.addressing.judge(addressed)
+        if verdict == ELSEWHERE:
+            self.rejections.record("misaddressed", identity, f"message for {addressed!r:.80} "
+                                   f"reached {self.ref.incarnation!r}")
+            return True
+        if verdict == WRONG_ID:
+            wanted = addressed[1:].partition("@")[0]
+            self.handlers.fail(identity, msg, ValueError(
+                f"the worker at {self.endpoint} is {self.ref.id!r}, not {wanted!r:.80}"))
+            return True
+        if verdict != STALE:
             return False
         self.counters["stale"] += 1
         if msg.get("req"):
@@ -274,15 +312,28 @@ class WorkerServer:
         except ProtocolError as exc:
             self.rejections.record(reason_of(str(exc)), b"(peer)", str(exc))
             return
+        if msg.get(ADDRESSED_TO, self.ref.incarnation) != self.ref.incarnation:
+            self.rejections.record("misaddressed", b"(peer)", "a reply meant for another worker")
+            return
         self.waiters.answered(msg)
 
     # ------------------------------------------------------------------ sending
-    def _send_reply(self, identity: bytes, msg: dict) -> None:
+    def _send_reply(self, identity: bytes, msg: dict) -> bool:
+        """Send ``msg`` to the requester ``identity``, addressed to it; whether it left. A reply
+        that cannot leave takes its shared-memory segments with it."""
+        msg[ADDRESSED_TO] = sender_incarnation(identity)
         header, buffers = dumps(msg)
-        frames = pack(self.signer, header, buffers, identity in self.shm_identities)
+        frames = pack(self.signer, header, buffers, identity in self.requesters, identity)
         try:
-            self.router.send_multipart([identity, *frames],
-                                       zmq.NOBLOCK, copy=False)
+            self.router.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
+            discard_unsent(frames)
             self.counters["replies_dropped"] += 1
             log.info("could not reply to %r: %s", identity[:64], exc)
+            return exc.errno == zmq.EAGAIN  # a full queue: the requester is still there
+        return True
+
+    def _still_connected(self, identity: bytes) -> bool:
+        """Whether the requester ``identity`` is connected: it is sent an empty reply, which
+        clients ignore and a ROUTER refuses for an identity it no longer knows."""
+        return self._send_reply(identity, reply(0))

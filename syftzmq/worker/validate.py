@@ -1,0 +1,75 @@
+"""Checks on what an authenticated message brings in, made when it arrives.
+
+A reference that is stored now is used later, outside the handler that stored it: a chain hop
+whose holder has no usable address would make the lease-renewal tick, a cascading delete or a
+forwarded command fail long after the message that brought it was answered. So every worker
+reference is checked on receipt — plain strings where strings belong, an address
+:func:`~syftzmq.wire.dealer.check_address` accepts — and a bad one fails the message that
+carried it, with a reply that names what was wrong.
+
+Error texts show received values through :func:`short`: a value can be a structure that shares
+itself thousands of levels deep, whose full ``repr`` would never end.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+from ..core.refs import ChainRef, WorkerRef
+from ..errors import ProtocolError
+from ..wire.dealer import check_address
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
+
+
+def short(value: Any) -> str:
+    """A bounded ``repr`` of a received value, for error messages."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:  # a repr that raises is the sender's problem, not ours
+        return f"<{type(value).__name__}>"
+
+
+def object_ids(value: Any) -> list[int]:
+    """``value`` as a list of object ids, or a :class:`ProtocolError` saying what is wrong."""
+    if not isinstance(value, (list, tuple)) or not all(
+            type(item) is int and 0 <= item < 1 << 64 for item in value):
+        raise ProtocolError(f"object ids must be a list of non-negative 64-bit ints, got {short(value)}")
+    return list(value)
+
+
+def check_worker_ref(value: Any, what: str) -> WorkerRef:
+    """``value`` if it is a :class:`WorkerRef` this worker could connect to."""
+    if not isinstance(value, WorkerRef):
+        raise ProtocolError(f"{what} must be a WorkerRef, got {type(value).__name__}")
+    if type(value.id) is not str or type(value.incarnation) is not str or not value.incarnation:
+        raise ProtocolError(f"{what} needs a string id and incarnation, got {short(value.id)} "
+                            f"and {short(value.incarnation)}")
+    if value.shm is not None and type(value.shm) is not str:
+        raise ProtocolError(f"{what} has a shared-memory namespace that is not a string")
+    try:
+        check_address(value.address)
+    except ValueError as exc:
+        raise ProtocolError(f"{what} {value.id!r:.40}: {exc}") from None
+    return value
+
+
+def check_received(obj: Any) -> Any:
+    """``obj`` (about to be stored), if it is not a chain hop that could not be followed."""
+    if isinstance(obj, ChainRef):
+        check_worker_ref(obj.location, "the location of a stored pointer")
+        if type(obj.id_at_location) is not int or type(obj.id) is not int:
+            raise ProtocolError("a stored pointer needs integer ids")
+        if obj.attr is not None and type(obj.attr) is not str:
+            raise ProtocolError("a stored pointer's attribute must be a string")
+    return obj
+
+
+def check_owner(value: Any) -> str | None:
+    """An owner named in a message: an incarnation string, or absent."""
+    if value is not None and type(value) is not str:
+        raise ProtocolError(f"an owner must be an incarnation string, got {type(value).__name__}")
+    return value
