@@ -20,7 +20,7 @@ import zmq
 
 from ..core.ids import new_token
 from ..core.refs import WorkerRef
-from ..errors import StaleIncarnationError, WorkerUnavailable
+from ..errors import StaleIncarnationError, WorkerShutDown, WorkerUnavailable
 from .connection import Connection
 from .heartbeat import Heartbeat
 
@@ -80,6 +80,9 @@ class Connections:
         self._heartbeat = heartbeat
         self.send_timeout = send_timeout
         self.gone = GoneIncarnations(still_named)
+        # Incarnations this client shut down: never pruned (one entry per shutdown() call), so
+        # a handle kept after shutdown() fails at once instead of reopening a connection.
+        self.shut_down: set[str] = set()
         self._open: dict[str, Connection] = {}
         self._refs: dict[str, WorkerRef] = {}
         self._keys: dict[str, bytes | None] = {}
@@ -106,7 +109,10 @@ class Connections:
         return WorkerRef(incarnation.split("#")[0], self._open[incarnation].address, incarnation)
 
     def check_current(self, location: WorkerRef) -> None:
-        """Raise if ``location`` is an incarnation that a restart of its worker replaced."""
+        """Raise if ``location`` is an incarnation that this client shut down, or that a restart
+        of its worker replaced."""
+        if location.incarnation in self.shut_down:
+            raise WorkerShutDown(location.id, location.address)
         replacement = self.gone.replacement(location.incarnation)
         if replacement is not None:
             raise StaleIncarnationError(
@@ -117,6 +123,8 @@ class Connections:
         """The connection to ``location``, opened now if this client has none yet."""
         connection = self._open.get(location.incarnation)
         if connection is None:
+            if location.incarnation in self.shut_down:
+                raise WorkerShutDown(location.id, location.address)
             if self.closed:
                 raise RuntimeError("the syftzmq session is closed")
             if not location.address:

@@ -34,8 +34,8 @@ import zmq
 
 from ..core import argtree
 from ..core.ids import new_id, new_token
-from ..core.messages import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING, RELEASES,
-                             SHUTDOWN, STORE, message, needs_complete_flush)
+from ..core.messages import (CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING,
+                             RELEASES, SHUTDOWN, STORE, message, needs_complete_flush)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
@@ -45,6 +45,7 @@ from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
 from .chains import ChainHolders
 from .connections import Connections
+from .deliveries import MoveDoubt
 from .heartbeat import Heartbeat
 from .releases import ReleaseQueue
 from .round_trip import Pending, RoundTrips
@@ -318,6 +319,7 @@ class ClientSession:
     def observe(self, location: WorkerRef, msg: dict, timeout: float | None = None) -> Any:
         """Ask ``location`` something; the answer reflects every command issued before."""
         timeout = timeout or self.timeout
+        self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
@@ -355,11 +357,16 @@ class ClientSession:
         return self._round_trips.run(requests, refs, timeout)
 
     # ------------------------------------------------------------------ typed requests
-    def get(self, pointer: PointerTensor) -> Any:
-        return self.get_many([pointer])[0]
+    def get(self, pointer: PointerTensor, timeout: float | None = None) -> Any:
+        return self.get_many([pointer], timeout)[0]
 
-    def get_many(self, pointers: list[PointerTensor]) -> list[Any]:
-        """Fetch several targets; one round trip per worker involved (one in the common case)."""
+    def get_many(self, pointers: list[PointerTensor], timeout: float | None = None) -> list[Any]:
+        """Fetch several targets; one round trip per worker involved (one in the common case).
+
+        A get that raises (its bound ran out, Ctrl-C) leaves the data on the worker, which
+        keeps what it took until this client confirms receipt (the ids ride on the next
+        message there): a retry returns it (see :mod:`syftzmq.client.deliveries`).
+        """
         by_location: dict[str, list[int]] = {}
         for index, pointer in enumerate(pointers):
             by_location.setdefault(pointer._location.incarnation, []).append(index)
@@ -367,10 +374,11 @@ class ClientSession:
         for indices in by_location.values():
             location = pointers[indices[0]]._location
             refs = [_to_ref(pointers[i]) for i in indices]
-            fetched = self.observe(location, message(GET, refs=refs))
+            fetched = self.observe(location, message(GET, refs=refs), timeout)
+            taken = [pointers[i].id_at_location for i in indices if pointers[i]._attr is None]
             with self._lock:  # a fetched target left its holder: it is no chain target there
-                self._chains.released(location.incarnation, [
-                    pointers[i].id_at_location for i in indices if pointers[i]._attr is None])
+                self._chains.released(location.incarnation, taken)
+                self._sender.confirmations.add(location, taken)
             for index, value in zip(indices, fetched):
                 values[index] = self._fetched(value)
         return values
@@ -399,9 +407,15 @@ class ClientSession:
         return {object_id: PointerTensor.from_record(obj, self) if isinstance(obj, ChainRef)
                 else obj for object_id, obj in snapshot.items()}
 
-    def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef) -> list[int]:
-        """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids."""
+    def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef,
+             pointers: list[PointerTensor] | None = None) -> list[int]:
+        """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids.
+
+        If the wait raises, the move may still happen: ``pointers`` (those of ``object_ids``,
+        in order) are marked in doubt and ask the source at their next use (see
+        :class:`~syftzmq.client.deliveries.MoveDoubt`)."""
         new_object_ids = [new_id() for _ in object_ids]
+        move_id = new_id()
         with self._lock:
             self._connections.get(dest)  # the moved objects are ours there: keep their lease renewed
             # a moved chain target is one at dest too (dest must count as a holder already
@@ -410,13 +424,33 @@ class ClientSession:
                                new_object_ids)
         try:
             self.observe(location, message(MOVE, ids=list(object_ids), dest=dest,
-                                           new_ids=new_object_ids))
+                                           new_ids=new_object_ids, move_id=move_id))
         except BaseException:
             with self._lock:
                 self._chains.moved(dest.incarnation, new_object_ids, location.incarnation,
                                    list(object_ids))
+            for pointer, old, new in zip(pointers or (), object_ids, new_object_ids):
+                object.__setattr__(pointer, "_move_doubt",
+                                   MoveDoubt(move_id, location, old, dest, new))
             raise
         return new_object_ids
+
+    def move_outcome(self, source: WorkerRef, move_id: int) -> dict:
+        """What became of move ``move_id`` (asked of its source; see
+        :mod:`syftzmq.worker.deliveries`): ``{"state": "done"|"failed"|"cancelled", ...}``."""
+        self._connections.check_current(source)
+        with self._lock:
+            return self._round_trip({source.incarnation: message(MOVE_OUTCOME, move_id=move_id,
+                                                                 origin=self.ref.incarnation)},
+                                    {source.incarnation: source}, self.timeout)[source.incarnation]
+
+    def moved_after_doubt(self, doubt: MoveDoubt) -> None:
+        """A move in doubt turned out done: its target is a chain target at the destination
+        if it was one at the source."""
+        with self._lock:
+            self._chains.moved(doubt.source.incarnation, [doubt.source_id],
+                               doubt.dest.incarnation, [doubt.dest_id])
+            self._connections.get(doubt.dest)
 
     def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
         with self._lock:
@@ -425,10 +459,19 @@ class ClientSession:
                                     timeout or self.timeout)[location.incarnation]
 
     def shutdown(self, location: WorkerRef, timeout: float | None = None) -> None:
+        """Stop the worker. From then on everything addressed to it raises
+        :class:`~syftzmq.errors.WorkerShutDown` at once; a second call returns at once."""
         with self._lock:
+            if self.was_shut_down(location):
+                return
             self._round_trip({location.incarnation: message(SHUTDOWN, origin=self.ref.incarnation)},
                              {location.incarnation: location}, timeout or self.timeout)
+            self._connections.shut_down.add(location.incarnation)
             self.forget(location)
+
+    def was_shut_down(self, location: WorkerRef) -> bool:
+        """Whether this client shut that worker incarnation down."""
+        return location.incarnation in self._connections.shut_down
 
     def forget(self, location: WorkerRef, replaced_by: WorkerRef | None = None) -> None:
         """Drop the connection to a worker that is gone; its pending releases go too, and
@@ -455,7 +498,12 @@ class ClientSession:
             for pointer in list(self._live.values()):
                 if pointer._owning and pointer._gone is None:
                     pointer._relinquish("released at exit")
-                    self._releases.add(pointer._location, pointer.id_at_location)
+                    if pointer._move_doubt is not None:
+                        pointer._move_doubt.release(self)
+                    else:
+                        self._releases.add(pointer._location, pointer.id_at_location)
+            for location, ids in self._sender.confirmations.take_all():
+                self._releases.requeue(location, ids)  # a delete confirms a get too
             self._sender.flush_all_at_exit()
             try:
                 self._drain_releases()

@@ -25,6 +25,7 @@ OBJECTS = "objects"    # snapshot of the store
 INFO = "info"          # shape and dtype of an object
 MOVE = "move"          # send objects to another worker, delete them here once stored there
 FLUSH = "flush"        # answer once everything forwarded so far has been applied
+MOVE_OUTCOME = "move_outcome"  # did the move with this id happen? (asked after a wait gave up)
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
 RENEW = "renew"        # the sender is alive: renew the lease on everything it owns here
@@ -35,7 +36,7 @@ REPLY = "reply"
 # endpoint and incarnation. Its launcher waits for it.
 READY_PREFIX = "SYFTZMQ-READY "
 
-OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN})
+OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN, MOVE_OUTCOME})
 FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW, BATCH})
 # Any request may carry ``before``: fire-and-forget messages the sender queued for this worker
 # (see :mod:`syftzmq.client.outbox`), applied in order before the request itself.
@@ -47,6 +48,9 @@ ADDRESSED_TO = "to"
 # Any request may carry ``release``: ids the sender's dead pointers owned on this worker, to be
 # deleted before the request is handled (a ``DEL`` riding along instead of a message of its own).
 RELEASES = "release"
+# Any request may carry ``confirm``: ids of objects the sender fetched with ``GET`` and received;
+# the worker kept them until then (see :mod:`syftzmq.worker.deliveries`).
+CONFIRMS = "confirm"
 
 # The fields each kind of request must carry, and their types.
 REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -57,6 +61,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     GET: {"refs": list},
     INFO: {"ref": object},
     MOVE: {"ids": list, "new_ids": list, "dest": object},
+    MOVE_OUTCOME: {"move_id": int},
     OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {}, BATCH: {},
 }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..core.ids import new_id
 from ..core.messages import RENEW, message
@@ -100,7 +100,10 @@ class LeaseTicks:
     silent (cascading down chains), and renew this worker's own leases at its peers."""
 
     def __init__(self, leases: Leases, store: ObjectStore, failures: FailureRecord,
-                 downstream: Downstream, counters: dict) -> None:
+                 downstream: Downstream, counters: dict, unconfirmed: Any = None) -> None:
+        """``unconfirmed`` (a :class:`~syftzmq.worker.deliveries.Unconfirmed`): what gets took
+        and their requesters have not confirmed; it counts as theirs."""
+        self.unconfirmed = unconfirmed
         self.leases = leases
         self.renewals = PeerRenewals()
         self.store = store
@@ -122,10 +125,14 @@ class LeaseTicks:
         self.next_tick = now + max(0.05, interval)
 
     def expire(self, now: float) -> None:
-        for incarnation in self.leases.expired(self.store.owners(), now):
+        owners = self.store.owners()
+        if self.unconfirmed is not None:
+            owners |= self.unconfirmed.requesters()
+        for incarnation in self.leases.expired(owners, now):
             ids = self.store.owned_by(incarnation)
-            log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids))
-            self.counters["expired_objects"] += len(ids)
+            held = self.unconfirmed.drop_requester(incarnation) if self.unconfirmed is not None else 0
+            log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids) + held)
+            self.counters["expired_objects"] += len(ids) + held
             self.failures.forget(incarnation)
             for object_id in ids:
                 self.downstream.cascade([self.store.take(object_id)])

@@ -115,7 +115,7 @@ class WorkerServer:
                                  self.waiters, self._send_reply, self.stats, self._stop,
                                  self.safe, self.counters)
         self.lease_ticks = LeaseTicks(self.leases, self.store, self.failures, self.downstream,
-                                      self.counters)
+                                      self.counters, unconfirmed=self.handlers.unconfirmed)
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
