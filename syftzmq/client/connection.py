@@ -7,14 +7,21 @@ from typing import Any
 
 import zmq
 
-from ..errors import ProtocolError
+from ..errors import MessageTooLarge, ProtocolError
 from ..security.netpolicy import is_loopback
 from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, loads, pack, shm, unpack
+from ..wire.envelope import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("syftzmq.client")
 
 SEND_HWM = 1000  # messages queued per worker before send blocks (backpressure)
+# Replies are not limited in size. The worker's limit guards it against unauthenticated input
+# it must buffer; a reply comes from the worker this socket connected to, its frames are
+# already in memory when they are read (ZeroMQ delivers whole messages), and shared-memory
+# segments are only mapped after the signed manifest naming them was verified. A limit here
+# only turned a large answer (``_objects`` of a worker holding gigabytes) into silence.
+REPLY_LIMIT = 1 << 62
 
 
 class Connection:
@@ -30,6 +37,9 @@ class Connection:
                                   send_timeout=send_timeout)
         self.shared_memory = False
         self.learn_peer(peer_shm)
+        # what the worker accepts in one message (it says so in its PING answer); a larger
+        # request is refused here, with the sizes, instead of vanishing at the worker
+        self.max_request_bytes = MAX_MESSAGE_BYTES
 
     def set_send_timeout(self, seconds: float) -> None:
         """How long a send may block on a full queue before it raises ``zmq.Again``."""
@@ -49,6 +59,12 @@ class Connection:
         if self.shared_memory and msg.get("req"):
             msg["shm"] = True  # the reply may use shared memory too
         header, buffers = dumps(msg)
+        size = len(header) + sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
+        if size > self.max_request_bytes:
+            raise MessageTooLarge(
+                f"a {msg.get('kind', 'message')!r} request to the worker at {self.address}", size,
+                self.max_request_bytes, "nothing was sent; send the data in parts (torch.chunk "
+                "or split), or start the worker with a larger --max-message-bytes")
         frames = pack(self.signer, header, buffers, self.shared_memory, self.address)
         self.socket.send_multipart(frames, flags, copy=False)
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
@@ -70,7 +86,7 @@ class Connection:
         if stats is not None:
             stats.bytes_received += sum(len(f) for f in frames)
         try:
-            header, buffers = unpack(self.signer, frames)
+            header, buffers = unpack(self.signer, frames, REPLY_LIMIT)
             msg = loads(header, buffers)
         except ProtocolError as exc:
             log.warning("dropped an invalid reply from %s: %s", self.address, exc)

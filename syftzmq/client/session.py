@@ -116,6 +116,9 @@ class ClientSession:
             self._connections.end_probe(probe, failed=mismatch)
             if mismatch:
                 raise ValueError(f"the worker at {address} is {ref.id!r}, not {expected_id!r}")
+            limit = info.get("max_message_bytes")
+            if isinstance(limit, int) and limit > 0:
+                connection.max_request_bytes = limit
             self._connections.adopt(ref, connection, key, curve, info.get("lease_seconds"))
             for earlier in self._connections.earlier_incarnations(ref):
                 # the worker was restarted: what lived in its earlier incarnation is gone

@@ -203,6 +203,7 @@ class WorkerServer:
         return {"ref": self.ref, "objects": len(self.store), "safe": self.safe,
                 "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
+                "max_message_bytes": self.max_message_bytes,
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
                 **self.counters, **self.vitals.snapshot(self.store.values())}
 
