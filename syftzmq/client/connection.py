@@ -12,6 +12,8 @@ from ..security.netpolicy import is_loopback
 from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
+from ..wire.notice import decode_notice
+from .diagnose import HandshakeWatch, rejection_error
 
 log = logging.getLogger("syftzmq.client")
 
@@ -28,13 +30,22 @@ class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
 
     def __init__(self, context: zmq.Context, incarnation: str, address: str, key: bytes | None,
-                 send_timeout: float, curve: Any = None, peer_shm: str | None = None) -> None:
+                 send_timeout: float, curve: Any = None, peer_shm: str | None = None,
+                 worker: str = "?", watch_handshake: bool = False) -> None:
+        """``watch_handshake``: attach a :class:`HandshakeWatch` (:attr:`handshake`) before
+        connecting, so that a failed connection can say why (the handshake's connection)."""
         self.address = address
+        self.worker = worker  # for errors: the worker's id, once known
         self.signer = Signer(key)
+        self.handshake: HandshakeWatch | None = None
+
+        def watch(sock: zmq.Socket) -> None:
+            self.handshake = HandshakeWatch(sock, address, worker, curve)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
         # backpressure. The send timeout turns "gone" into an error instead of a hang.
         self.socket = open_dealer(context, incarnation, address, send_hwm=SEND_HWM, curve=curve,
-                                  send_timeout=send_timeout)
+                                  send_timeout=send_timeout,
+                                  before_connect=watch if watch_handshake else None)
         self.shared_memory = False
         self.learn_peer(peer_shm)
         # what the worker accepts in one message (it says so in its PING answer); a larger
@@ -85,6 +96,9 @@ class Connection:
             return None
         if stats is not None:
             stats.bytes_received += sum(len(f) for f in frames)
+        notice = decode_notice(frames)
+        if notice is not None:  # the worker dropped something of ours at its envelope
+            raise rejection_error(self.worker, self.address, notice)
         try:
             header, buffers = unpack(self.signer, frames, REPLY_LIMIT)
             msg = loads(header, buffers)
@@ -93,7 +107,13 @@ class Connection:
             return None
         return msg if isinstance(msg, dict) else None
 
+    def end_handshake_watch(self) -> None:
+        if self.handshake is not None:
+            self.handshake.close()
+            self.handshake = None
+
     def close(self) -> None:
+        self.end_handshake_watch()
         self.socket.close(linger=1000)
         if self.shared_memory:
             shm.discard_tagged(self.address)  # what the worker never took

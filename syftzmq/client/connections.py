@@ -132,7 +132,7 @@ class Connections:
             key = self._keys.get(location.address, self._default_key)
             curve = self._curves.get(location.address, self._default_curve)
             connection = Connection(self._context, self._incarnation, location.address, key,
-                                    self.send_timeout, curve, location.shm)
+                                    self.send_timeout, curve, location.shm, worker=location.id)
             self._open[location.incarnation] = connection
             self._refs[location.incarnation] = location
             self._heartbeat.watch(location.incarnation, location.address, key, curve, None)
@@ -144,7 +144,7 @@ class Connections:
         """A connection to ``address`` under a provisional incarnation, for the handshake."""
         probe = WorkerRef(expected_id or "?", address, f"{PROBE}{new_token()}")
         connection = Connection(self._context, self._incarnation, address, key, self.send_timeout,
-                                curve)
+                                curve, worker=probe.id, watch_handshake=True)
         self._open[probe.incarnation] = connection
         return probe, connection
 
@@ -158,6 +158,7 @@ class Connections:
               lease: float | None) -> None:
         """``connection`` (a finished probe) is the connection to ``ref`` from now on."""
         connection.learn_peer(ref.shm)  # the probe knew nothing of it
+        connection.worker = ref.id
         old = self._open.pop(ref.incarnation, None)
         if old is not None:
             old.close()

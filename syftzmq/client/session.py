@@ -26,6 +26,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -40,12 +41,14 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
+from ..errors import NotConnected, WorkerIdMismatch, WorkerUnavailable
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
 from .chains import ChainHolders
 from .connections import Connections
 from .deliveries import MoveDoubt
+from .diagnose import no_answer
 from .heartbeat import Heartbeat
 from .releases import ReleaseQueue
 from .round_trip import Pending, RoundTrips
@@ -58,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientSession", "Stats"]
 
 log = logging.getLogger("syftzmq.client")
+
+CONNECT_TIMEOUT = 5.0  # seconds a handshake may take when no other bound is set
 
 
 class ClientSession:
@@ -99,12 +104,28 @@ class ClientSession:
         """Open a connection to ``address`` and learn who answers there.
 
         ``curve`` (a :class:`syftzmq.security.curve.CurveClient`) encrypts the connection.
+        Within ``timeout`` (default: the session's, else :data:`CONNECT_TIMEOUT`) it either
+        connects or raises an error naming the likely cause and the fix
+        (:mod:`syftzmq.client.diagnose`): nothing listening, a CURVE mismatch, an unknown
+        client key, a key the worker rejects, a worker that answers nothing, another worker id.
         """
+        seconds = timeout or self.timeout or CONNECT_TIMEOUT
+        deadline = time.monotonic() + seconds
         with self._lock:
             probe, connection = self._connections.probe(address, key, curve, expected_id)
             try:
-                info = self._round_trip({probe.incarnation: message(PING)},
-                                        {probe.incarnation: probe}, timeout or self.timeout)
+                try:
+                    connection.handshake.wait(deadline)   # ZeroMQ's own account of the connection
+                finally:
+                    connection.end_handshake_watch()
+                try:
+                    info = self._round_trip({probe.incarnation: message(PING)},
+                                            {probe.incarnation: probe},
+                                            max(0.05, deadline - time.monotonic()))
+                except NotConnected:
+                    raise
+                except WorkerUnavailable:
+                    raise no_answer(probe.id, address, seconds) from None
             except BaseException:
                 self._connections.end_probe(probe, failed=True)
                 raise
@@ -115,7 +136,10 @@ class ClientSession:
             mismatch = expected_id is not None and ref.id != expected_id
             self._connections.end_probe(probe, failed=mismatch)
             if mismatch:
-                raise ValueError(f"the worker at {address} is {ref.id!r}, not {expected_id!r}")
+                raise WorkerIdMismatch(
+                    f"the worker at {address} is {ref.id!r}, not {expected_id!r}: pass "
+                    f"id={ref.id!r}, or the address of {expected_id!r} (each worker prints its "
+                    f"id and address in its SYFTZMQ-READY line)")
             limit = info.get("max_message_bytes")
             if isinstance(limit, int) and limit > 0:
                 connection.max_request_bytes = limit

@@ -42,6 +42,7 @@ from .downstream import Downstream, Waiters
 from .failures import FailureRecord
 from .handlers import Handlers
 from .leases import Leases, LeaseTicks
+from .notices import Notices
 from .peers import Peers
 from .rejects import Rejections, reason_of
 from .store import ObjectStore
@@ -85,6 +86,7 @@ class WorkerServer:
         self.counters = {"messages": 0, "commands": 0, "errors": 0, "replies_dropped": 0,
                          "stale": 0, "expired_objects": 0}
         self.rejections = Rejections()
+        self.notices = Notices(self.router)  # tell a sender why its message was dropped
         self.shm_identities: set[bytes] = set()  # requesters on this host (see wire.shm)
         self._stop_reason: str | None = None
         self._wakeup_r: int | None = None
@@ -233,8 +235,9 @@ class WorkerServer:
         identity = frames[0].bytes
         try:
             header, buffers = unpack(self.signer, frames[1:], self.max_message_bytes)
-        except ProtocolError as exc:  # not authenticated: nobody is owed an answer
+        except ProtocolError as exc:  # not authenticated: nobody is owed an answer, only a notice
             self.rejections.record(reason_of(str(exc)), identity, str(exc))
+            self.notices.rejected(identity, reason_of(str(exc)), str(exc))
             return
         sender = sender_incarnation(identity)
         self.leases.touch(sender)
