@@ -34,6 +34,11 @@ _WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAK
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _MECHANISM_MISMATCH = 0x11000002  # ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
 
+_NEEDS_CURVE = ("the worker uses CURVE encryption and this client does not: pass curve_dir=DIR "
+                "(holding the workers' server.key and your client.key_secret) or set "
+                "SYFTZMQ_CURVE_DIR")
+_NO_CURVE_THERE = ("this client uses CURVE encryption and the worker does not: drop curve_dir "
+                   "(and SYFTZMQ_CURVE_DIR) here, or restart the worker with --curve-dir")
 _KEY_HINT = ("give the client the cluster's key file (sy.Worker(..., key_file=PATH) or "
              "SYFTZMQ_KEY_FILE), the same file the workers were started with (--key-file)")
 _REJECTION_FIXES = {
@@ -97,12 +102,7 @@ class HandshakeWatch:
         elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.settled = True
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == _MECHANISM_MISMATCH:
-            raise self._error(
-                "the worker uses CURVE encryption and this client does not: pass "
-                "curve_dir=DIR (holding the workers' server.key and your client.key_secret) or "
-                "set SYFTZMQ_CURVE_DIR" if self._curve is None else
-                "this client uses CURVE encryption and the worker does not: drop curve_dir "
-                "(and SYFTZMQ_CURVE_DIR) here, or restart the worker with --curve-dir")
+            raise self._error(_NEEDS_CURVE if self._curve is None else _NO_CURVE_THERE)
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             raise self._error(f"the ZeroMQ handshake failed (protocol error {value:#x}): it "
                               f"is not a syftzmq worker, or speaks another ZeroMQ protocol")
@@ -112,16 +112,21 @@ class HandshakeWatch:
                 f"client's public key (client.key) into the worker's authorized/ directory, "
                 f"or use a client key pair from the cluster's CURVE directory")
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            # The worker closed the handshake without saying why. A client without CURVE can
+            # only fail that way against a CURVE worker (the mismatch was not read in time).
             raise self._error(
+                "the ZeroMQ handshake failed, most likely because " + _NEEDS_CURVE
+                if self._curve is None else
                 "the CURVE handshake failed: the server key this client holds (server.key in "
                 "its curve_dir) is not this worker's; use the CURVE directory of the cluster "
-                "this worker belongs to")
+                "this worker belongs to (or, if the worker does not use CURVE, drop curve_dir)")
 
     def _no_connection(self, seconds: float) -> NotConnected:
         within = f"no connection within {seconds:.1f} s: "
         if self.connected:
             return self._error(within + "a connection was made but the ZeroMQ handshake did not "
-                               "finish: it is probably not a ZeroMQ service at that port")
+                               "finish: the worker process is frozen (stopped, or swamped), or "
+                               "what listens at that port is not a ZeroMQ service")
         if self.refused:
             return self._error(within + f"nothing is listening there (the connection was refused "
                                f"{self.refused} times): start the worker, or check the host "

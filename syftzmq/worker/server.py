@@ -38,6 +38,7 @@ from ..settings import SETTINGS
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from ..wire.safe import SafeUnpickler
+from .advertise import advertised_address
 from .downstream import Downstream, Waiters
 from .failures import FailureRecord
 from .handlers import Handlers
@@ -72,7 +73,8 @@ class WorkerServer:
         self.curve = curve
         self.router = self._bind_router(bind, max_message_bytes)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}",
+        self.ref = WorkerRef(worker_id, advertised_address(self.endpoint, advertise),
+                             f"{worker_id}#{new_token()}",
                              shm=shm.namespace())
         self.signer = Signer(key)
         self.safe = safe
