@@ -25,6 +25,7 @@ VALID = {
     m.GET: {"refs": [Ref(1)]},
     m.INFO: {"ref": Ref(1)},
     m.MOVE: {"ids": [1], "new_ids": [2], "dest": BOB},
+    m.MOVE_OUTCOME: {"move_id": 7},
     m.OBJECTS: {}, m.FLUSH: {}, m.PING: {}, m.SHUTDOWN: {}, m.RENEW: {}, m.BATCH: {},
 }
 
