@@ -41,7 +41,7 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import NotConnected, WorkerIdMismatch, WorkerUnavailable
+from ..errors import NotConnected, WorkerIdMismatch
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
@@ -124,7 +124,7 @@ class ClientSession:
                                             max(0.05, deadline - time.monotonic()))
                 except NotConnected:
                     raise
-                except WorkerUnavailable:
+                except TimeoutError:  # WorkerUnavailable, or a bound that ran out
                     raise no_answer(probe.id, address, seconds) from None
             except BaseException:
                 self._connections.end_probe(probe, failed=True)
