@@ -21,7 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..core.messages import (BATCH, DEL, FLUSH, GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING,
+                             SHUTDOWN)
 from ..core.refs import WorkerRef
+
+# Messages a confirmation may ride on: those syftzmq builds from plain values only. A worker
+# that cannot unpickle a message (a safe worker refusing code, a class it cannot import) loses
+# everything riding on it, so confirmations never ride on a command or store that may carry
+# user objects; they wait for the next observation or batch (at most the outbox's linger).
+CONFIRM_CARRIERS = frozenset({BATCH, DEL, FLUSH, GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING,
+                              SHUTDOWN})
 
 
 class Confirmations:

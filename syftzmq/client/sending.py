@@ -22,7 +22,7 @@ from ..core.refs import WorkerRef
 from ..errors import WorkerUnavailable
 from .chains import ChainHolders
 from .connections import PROBE, Connections
-from .deliveries import Confirmations
+from .deliveries import CONFIRM_CARRIERS, Confirmations
 from .outbox import Outbox
 from .round_trip import Pending
 from .stats import Stats
@@ -63,7 +63,8 @@ class Sender:
         queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
         if queued:
             msg[BEFORE] = queued
-        confirmed = self.confirmations.take(location.incarnation) if self.confirmations else None
+        confirmed = self.confirmations.take(location.incarnation) \
+            if self.confirmations and msg["kind"] in CONFIRM_CARRIERS else None
         if confirmed:
             msg[CONFIRMS] = confirmed
         try:
