@@ -42,7 +42,8 @@ _EXPORTS = {
         "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
         "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
         "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError",
-        "InvalidTensorForRemoteGet")},
+        "InvalidTensorForRemoteGet", "WorkerShutDown", "NotConnected", "MessageTooLarge",
+        "WorkerIdMismatch")},
 }
 _local_worker: Any = None
 

@@ -26,6 +26,20 @@ class WorkerUnavailable(SyftZmqError, TimeoutError):
         super().__init__(f"worker {worker!r}{where} is unavailable" + (f": {detail}" if detail else ""))
 
 
+class WorkerShutDown(WorkerUnavailable):
+    """The worker was shut down by this client (``worker.shutdown()``): anything sent to it,
+    any operation on its pointers and any observation raises this at once, without waiting."""
+
+    def __init__(self, worker: str, address: str | None) -> None:
+        super().__init__(worker, address, "it was shut down (shutdown() was called); its objects "
+                                          "are gone. Start a new worker to go on")
+
+
+class NotConnected(WorkerUnavailable):
+    """A connection to a worker could not be made, with the likely cause and the fix: nothing
+    listening, a CURVE mismatch, an unauthorized client key, a key the worker rejects."""
+
+
 class StaleIncarnationError(SyftZmqError, LookupError):
     """A message or pointer names an earlier incarnation of a worker that has since restarted:
     the objects it referred to died with that process."""
@@ -41,6 +55,21 @@ class WorkerMismatchError(SyftZmqError, ValueError):
 
 class ProtocolError(SyftZmqError):
     """A message does not follow the wire format (wrong frames, version, sizes or signature)."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A message is larger than its receiver accepts; nothing was sent (or, for a reply, the
+    worker said so instead of answering). ``size`` and ``limit`` are in bytes."""
+
+    def __init__(self, what: str, size: int, limit: int, fix: str = "") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} of {size} bytes ({size / 2**30:.2f} GiB) exceeds the limit of "
+                         f"{limit} bytes ({limit / 2**30:.2f} GiB)" + (f": {fix}" if fix else ""))
+
+
+class WorkerIdMismatch(SyftZmqError, ValueError):
+    """The worker at an address is not the one the client asked for."""
 
 
 class OperationRefused(SyftZmqError, PermissionError):

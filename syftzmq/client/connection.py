@@ -7,29 +7,50 @@ from typing import Any
 
 import zmq
 
-from ..errors import ProtocolError
+from ..errors import MessageTooLarge, ProtocolError
 from ..security.netpolicy import is_loopback
 from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, loads, pack, shm, unpack
+from ..wire.envelope import MAX_MESSAGE_BYTES
+from ..wire.notice import decode_notice
+from .diagnose import HandshakeWatch, rejection_error
 
 log = logging.getLogger("syftzmq.client")
 
 SEND_HWM = 1000  # messages queued per worker before send blocks (backpressure)
+# Replies are not limited in size. The worker's limit guards it against unauthenticated input
+# it must buffer; a reply comes from the worker this socket connected to, its frames are
+# already in memory when they are read (ZeroMQ delivers whole messages), and shared-memory
+# segments are only mapped after the signed manifest naming them was verified. A limit here
+# only turned a large answer (``_objects`` of a worker holding gigabytes) into silence.
+REPLY_LIMIT = 1 << 62
 
 
 class Connection:
     """Sends requests to one worker and receives its replies (one owner thread)."""
 
     def __init__(self, context: zmq.Context, incarnation: str, address: str, key: bytes | None,
-                 send_timeout: float, curve: Any = None, peer_shm: str | None = None) -> None:
+                 send_timeout: float, curve: Any = None, peer_shm: str | None = None,
+                 worker: str = "?", watch_handshake: bool = False) -> None:
+        """``watch_handshake``: attach a :class:`HandshakeWatch` (:attr:`handshake`) before
+        connecting, so that a failed connection can say why (the handshake's connection)."""
         self.address = address
+        self.worker = worker  # for errors: the worker's id, once known
         self.signer = Signer(key)
+        self.handshake: HandshakeWatch | None = None
+
+        def watch(sock: zmq.Socket) -> None:
+            self.handshake = HandshakeWatch(sock, address, worker, curve)
         # A full queue (a worker slower than us, or gone) blocks the sender: that is the
         # backpressure. The send timeout turns "gone" into an error instead of a hang.
         self.socket = open_dealer(context, incarnation, address, send_hwm=SEND_HWM, curve=curve,
-                                  send_timeout=send_timeout)
+                                  send_timeout=send_timeout,
+                                  before_connect=watch if watch_handshake else None)
         self.shared_memory = False
         self.learn_peer(peer_shm)
+        # what the worker accepts in one message (it says so in its PING answer); a larger
+        # request is refused here, with the sizes, instead of vanishing at the worker
+        self.max_request_bytes = MAX_MESSAGE_BYTES
 
     def set_send_timeout(self, seconds: float) -> None:
         """How long a send may block on a full queue before it raises ``zmq.Again``."""
@@ -49,6 +70,12 @@ class Connection:
         if self.shared_memory and msg.get("req"):
             msg["shm"] = True  # the reply may use shared memory too
         header, buffers = dumps(msg)
+        size = len(header) + sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
+        if size > self.max_request_bytes:
+            raise MessageTooLarge(
+                f"a {msg.get('kind', 'message')!r} request to the worker at {self.address}", size,
+                self.max_request_bytes, "nothing was sent; send the data in parts (torch.chunk "
+                "or split), or start the worker with a larger --max-message-bytes")
         frames = pack(self.signer, header, buffers, self.shared_memory, self.address)
         self.socket.send_multipart(frames, flags, copy=False)
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
@@ -69,15 +96,24 @@ class Connection:
             return None
         if stats is not None:
             stats.bytes_received += sum(len(f) for f in frames)
+        notice = decode_notice(frames)
+        if notice is not None:  # the worker dropped something of ours at its envelope
+            raise rejection_error(self.worker, self.address, notice)
         try:
-            header, buffers = unpack(self.signer, frames)
+            header, buffers = unpack(self.signer, frames, REPLY_LIMIT)
             msg = loads(header, buffers)
         except ProtocolError as exc:
             log.warning("dropped an invalid reply from %s: %s", self.address, exc)
             return None
         return msg if isinstance(msg, dict) else None
 
+    def end_handshake_watch(self) -> None:
+        if self.handshake is not None:
+            self.handshake.close()
+            self.handshake = None
+
     def close(self) -> None:
+        self.end_handshake_watch()
         self.socket.close(linger=1000)
         if self.shared_memory:
             shm.discard_tagged(self.address)  # what the worker never took

@@ -20,7 +20,7 @@ import zmq
 
 from ..core.ids import new_token
 from ..core.refs import WorkerRef
-from ..errors import StaleIncarnationError, WorkerUnavailable
+from ..errors import StaleIncarnationError, WorkerShutDown, WorkerUnavailable
 from .connection import Connection
 from .heartbeat import Heartbeat
 
@@ -80,6 +80,9 @@ class Connections:
         self._heartbeat = heartbeat
         self.send_timeout = send_timeout
         self.gone = GoneIncarnations(still_named)
+        # Incarnations this client shut down: never pruned (one entry per shutdown() call), so
+        # a handle kept after shutdown() fails at once instead of reopening a connection.
+        self.shut_down: set[str] = set()
         self._open: dict[str, Connection] = {}
         self._refs: dict[str, WorkerRef] = {}
         self._keys: dict[str, bytes | None] = {}
@@ -106,7 +109,10 @@ class Connections:
         return WorkerRef(incarnation.split("#")[0], self._open[incarnation].address, incarnation)
 
     def check_current(self, location: WorkerRef) -> None:
-        """Raise if ``location`` is an incarnation that a restart of its worker replaced."""
+        """Raise if ``location`` is an incarnation that this client shut down, or that a restart
+        of its worker replaced."""
+        if location.incarnation in self.shut_down:
+            raise WorkerShutDown(location.id, location.address)
         replacement = self.gone.replacement(location.incarnation)
         if replacement is not None:
             raise StaleIncarnationError(
@@ -117,6 +123,8 @@ class Connections:
         """The connection to ``location``, opened now if this client has none yet."""
         connection = self._open.get(location.incarnation)
         if connection is None:
+            if location.incarnation in self.shut_down:
+                raise WorkerShutDown(location.id, location.address)
             if self.closed:
                 raise RuntimeError("the syftzmq session is closed")
             if not location.address:
@@ -124,7 +132,7 @@ class Connections:
             key = self._keys.get(location.address, self._default_key)
             curve = self._curves.get(location.address, self._default_curve)
             connection = Connection(self._context, self._incarnation, location.address, key,
-                                    self.send_timeout, curve, location.shm)
+                                    self.send_timeout, curve, location.shm, worker=location.id)
             self._open[location.incarnation] = connection
             self._refs[location.incarnation] = location
             self._heartbeat.watch(location.incarnation, location.address, key, curve, None)
@@ -136,7 +144,7 @@ class Connections:
         """A connection to ``address`` under a provisional incarnation, for the handshake."""
         probe = WorkerRef(expected_id or "?", address, f"{PROBE}{new_token()}")
         connection = Connection(self._context, self._incarnation, address, key, self.send_timeout,
-                                curve)
+                                curve, worker=probe.id, watch_handshake=True)
         self._open[probe.incarnation] = connection
         return probe, connection
 
@@ -150,6 +158,7 @@ class Connections:
               lease: float | None) -> None:
         """``connection`` (a finished probe) is the connection to ``ref`` from now on."""
         connection.learn_peer(ref.shm)  # the probe knew nothing of it
+        connection.worker = ref.id
         old = self._open.pop(ref.incarnation, None)
         if old is not None:
             old.close()

@@ -18,11 +18,12 @@ from typing import Callable
 
 import zmq
 
-from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, message
+from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, CONFIRMS, message
 from ..core.refs import WorkerRef
 from ..errors import WorkerUnavailable
 from .chains import ChainHolders
 from .connections import PROBE, Connections
+from .deliveries import CONFIRM_CARRIERS, Confirmations
 from .outbox import Outbox
 from .round_trip import Pending
 from .stats import Stats
@@ -48,6 +49,8 @@ class Sender:
         self._stalled: set[str] = set()  # a background flush found their socket full
         # Called with (worker, message) after each message left (``TorchHook(verbose=True)``).
         self.on_sent: Callable[[WorkerRef, dict], None] | None = None
+        # received gets to confirm; they ride on the next message to their worker
+        self.confirmations = Confirmations()
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first).
@@ -63,12 +66,17 @@ class Sender:
         queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
         if queued:
             msg[BEFORE] = queued
+        confirmed = self.confirmations.take(location.incarnation) \
+            if self.confirmations and msg["kind"] in CONFIRM_CARRIERS else None
+        if confirmed:
+            msg[CONFIRMS] = confirmed
         try:
             if location.incarnation in self._chains:
                 self._release_queues_for(location)
             self._stats.bytes_sent += connection.send(msg, flags)
         except BaseException as exc:
             self.outbox.put_back(location.incarnation, location, msg.pop(BEFORE, []))
+            self.confirmations.put_back(location, msg.pop(CONFIRMS, []))
             if isinstance(exc, zmq.Again) and not flags & zmq.NOBLOCK:
                 raise WorkerUnavailable(location.id, location.address,
                                         f"its queue stayed full for "
@@ -123,6 +131,7 @@ class Sender:
 
     def forget(self, incarnation: str) -> None:
         self.outbox.discard(incarnation)
+        self.confirmations.discard(incarnation)
         self._stalled.discard(incarnation)
 
     def _release_queues_for(self, location: WorkerRef) -> None:

@@ -26,6 +26,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -35,17 +36,20 @@ import zmq
 from ..core import argtree
 from ..core.ids import new_id, new_token
 from ..core.messages import (ADDRESSED_TO, CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
-                             OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN, STORE, message,
-                             needs_complete_flush, probe_destination)
+                             MOVE_OUTCOME, OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN, STORE,
+                             message, needs_complete_flush, probe_destination)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
+from ..errors import NotConnected, WorkerIdMismatch
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
 from .chains import ChainHolders
 from .connections import Connections
+from .deliveries import MoveDoubt
+from .diagnose import no_answer
 from .heartbeat import Heartbeat
 from .releases import ReleaseQueue
 from .round_trip import Pending, RoundTrips
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientSession", "Stats"]
 
 log = logging.getLogger("syftzmq.client")
+
+CONNECT_TIMEOUT = 5.0  # seconds a handshake may take when no other bound is set
 
 
 class ClientSession:
@@ -99,13 +105,29 @@ class ClientSession:
         """Open a connection to ``address`` and learn who answers there.
 
         ``curve`` (a :class:`syftzmq.security.curve.CurveClient`) encrypts the connection.
+        Within ``timeout`` (default: the session's, else :data:`CONNECT_TIMEOUT`) it either
+        connects or raises an error naming the likely cause and the fix
+        (:mod:`syftzmq.client.diagnose`): nothing listening, a CURVE mismatch, an unknown
+        client key, a key the worker rejects, a worker that answers nothing, another worker id.
         """
+        seconds = timeout or self.timeout or CONNECT_TIMEOUT
+        deadline = time.monotonic() + seconds
         with self._lock:
             probe, connection = self._connections.probe(address, key, curve, expected_id)
             try:
-                ping = message(PING, **{ADDRESSED_TO: probe_destination(expected_id, address)})
-                info = self._round_trip({probe.incarnation: ping}, {probe.incarnation: probe},
-                                        timeout or self.timeout)
+                try:
+                    connection.handshake.wait(deadline)   # ZeroMQ's own account of the connection
+                finally:
+                    connection.end_handshake_watch()
+                try:
+                    ping = message(PING, **{ADDRESSED_TO: probe_destination(expected_id,
+                                                                            address)})
+                    info = self._round_trip({probe.incarnation: ping}, {probe.incarnation: probe},
+                                            max(0.05, deadline - time.monotonic()))
+                except NotConnected:
+                    raise
+                except TimeoutError:  # WorkerUnavailable, or a bound that ran out
+                    raise no_answer(probe.id, address, seconds) from None
             except BaseException:
                 self._connections.end_probe(probe, failed=True)
                 raise
@@ -116,7 +138,13 @@ class ClientSession:
             mismatch = expected_id is not None and ref.id != expected_id
             self._connections.end_probe(probe, failed=mismatch)
             if mismatch:
-                raise ValueError(f"the worker at {address} is {ref.id!r}, not {expected_id!r}")
+                raise WorkerIdMismatch(
+                    f"the worker at {address} is {ref.id!r}, not {expected_id!r}: pass "
+                    f"id={ref.id!r}, or the address of {expected_id!r} (each worker prints its "
+                    f"id and address in its SYFTZMQ-READY line)")
+            limit = info.get("max_message_bytes")
+            if isinstance(limit, int) and limit > 0:
+                connection.max_request_bytes = limit
             self._connections.adopt(ref, connection, key, curve, info.get("lease_seconds"))
             for earlier in self._connections.earlier_incarnations(ref):
                 # the worker was restarted: what lived in its earlier incarnation is gone
@@ -336,6 +364,7 @@ class ClientSession:
     def observe(self, location: WorkerRef, msg: dict, timeout: float | None = None) -> Any:
         """Ask ``location`` something; the answer reflects every command issued before."""
         timeout = timeout or self.timeout
+        self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
@@ -373,11 +402,16 @@ class ClientSession:
         return self._round_trips.run(requests, refs, timeout)
 
     # ------------------------------------------------------------------ typed requests
-    def get(self, pointer: PointerTensor) -> Any:
-        return self.get_many([pointer])[0]
+    def get(self, pointer: PointerTensor, timeout: float | None = None) -> Any:
+        return self.get_many([pointer], timeout)[0]
 
-    def get_many(self, pointers: list[PointerTensor]) -> list[Any]:
-        """Fetch several targets; one round trip per worker involved (one in the common case)."""
+    def get_many(self, pointers: list[PointerTensor], timeout: float | None = None) -> list[Any]:
+        """Fetch several targets; one round trip per worker involved (one in the common case).
+
+        A get that raises (its bound ran out, Ctrl-C) leaves the data on the worker, which
+        keeps what it took until this client confirms receipt (the ids ride on the next
+        message there): a retry returns it (see :mod:`syftzmq.client.deliveries`).
+        """
         by_location: dict[str, list[int]] = {}
         for index, pointer in enumerate(pointers):
             by_location.setdefault(pointer._location.incarnation, []).append(index)
@@ -385,10 +419,11 @@ class ClientSession:
         for indices in by_location.values():
             location = pointers[indices[0]]._location
             refs = [_to_ref(pointers[i]) for i in indices]
-            fetched = self.observe(location, message(GET, refs=refs))
+            fetched = self.observe(location, message(GET, refs=refs), timeout)
+            taken = [pointers[i].id_at_location for i in indices if pointers[i]._attr is None]
             with self._lock:  # a fetched target left its holder: it is no chain target there
-                self._chains.released(location.incarnation, [
-                    pointers[i].id_at_location for i in indices if pointers[i]._attr is None])
+                self._chains.released(location.incarnation, taken)
+                self._sender.confirmations.add(location, taken)
             for index, value in zip(indices, fetched):
                 values[index] = self._fetched(value)
         return values
@@ -451,9 +486,15 @@ class ClientSession:
             self._chains.released(location.incarnation, cleared)
         return cleared
 
-    def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef) -> list[int]:
-        """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids."""
+    def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef,
+             pointers: list[PointerTensor] | None = None) -> list[int]:
+        """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids.
+
+        If the wait raises, the move may still happen: ``pointers`` (those of ``object_ids``,
+        in order) are marked in doubt and ask the source at their next use (see
+        :class:`~syftzmq.client.deliveries.MoveDoubt`)."""
         new_object_ids = [new_id() for _ in object_ids]
+        move_id = new_id()
         with self._lock:
             self._connections.get(dest)  # the moved objects are ours there: keep their lease renewed
             # a moved chain target is one at dest too (dest must count as a holder already
@@ -462,13 +503,33 @@ class ClientSession:
                                new_object_ids)
         try:
             self.observe(location, message(MOVE, ids=list(object_ids), dest=dest,
-                                           new_ids=new_object_ids))
+                                           new_ids=new_object_ids, move_id=move_id))
         except BaseException:
             with self._lock:
                 self._chains.moved(dest.incarnation, new_object_ids, location.incarnation,
                                    list(object_ids))
+            for pointer, old, new in zip(pointers or (), object_ids, new_object_ids):
+                object.__setattr__(pointer, "_move_doubt",
+                                   MoveDoubt(move_id, location, old, dest, new))
             raise
         return new_object_ids
+
+    def move_outcome(self, source: WorkerRef, move_id: int) -> dict:
+        """What became of move ``move_id`` (asked of its source; see
+        :mod:`syftzmq.worker.deliveries`): ``{"state": "done"|"failed"|"cancelled", ...}``."""
+        self._connections.check_current(source)
+        with self._lock:
+            return self._round_trip({source.incarnation: message(MOVE_OUTCOME, move_id=move_id,
+                                                                 origin=self.ref.incarnation)},
+                                    {source.incarnation: source}, self.timeout)[source.incarnation]
+
+    def moved_after_doubt(self, doubt: MoveDoubt) -> None:
+        """A move in doubt turned out done: its target is a chain target at the destination
+        if it was one at the source."""
+        with self._lock:
+            self._chains.moved(doubt.source.incarnation, [doubt.source_id],
+                               doubt.dest.incarnation, [doubt.dest_id])
+            self._connections.get(doubt.dest)
 
     def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
         with self._lock:
@@ -477,10 +538,19 @@ class ClientSession:
                                     timeout or self.timeout)[location.incarnation]
 
     def shutdown(self, location: WorkerRef, timeout: float | None = None) -> None:
+        """Stop the worker. From then on everything addressed to it raises
+        :class:`~syftzmq.errors.WorkerShutDown` at once; a second call returns at once."""
         with self._lock:
+            if self.was_shut_down(location):
+                return
             self._round_trip({location.incarnation: message(SHUTDOWN, origin=self.ref.incarnation)},
                              {location.incarnation: location}, timeout or self.timeout)
+            self._connections.shut_down.add(location.incarnation)
             self.forget(location)
+
+    def was_shut_down(self, location: WorkerRef) -> bool:
+        """Whether this client shut that worker incarnation down."""
+        return location.incarnation in self._connections.shut_down
 
     def forget(self, location: WorkerRef, replaced_by: WorkerRef | None = None) -> None:
         """Drop the connection to a worker that is gone; its pending releases go too, and
@@ -507,7 +577,12 @@ class ClientSession:
             for pointer in list(self._live.values()):
                 if pointer._owning and pointer._gone is None:
                     pointer._relinquish("released at exit")
-                    self._releases.add(pointer._location, pointer.id_at_location)
+                    if pointer._move_doubt is not None:
+                        pointer._move_doubt.release(self)
+                    else:
+                        self._releases.add(pointer._location, pointer.id_at_location)
+            for location, ids in self._sender.confirmations.take_all():
+                self._releases.requeue(location, ids)  # a delete confirms a get too
             self._sender.flush_all_at_exit()
             try:
                 self._drain_releases()

@@ -27,6 +27,7 @@ MOVE = "move"          # send objects to another worker, delete them here once s
 FLUSH = "flush"        # answer once everything forwarded so far has been applied
 SEARCH = "search"      # records of the tensors matching a query of tags / ids (``query``: AND)
 CLEAR = "clear"        # drop every object the requester owns here; answers their ids
+MOVE_OUTCOME = "move_outcome"  # did the move with this id happen? (asked after a wait gave up)
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
 RENEW = "renew"        # the sender is alive: renew the lease on everything it owns here
@@ -37,7 +38,8 @@ REPLY = "reply"
 # endpoint and incarnation. Its launcher waits for it.
 READY_PREFIX = "SYFTZMQ-READY "
 
-OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN, SEARCH, CLEAR})
+OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN, SEARCH, CLEAR,
+                          MOVE_OUTCOME})
 FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW, BATCH})
 # Any request may carry ``before``: fire-and-forget messages the sender queued for this worker
 # (see :mod:`syftzmq.client.outbox`), applied in order before the request itself.
@@ -55,6 +57,9 @@ ANY_INCARNATION = "*"
 # Any request may carry ``release``: ids the sender's dead pointers owned on this worker, to be
 # deleted before the request is handled (a ``DEL`` riding along instead of a message of its own).
 RELEASES = "release"
+# Any request may carry ``confirm``: ids of objects the sender fetched with ``GET`` and received;
+# the worker kept them until then (see :mod:`syftzmq.worker.deliveries`).
+CONFIRMS = "confirm"
 
 # A ``STORE`` may also carry ``tags`` (a set of str) and ``description`` (a str): the worker
 # indexes them for ``SEARCH`` and a ``MOVE`` carries them on. A ``SEARCH`` answers a list of
@@ -72,6 +77,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     MOVE: {"ids": list, "new_ids": list, "dest": object},
     SEARCH: {"query": list},
     CLEAR: {},
+    MOVE_OUTCOME: {"move_id": int},
     OBJECTS: {}, FLUSH: {}, PING: {}, SHUTDOWN: {}, RENEW: {}, BATCH: {},
 }
 

@@ -152,7 +152,8 @@ def module_move(module: nn.Module, worker: Any) -> nn.Module:
             pointer._check_owning("move")
             by_location.setdefault(pointer._location.incarnation, []).append(pointer)
     for group in by_location.values():
-        new_ids = session.move(group[0]._location, [p.id_at_location for p in group], dest)
+        new_ids = session.move(group[0]._location, [p.id_at_location for p in group], dest,
+                               pointers=group)
         for pointer, new_id_at_dest in zip(group, new_ids):
             pointer._moved_to(dest, new_id_at_dest)
     if module_location(module) is None:

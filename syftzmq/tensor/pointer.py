@@ -61,6 +61,9 @@ class PointerTensor(PointerAPI, RemoteOperand):
         # graph cut by a mirror rebuilt from the worker) may have changed the target's .grad:
         # its gradient is then asked of the worker.
         set_(self, "_grad_unknown", False)
+        # A move of the target whose wait raised: it may or may not have happened. The next
+        # use asks its source (see syftzmq.client.deliveries.MoveDoubt).
+        set_(self, "_move_doubt", None)
 
     # ----------------------------------------------------------------- identity and display
     @property
@@ -138,9 +141,15 @@ class PointerTensor(PointerAPI, RemoteOperand):
     # ----------------------------------------------------------------- lifetime
     def __del__(self) -> None:
         if self._owning and self._gc and self._gone is None and self._session is not None:
-            self._session.release(self._location, self.id_at_location)
+            doubt = self.__dict__.get("_move_doubt")
+            if doubt is not None:
+                doubt.release(self._session)
+            else:
+                self._session.release(self._location, self.id_at_location)
 
     def _check_usable(self) -> None:
+        if self._move_doubt is not None:
+            self._move_doubt.settle(self._session, self)
         if self._gone is not None:
             raise ObjectGoneError(f"{self!r} cannot be used: its target was {self._gone}")
 
@@ -206,16 +215,18 @@ class PointerTensor(PointerAPI, RemoteOperand):
                           self._attr)
 
     # ----------------------------------------------------------------- data movement
-    def get(self) -> Any:
+    def get(self, timeout: float | None = None) -> Any:
         """Fetch the target and remove it from its holder.
 
         On a pointer to a pointer this returns the middle pointer, which then owns the data.
         On an attribute pointer (``x.grad.get()``) the attribute is fetched and stays remote.
+        ``timeout`` bounds this call (seconds); a get that raises leaves the target where it
+        was, so it can be retried.
         """
         self._check_usable()
         if self._attr is None:
             self._check_owning("get")
-        value = self._require_session().get(self)
+        value = self._require_session().get(self, timeout)
         if self._attr is None:
             self._relinquish("fetched with .get()")
         return value
@@ -259,7 +270,8 @@ class PointerTensor(PointerAPI, RemoteOperand):
             return self.get()
         if dest.incarnation == self._location.incarnation:
             return self
-        (new_id_at_dest,) = session.move(self._location, [self.id_at_location], dest)
+        (new_id_at_dest,) = session.move(self._location, [self.id_at_location], dest,
+                                         pointers=[self])
         self._moved_to(dest, new_id_at_dest)
         return self
 

@@ -7,7 +7,7 @@ Client connections, the client's heartbeat sockets and a worker's peer sockets a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -29,12 +29,15 @@ def check_address(address: Any) -> str:
 
 def open_dealer(context: zmq.Context, incarnation: str, address: str, *, send_hwm: int,
                 curve: Any = None, send_timeout: float | None = None,
-                linger_ms: int = LINGER_MS) -> zmq.Socket:
+                linger_ms: int = LINGER_MS,
+                before_connect: Callable[[zmq.Socket], None] | None = None) -> zmq.Socket:
     """A DEALER from process ``incarnation`` connected to ``address``.
 
     ``send_hwm`` messages queue before a send blocks (0: never block, the queue grows);
     ``send_timeout`` (seconds) turns a send blocked that long into ``zmq.Again``; ``curve`` (a
-    :class:`~syftzmq.security.curve.CurveClient`) encrypts and authenticates the connection.
+    :class:`~syftzmq.security.curve.CurveClient`) encrypts and authenticates the connection;
+    ``before_connect(sock)`` runs just before it connects (a socket monitor must exist by
+    then to see the connection's first events).
     """
     check_address(address)
     sock = context.socket(zmq.DEALER)
@@ -46,7 +49,14 @@ def open_dealer(context: zmq.Context, incarnation: str, address: str, *, send_hw
             sock.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
         if curve is not None:
             curve.client(sock)
-        sock.connect(address)
+        if before_connect is not None:
+            before_connect(sock)
+        try:
+            sock.connect(address)
+        except zmq.ZMQError as exc:
+            raise ValueError(f"{address!r} is not an address ZeroMQ can connect to ({exc}): "
+                             f"expected an endpoint such as 'tcp://10.0.0.5:5555' (host and "
+                             f"port) or 'ipc:///tmp/bob.sock'") from None
     except BaseException:
         sock.close(linger=0)
         raise

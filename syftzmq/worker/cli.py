@@ -18,6 +18,7 @@ from ..security.keys import read_key
 from ..settings import SETTINGS
 from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
+from .advertise import WILDCARD_HOSTS, primary_address
 from .server import WorkerServer
 
 def parse_args(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> argparse.Namespace:
@@ -27,7 +28,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> a
                         help="ZMQ endpoint to bind (default: a free loopback port)")
     parser.add_argument("--advertise", default=None,
                         help="address other processes should use to reach this worker "
-                             "(default: the bound endpoint)")
+                             "(default: the bound endpoint; bound to a wildcard such as "
+                             "0.0.0.0, this host's primary address)")
     parser.add_argument("--key-file", default=SETTINGS.key_file,
                         help="file holding the cluster key (or env SYFTZMQ_KEY_FILE)")
     parser.add_argument("--parent-fd", type=int, default=None,
@@ -75,6 +77,13 @@ def main(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> int:
         return 2
     if args.shm_dir:
         shm.DIRECTORY = args.shm_dir
+    if args.advertise is None and args.bind.startswith("tcp://") and \
+            args.bind[len("tcp://"):].rpartition(":")[0] in WILDCARD_HOSTS and primary_address() is None:
+        print(f"syftzmq-worker: refusing to advertise {args.bind}: nobody can connect to a "
+              f"wildcard address, and this host has no routable address to advertise instead; "
+              f"pass --advertise tcp://HOST:PORT (the address other hosts reach this one at)",
+              file=sys.stderr)
+        return 2
     key = read_key(args.key_file) if args.key_file else None
     curve = None
     if args.curve_dir:

@@ -25,13 +25,14 @@ import torch
 from ..core.allowlist import check_reference_attribute
 from ..core.failures import Failure
 from ..core.ids import new_id
-from ..core.messages import (BATCH, BATCHABLE, BEFORE, CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO,
-                             MOVE, OBJECTS, PING, RELEASES, RENEW, SEARCH, SHUTDOWN, STORE,
-                             check_fields, message, reply)
+from ..core.messages import (BATCH, BATCHABLE, BEFORE, CLEAR, CMD, CONFIRMS, DEL, FLUSH, FORK,
+                             GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING, RELEASES, RENEW, SEARCH,
+                             SHUTDOWN, STORE, check_fields, message, reply)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import ProtocolError, WorkerUnavailable
+from ..errors import OperationRefused, ProtocolError, WorkerUnavailable
+from .deliveries import MoveLog, Unconfirmed
 from .downstream import Downstream, Join, Waiters, peer_timeout
 from .execute import DependencyFailed, resolve_ref, run_command
 from .failures import FailureRecord, raise_if_failed
@@ -44,6 +45,7 @@ log = logging.getLogger("syftzmq.worker")
 
 Handler = Callable[[str, bytes, dict], None]
 _DEFERRED = object()  # an observation whose reply is sent later, by a callback
+_MISSING = object()
 
 
 class Handlers:
@@ -68,11 +70,14 @@ class Handlers:
         self.stop = stop
         self.safe = safe
         self.counters = counters
+        self.unconfirmed = Unconfirmed()  # what GETs took, until the requester confirms
+        self.moves = MoveLog()            # outcomes of moves, for clients whose wait gave up
         self.table: dict[str, Handler] = {
             STORE: self.on_store, CMD: self.on_command, DEL: self.on_delete, FORK: self.on_fork,
             GET: self.on_get, OBJECTS: self.on_objects, INFO: self.on_info, MOVE: self.on_move,
             FLUSH: self.on_flush, PING: self.on_ping, SHUTDOWN: self.on_shutdown,
             RENEW: self.on_renew, SEARCH: self.on_search, CLEAR: self.on_clear,
+            MOVE_OUTCOME: self.on_move_outcome,
             BATCH: lambda sender, identity, msg: None}  # its content came in ``before``
 
     # ------------------------------------------------------------------ dispatch
@@ -126,6 +131,10 @@ class Handlers:
         if ids:
             for object_id in object_ids(ids):
                 self.downstream.cascade(self.store.delete(object_id, sender), _origin(msg))
+            self.unconfirmed.confirm(sender, ids)  # a pointer died before its get was confirmed
+        confirmed = msg.get(CONFIRMS)
+        if confirmed:
+            self.unconfirmed.confirm(sender, object_ids(confirmed))
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -160,8 +169,12 @@ class Handlers:
             self.downstream.send(forward.to, forward.message)
 
     def on_delete(self, sender: str, identity: bytes, msg: dict) -> None:
+        """Delete the requester's objects; ``owner`` deletes on an owner's behalf, as ``STORE``
+        stores on one's behalf (a move's source takes back the copy of a move that failed)."""
+        requester = check_owner(msg.get("owner")) or sender
         for object_id in object_ids(msg["ids"]):
-            self.downstream.cascade(self.store.delete(object_id, sender), _origin(msg))
+            self.downstream.cascade(self.store.delete(object_id, requester), _origin(msg))
+        self.unconfirmed.confirm(sender, msg["ids"])
 
     def on_fork(self, sender: str, identity: bytes, msg: dict) -> None:
         self.leases.adopt(msg["new_owner"])
@@ -174,20 +187,24 @@ class Handlers:
             self.send_reply(identity, reply(msg["req"], value=self.leases.lease_seconds))
 
     # ------------------------------------------------------------------ observations
-    def _observe(self, identity: bytes, msg: dict, action: Callable[[], Any]) -> None:
-        """Flush downstream, then perform ``action`` and reply — unless earlier commands failed."""
+    def _observe(self, identity: bytes, msg: dict, action: Callable[[], Any],
+                 respond: Callable[[dict], None] | None = None) -> None:
+        """Flush downstream, then perform ``action`` and reply — unless earlier commands failed.
+        Replies go through ``respond`` when given (a move records its outcome there)."""
+        respond = respond or (lambda answer: self.send_reply(identity, answer))
+
         def finish() -> None:
             failed = self.failures.failed_reply(msg["req"], msg.get("origin", ""))
             if failed is not None:
-                self.send_reply(identity, failed)
+                respond(failed)
                 return
             try:
                 value = action()
             except Exception as exc:
-                self.send_reply(identity, self.failures.error_reply(msg["req"], exc))
+                respond(self.failures.error_reply(msg["req"], exc))
                 return
             if value is not _DEFERRED:
-                self.send_reply(identity, reply(msg["req"], value=value))
+                respond(reply(msg["req"], value=value))
 
         self.downstream.flush(msg, finish)
 
@@ -195,34 +212,49 @@ class Handlers:
         self._observe(identity, msg, lambda: True)
 
     def on_get(self, sender: str, identity: bytes, msg: dict) -> None:
-        """Return objects (and remove them) or attributes (which stay); ``refs`` may batch."""
+        """Return objects (and remove them) or attributes (which stay); ``refs`` may batch.
+
+        A taken object is held until the requester confirms receipt (see
+        :mod:`syftzmq.worker.deliveries`): a retry of a get whose answer was lost finds it there.
+        """
+        def held(ref: Ref) -> Any:
+            if ref.attr is not None or ref.id in self.store:
+                return _MISSING
+            return self.unconfirmed.find(sender, ref.id, _MISSING)
+
         def fetch(ref: Ref) -> Any:
             if ref.attr is not None:
                 return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
+            again = held(ref)
+            if again is not _MISSING:  # a retry: the first answer never reached the requester
+                return again
             obj = raise_if_failed(self.store.take(ref.id))
             if isinstance(obj, ChainRef):
                 # the next hop now belongs to the requester
                 self.downstream.hand_over(obj, sender, _origin(msg))
+            self.unconfirmed.hold(sender, ref.id, obj)
             return obj
 
         def take_all() -> Any:
             refs = msg["refs"]
             for ref in refs:  # check everything first: an error must not lose what was taken
-                raise_if_failed(self.store.get(ref.id))
+                if held(ref) is _MISSING:
+                    raise_if_failed(self.store.get(ref.id))
             return [fetch(ref) for ref in refs]
         self._observe(identity, msg, take_all)
 
     def on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
-        """A snapshot of the store (``ids``: of those ids only, the ones present)."""
+        """A snapshot of the store (``ids``: of those ids only, the ones present), with what gets
+        took that their requesters have not confirmed yet (until then it is where it was)."""
         if msg.get("count_only"):  # object_count() and repr: no tensor crosses the wire
-            self._observe(identity, msg, lambda: len(self.store))
+            self._observe(identity, msg, lambda: len(self.store) + len(self.unconfirmed))
             return
         wanted = None if msg.get("ids") is None else set(object_ids(msg["ids"]))
 
         def snapshot() -> dict:
             return {object_id: dataclasses.replace(obj, owning=False, owner=self.me)
                     if isinstance(obj, ChainRef) else obj
-                    for object_id, obj in self.store.items()
+                    for object_id, obj in [*self.store.items(), *self.unconfirmed.items()]
                     if wanted is None or object_id in wanted}
         self._observe(identity, msg, snapshot)
 
@@ -280,24 +312,45 @@ class Handlers:
         if len(ids) != len(new_ids) or not ids:
             raise ProtocolError(f"a move needs as many new ids as ids, at least one; got "
                                 f"{len(ids)} and {len(new_ids)}")
+        move_id = msg.get("move_id")
+        if move_id is not None:
+            object_ids([move_id])
+            if not self.moves.begin(move_id):
+                raise OperationRefused(
+                    f"move {move_id} was cancelled: its client gave up waiting and asked for its "
+                    f"outcome before this worker saw it (or the id was used before); nothing "
+                    f"was moved")
+
+        def respond(answer: dict) -> None:
+            if move_id is not None:
+                self.moves.finish(move_id, answer.get("value") if answer.get("error") is None
+                                  else None)
+            self.send_reply(identity, answer)
 
         def start() -> Any:
             objects = [self.store.get(object_id) for object_id in ids]
             for obj in objects:
                 raise_if_failed(obj)
-            self._send_moved(sender, identity, msg, ids, new_ids, objects)
+            self._send_moved(sender, respond, msg, ids, new_ids, objects)
             return _DEFERRED
-        self._observe(identity, msg, start)
+        self._observe(identity, msg, start, respond)
 
-    def _send_moved(self, sender: str, identity: bytes, msg: dict, ids: list[int],
-                    new_ids: list[int], objects: list[Any]) -> None:
+    def on_move_outcome(self, sender: str, identity: bytes, msg: dict) -> None:
+        """Whether the move ``move_id`` happened (``done``, with the new ids), did not
+        (``failed``), or was never seen (``cancelled`` now, so it never will be); a move still
+        waiting for its destination is answered once it is settled."""
+        self.moves.ask(msg["move_id"], lambda outcome: self.send_reply(
+            identity, reply(msg["req"], value=outcome)))
+
+    def _send_moved(self, sender: str, respond: Callable[[dict], None], msg: dict,
+                    ids: list[int], new_ids: list[int], objects: list[Any]) -> None:
         """Store ``objects`` on the move's destination, each confirmed (or timed out) alone."""
         dest: WorkerRef = msg["dest"]
         deadline = time.monotonic() + peer_timeout(msg)
         acks: list[dict] = []
-        join = Join(len(ids), lambda: self._move_stored(identity, msg, objects, acks))
-        for object_id, new_object_id, obj in zip(ids, new_ids, objects):
-            owner = self.store.owner(object_id) or sender
+        owners = [self.store.owner(object_id) or sender for object_id in ids]
+        join = Join(len(ids), lambda: self._move_stored(respond, msg, objects, owners, acks))
+        for object_id, new_object_id, obj, owner in zip(ids, new_ids, objects, owners):
             req = new_id()
             self.downstream.peers.queue(dest, message(STORE, req=req, origin=msg.get("origin", ""),
                                                       id=new_object_id, obj=obj, owner=owner,
@@ -307,17 +360,31 @@ class Handlers:
                                 lambda: (acks.append({"error": self._move_failure(dest)}),
                                          join.arrive()))
 
-    def _move_stored(self, identity: bytes, msg: dict, objects: list[Any], acks: list[dict]) -> None:
+    def _move_stored(self, respond: Callable[[dict], None], msg: dict, objects: list[Any],
+                     owners: list[str], acks: list[dict]) -> None:
+        """Every store was confirmed or timed out: finish the move, or take it back.
+
+        A failed move leaves the data here, and deletes, on its owners' behalf, whatever copies
+        reached the destination; that delete travels behind the stores on the same connection,
+        so a destination that was only frozen applies it after them and keeps no orphan. An
+        object its owner deleted while it moved is deleted at the destination the same way.
+        """
+        dest: WorkerRef = msg["dest"]
         errors = [ack["error"] for ack in acks if ack.get("error")]
         if errors:  # nothing is deleted here: the data stays where it was
-            self.send_reply(identity, reply(msg["req"], error=errors[0]))
+            for new_object_id, owner in zip(msg["new_ids"], owners):
+                self.downstream.peers.queue(dest, message(DEL, ids=[new_object_id], owner=owner))
+            respond(reply(msg["req"], error=errors[0]))
             return
-        for object_id, obj in zip(msg["ids"], objects):
+        for object_id, new_object_id, obj, owner in zip(msg["ids"], msg["new_ids"], objects, owners):
             if object_id in self.store and self.store.get(object_id) is obj:
                 self.store.take(object_id)
+            else:  # deleted by its owner meanwhile: the copy must not outlive it
+                self.downstream.peers.queue(dest, message(DEL, ids=[new_object_id], owner=owner))
+                continue
             if isinstance(obj, ChainRef):
-                self.downstream.hand_over(obj, msg["dest"].incarnation, _origin(msg))
-        self.send_reply(identity, reply(msg["req"], value=msg["new_ids"]))
+                self.downstream.hand_over(obj, dest.incarnation, _origin(msg))
+        respond(reply(msg["req"], value=msg["new_ids"]))
 
     def _move_failure(self, dest: WorkerRef) -> Failure:
         exc = WorkerUnavailable(dest.id, dest.address, f"move from {self.me.id!r} got no "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..core.ids import new_id
 from ..core.messages import RENEW, message
@@ -79,7 +79,7 @@ class PeerRenewals:
 
     def due(self, incarnations: Iterable[str], now: float) -> list[str]:
         """The peers among ``incarnations`` to renew now (and marks them renewed)."""
-        wanted = set(incarnations)
+        wanted = dict.fromkeys(incarnations)  # in the order given (a set's order varies per run)
         for gone in [known for known in self._renewed if known not in wanted]:
             del self._renewed[gone]  # no stored pointer leads there any more
             self._leases.pop(gone, None)
@@ -104,7 +104,10 @@ class LeaseTicks:
     silent (cascading down chains), and renew this worker's own leases at its peers."""
 
     def __init__(self, leases: Leases, store: ObjectStore, failures: FailureRecord,
-                 downstream: Downstream, counters: dict) -> None:
+                 downstream: Downstream, counters: dict, unconfirmed: Any = None) -> None:
+        """``unconfirmed`` (a :class:`~syftzmq.worker.deliveries.Unconfirmed`): what gets took
+        and their requesters have not confirmed; it counts as theirs."""
+        self.unconfirmed = unconfirmed
         self.leases = leases
         self.renewals = PeerRenewals()
         self.store = store
@@ -128,10 +131,14 @@ class LeaseTicks:
     def expire(self, now: float) -> None:
         """Free what silent owners owned. Each object goes on its own: one whose cascade
         fails is still freed here (the failure is logged), and the others follow."""
-        for incarnation in self.leases.expired(self.store.owners(), now):
+        owners = self.store.owners()
+        if self.unconfirmed is not None:
+            owners |= self.unconfirmed.requesters()
+        for incarnation in self.leases.expired(owners, now):
             ids = self.store.owned_by(incarnation)
-            log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids))
-            self.counters["expired_objects"] += len(ids)
+            held = self.unconfirmed.drop_requester(incarnation) if self.unconfirmed is not None else 0
+            log.warning("lease of %s expired: freeing %d objects", incarnation, len(ids) + held)
+            self.counters["expired_objects"] += len(ids) + held
             self.failures.forget(incarnation)
             self.downstream.forget(incarnation)
             for object_id in ids:

@@ -32,7 +32,7 @@ import torch
 import zmq
 
 from ..core.ids import new_token
-from ..core.messages import ADDRESSED_TO, check_routing_fields, reply
+from ..core.messages import ADDRESSED_TO, PING, check_routing_fields, reply
 from ..core.refs import WorkerRef, sender_incarnation
 from ..errors import ProtocolError, StaleIncarnationError
 from ..security.netpolicy import is_loopback
@@ -42,10 +42,12 @@ from ..wire.envelope import MAX_FRAMES, MAX_MESSAGE_BYTES, discard_unsent
 from ..wire.receive import read_message
 from ..wire.safe import SafeUnpickler
 from .addressing import ELSEWHERE, STALE, WRONG_ID, Addressing
+from .advertise import advertised_address
 from .downstream import Downstream, Waiters
 from .failures import FailureRecord
 from .handlers import Handlers
 from .leases import Leases, LeaseTicks
+from .notices import Notices
 from .peers import Peers
 from .rejects import Rejections, reason_of
 from .requesters import SharedMemoryRequesters
@@ -80,7 +82,8 @@ class WorkerServer:
         self.curve = curve
         self.router = self._bind_router(bind, max_message_bytes)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.ref = WorkerRef(worker_id, advertise or self.endpoint, f"{worker_id}#{new_token()}",
+        self.ref = WorkerRef(worker_id, advertised_address(self.endpoint, advertise),
+                             f"{worker_id}#{new_token()}",
                              shm=shm.namespace())
         self.signer = Signer(key)
         self.safe = safe
@@ -94,6 +97,7 @@ class WorkerServer:
         self.counters = {"messages": 0, "commands": 0, "errors": 0, "replies_dropped": 0,
                          "stale": 0, "expired_objects": 0}
         self.rejections = Rejections()
+        self.notices = Notices(self.router)  # tell a sender why its message was dropped
         self.requesters = SharedMemoryRequesters()  # requesters on this host (see wire.shm)
         self.addressing = Addressing(self.ref, self.endpoint)
         self._stop_reason: str | None = None
@@ -128,7 +132,7 @@ class WorkerServer:
                                  self.waiters, self._send_reply, self.stats, self._stop,
                                  self.safe, self.counters)
         self.lease_ticks = LeaseTicks(self.leases, self.store, self.failures, self.downstream,
-                                      self.counters)
+                                      self.counters, unconfirmed=self.handlers.unconfirmed)
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -224,6 +228,7 @@ class WorkerServer:
         return {"ref": self.ref, "objects": len(self.store), "safe": self.safe,
                 "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
+                "max_message_bytes": self.max_message_bytes,
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
                 "peers_open": len(self.peers.sockets()), "peers_evicted": self.peers.evicted,
                 **self.counters, **self.vitals.snapshot(self.store.values())}
@@ -261,8 +266,9 @@ class WorkerServer:
         identity = frames[0].bytes
         try:
             header, buffers = unpack(self.signer, frames[1:], self.max_message_bytes)
-        except ProtocolError as exc:  # not authenticated: nobody is owed an answer
+        except ProtocolError as exc:  # not authenticated: nobody is owed an answer, only a notice
             self.rejections.record(reason_of(str(exc)), identity, str(exc))
+            self.notices.rejected(identity, reason_of(str(exc)), str(exc))
             return
         sender = sender_incarnation(identity)
         self.leases.touch(sender)
@@ -291,6 +297,8 @@ class WorkerServer:
                                    f"reached {self.ref.incarnation!r}")
             return True
         if verdict == WRONG_ID:
+            if msg.get("kind") == PING:  # a client's handshake at the wrong worker: it learns
+                return False             # who answers here and names the mix-up itself
             wanted = addressed[1:].partition("@")[0]
             self.handlers.fail(identity, msg, ValueError(
                 f"the worker at {self.endpoint} is {self.ref.id!r}, not {wanted!r:.80}"))

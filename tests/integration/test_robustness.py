@@ -15,6 +15,7 @@ from syftzmq.security.keys import read_key
 from syftzmq.core.messages import PING, message
 from syftzmq.core.refs import Ref
 from syftzmq.wire import PROTOCOL, Signer, dumps, pack, unpack
+from syftzmq.wire.notice import decode_notice
 
 
 @pytest.fixture
@@ -25,13 +26,21 @@ def raw(bob):
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(bob.address)
     signer = Signer(read_key(sy.default_session().cluster_key_file()))
+    notices: list[dict] = []
 
     def reply(timeout_ms: int = 3000) -> dict | None:
-        if not sock.poll(timeout_ms):
-            return None
-        header, buffers = unpack(Signer(signer.key), sock.recv_multipart())
-        return pickle.loads(header, buffers=buffers)
+        """The next reply; rejection notices on the way are collected in ``reply.notices``."""
+        while sock.poll(timeout_ms):
+            frames = sock.recv_multipart()
+            notice = decode_notice(frames)
+            if notice is not None:
+                notices.append(notice)
+                continue
+            header, buffers = unpack(Signer(signer.key), frames)
+            return pickle.loads(header, buffers=buffers)
+        return None
 
+    reply.notices = notices
     yield sock, signer, reply
     sock.close()
 
@@ -86,7 +95,7 @@ def test_tensor_whose_bytes_do_not_match_its_shape_is_rejected(bob, raw):
     assert bob._objects == {}
 
 
-def test_unsigned_and_replayed_messages_are_dropped_silently(bob, raw):
+def test_unsigned_and_replayed_messages_are_dropped_with_only_a_notice(bob, raw):
     sock, signer, reply = raw
     frames = pack(signer, *dumps(message(PING, req=1)))
     sock.send_multipart(frames)
@@ -97,3 +106,4 @@ def test_unsigned_and_replayed_messages_are_dropped_silently(bob, raw):
     sock.send_multipart(pack(signer, *dumps(message(PING, req=4))))
     # one connection keeps order: had any of the three been answered, it would come first
     assert reply()["req"] == 4
+    assert [n["reason"] for n in reply.notices] == ["replayed", "unsigned", "bad_signature"]

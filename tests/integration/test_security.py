@@ -69,15 +69,21 @@ def test_public_bind_without_key_is_refused(tmp_path):
 def test_public_bind_with_key_from_environment_serves(tmp_path, hook):
     key_file = tmp_path / "cluster.key"
     write_key_file(key_file)
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # --advertise: this test talks to loopback only (the derived address would be eth0's)
     worker = subprocess.Popen([sys.executable, "-m", "syftzmq.worker", "--id", "pub",
-                               "--bind", "tcp://0.0.0.0:*", "--log-level", "WARNING"],
+                               "--bind", f"tcp://0.0.0.0:{port}", "--log-level", "WARNING",
+                               "--advertise", f"tcp://127.0.0.1:{port}"],
                               stdout=subprocess.PIPE, env={**os.environ, "SYFTZMQ_KEY_FILE": str(key_file)})
     try:
         line = read_lines_until(worker, "SYFTZMQ-READY", timeout=60)[-1]
-        port = line.split('"endpoint": "')[1].split('"')[0].rsplit(":", 1)[1]
+        assert f'"endpoint": "tcp://127.0.0.1:{port}"' in line
         pub = sy.Worker(hook, id="pub", address=f"tcp://127.0.0.1:{port}", key_file=key_file)
         assert torch.equal((torch.ones(2).send(pub) * 2).get(), torch.full((2,), 2.0))
-        with pytest.raises(sy.WorkerUnavailable):   # the wrong key gets no answer at all
+        with pytest.raises(sy.WorkerUnavailable):   # the wrong key is rejected (a notice)
             sy.Worker(hook, id="pub", address=f"tcp://127.0.0.1:{port}", key=b"not the key",
                       timeout=1.0)
         sy.default_session().forget(pub.ref)

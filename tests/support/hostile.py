@@ -10,6 +10,7 @@ import syftzmq as sy
 from syftzmq.security.keys import read_key
 from syftzmq.core.messages import PING, message
 from syftzmq.wire import Signer, dumps, pack, unpack
+from syftzmq.wire.notice import decode_notice
 
 
 class RawPeer:
@@ -24,6 +25,7 @@ class RawPeer:
             curve.client(self.sock)
         self.sock.connect(address)
         self.signer = Signer(read_key(sy.default_session().cluster_key_file()))
+        self.notices: list[dict] = []  # rejection notices the worker sent (kept, not replies)
 
     def send_frames(self, frames: list) -> None:
         self.sock.send_multipart(frames)
@@ -32,10 +34,16 @@ class RawPeer:
         self.sock.send_multipart(pack(self.signer, *dumps(msg)))
 
     def reply(self, timeout_ms: int = 5000) -> dict | None:
-        if not self.sock.poll(timeout_ms):
-            return None
-        header, buffers = unpack(self.signer, self.sock.recv_multipart())
-        return pickle.loads(header, buffers=buffers)
+        """The next reply (rejection notices met on the way are kept in :attr:`notices`)."""
+        while self.sock.poll(timeout_ms):
+            frames = self.sock.recv_multipart()
+            notice = decode_notice(frames)
+            if notice is not None:
+                self.notices.append(notice)
+                continue
+            header, buffers = unpack(self.signer, frames)
+            return pickle.loads(header, buffers=buffers)
+        return None
 
     def ask(self, msg: dict, timeout_ms: int = 5000) -> dict:
         """Send ``msg`` (which must carry a ``req``) and return the reply to it, skipping others."""

@@ -26,6 +26,7 @@ VALID = {
     m.INFO: {"ref": Ref(1)},
     m.MOVE: {"ids": [1], "new_ids": [2], "dest": BOB},
     m.SEARCH: {"query": ["#x", 1]}, m.CLEAR: {},
+    m.MOVE_OUTCOME: {"move_id": 7},
     m.OBJECTS: {}, m.FLUSH: {}, m.PING: {}, m.SHUTDOWN: {}, m.RENEW: {}, m.BATCH: {},
 }
 

@@ -1,0 +1,196 @@
+"""A call that gives up changes nothing: a get whose wait raised (its bound ran out, Ctrl-C)
+leaves the data on the worker and a retry returns it; a move whose wait raised either did not
+happen or the pointer follows the data, and no orphan copy is left on the destination."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+import syftzmq as sy
+from support.hostile import RawPeer
+from support.processes import wait_until
+from syftzmq.core.ids import new_id
+from syftzmq.core.messages import GET, MOVE, STORE, message
+from syftzmq.core.refs import Ref
+
+
+@contextmanager
+def frozen(worker):
+    """SIGSTOP ``worker``'s process for the block; SIGCONT whatever happens."""
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
+
+
+def interrupt_once_waiting() -> threading.Thread:
+    """Deliver SIGINT (Ctrl-C) to the main thread as soon as it has sent its next blocking
+    request, so the KeyboardInterrupt arrives while it waits for the answer."""
+    stats = sy.default_session().stats
+    start = stats.round_trips
+    main = threading.main_thread().ident
+
+    def run() -> None:
+        deadline = time.monotonic() + 30
+        while stats.round_trips == start and time.monotonic() < deadline:
+            threading.Event().wait(0.001)  # polling a counter, with a deadline
+        signal.pthread_kill(main, signal.SIGINT)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_get_that_timed_out_leaves_the_data_and_a_retry_returns_it(victim):
+    data = torch.arange(6.0).reshape(2, 3)
+    x = data.send(victim)
+    assert list(victim._objects) == [x.id_at_location]      # settled: only the get is pending
+    with frozen(victim):
+        with pytest.raises(TimeoutError):                   # a bounded call that ran out
+            x.get(timeout=1.0)
+    # The worker has now answered the get that nobody waits for any more: what it took is
+    # held for this client, and still listed where it was.
+    objects = victim._objects
+    assert list(objects) == [x.id_at_location] and torch.equal(objects[x.id_at_location], data)
+    assert torch.equal(x.get(), data)                       # the retry gets it
+    assert victim._objects == {}                            # confirmed: gone from the worker
+    assert victim.object_count() == 0
+
+
+def test_a_get_interrupted_by_ctrl_c_can_be_retried(victim):
+    data = torch.randn(50, 50)
+    x = data.send(victim)
+    y = x * 2
+    assert victim.object_count() == 2
+    with frozen(victim):
+        interrupter = interrupt_once_waiting()
+        with pytest.raises(KeyboardInterrupt):
+            y.get()
+        interrupter.join(5)
+    assert torch.equal(y.get(), data * 2)
+    assert torch.equal(x.get(), data)
+    assert victim._objects == {}
+
+
+def test_a_get_of_several_pointers_that_timed_out_returns_them_all_on_retry(victim):
+    import syftzmq.tensor.modules  # noqa: F401  (get_many is what model.get() uses)
+    values = [torch.full((3,), float(i)) for i in range(4)]
+    pointers = [v.send(victim) for v in values]
+    assert victim.object_count() == 4
+    session = sy.default_session()
+    with frozen(victim):
+        with pytest.raises(TimeoutError):
+            session.get_many(pointers, timeout=1.0)
+    fetched = session.get_many(pointers)
+    assert all(torch.equal(a, b) for a, b in zip(fetched, values))
+    for pointer in pointers:
+        pointer._relinquish("fetched in the test")
+    assert victim._objects == {}
+
+
+def test_a_pointer_that_dies_after_a_failed_get_frees_the_held_copy(victim):
+    x = torch.ones(4).send(victim)
+    assert victim.object_count() == 1
+    with frozen(victim):
+        with pytest.raises(TimeoutError):
+            x.get(timeout=1.0)
+    del x                                                   # the user gives up on it
+    assert victim._objects == {}                            # its delete dropped the held copy
+
+
+def test_unconfirmed_gets_are_freed_with_their_requesters_lease(hook):
+    """A requester that fetched and vanished without confirming: what it fetched is freed
+    when its lease runs out, like everything it owned."""
+    worker = sy.VirtualWorker(hook, id="leasy", lease_seconds=1.0)
+    raw = RawPeer(worker.address, b"forgetful-getter|1")
+    try:
+        object_id = new_id()
+        raw.send(message(STORE, id=object_id, obj=torch.ones(2), to=worker.ref.incarnation))
+        answer = raw.ask(message(GET, req=new_id(), refs=[Ref(object_id)],
+                                 to=worker.ref.incarnation))
+        assert torch.equal(answer["value"][0], torch.ones(2))
+        assert list(worker._objects) == [object_id]          # held: never confirmed
+        wait_until(lambda: worker.ping()["expired_objects"] == 1, 20,
+                   "the unconfirmed get freed with its requester's lease")
+        assert worker._objects == {}
+    finally:
+        raw.close()
+        worker.shutdown()
+
+
+def _held_at(worker) -> set[int]:
+    return set(worker._objects)
+
+
+def test_a_move_whose_destination_froze_leaves_no_orphan(victim, bob, short_timeout):
+    """The destination freezes during the move; the move fails or completes, and either way
+    the pointer names the one place the data is, with no second copy anywhere."""
+    data = torch.arange(5.0)
+    x = data.send(bob)
+    assert victim._objects == {}
+    with frozen(victim):
+        with pytest.raises(TimeoutError):                   # WorkerUnavailable or a timeout
+            x.move(victim)
+    # Settle the destination: a move on the same bob -> victim connection is applied after
+    # whatever bob sent there before (the store and, if the move failed, its take-back).
+    probe = torch.ones(1).send(bob).move(victim)
+    result = (x + 1).get()                                  # the first use settles the doubt
+    assert torch.equal(result, data + 1)
+    assert x.location in (bob, victim)
+    other = victim if x.location == bob else bob
+    assert x.id_at_location in _held_at(x.location)
+    assert _held_at(victim) - {probe.id_at_location} <= {x.id_at_location}
+    assert x.id_at_location not in _held_at(other) and len(_held_at(other)) == (
+        1 if other == victim else 0)                        # victim still holds the probe
+    assert torch.equal(x.get(), data)
+    del probe
+
+
+def test_a_move_whose_source_froze_follows_the_data(victim, alice, short_timeout):
+    """The client's wait for the move runs out while the source is frozen; once it thaws the
+    move happens, and the pointer follows the data at its next use."""
+    data = torch.arange(4.0) * 3
+    x = data.send(victim)
+    old_id = x.id_at_location
+    assert victim.object_count() == 1
+    with frozen(victim):
+        with pytest.raises(TimeoutError):
+            x.move(alice)
+    assert torch.equal((x * 1).get(), data)                 # settles: the move was done
+    assert x.location == alice and x.id_at_location != old_id
+    assert victim._objects == {}
+    assert list(alice._objects) == [x.id_at_location]
+    assert torch.equal(x.get(), data)
+
+
+def test_a_move_interrupted_by_ctrl_c_is_settled_at_the_next_use(victim, alice):
+    data = torch.ones(3) * 7
+    x = data.send(victim)
+    assert victim.object_count() == 1
+    with frozen(victim):
+        interrupter = interrupt_once_waiting()
+        with pytest.raises(KeyboardInterrupt):
+            x.move(alice)
+        interrupter.join(5)
+    assert torch.equal(x.get(), data)
+    assert victim._objects == {} and alice._objects == {}
+
+
+def test_a_move_asked_about_before_it_arrived_is_cancelled_and_refused(bob, alice):
+    session = sy.default_session()
+    x = torch.ones(2).send(bob)
+    move_id = new_id()
+    assert session.move_outcome(bob.ref, move_id)["state"] == "cancelled"
+    with pytest.raises(sy.OperationRefused, match="cancelled"):
+        session.observe(bob.ref, message(MOVE, ids=[x.id_at_location], dest=alice.ref,
+                                         new_ids=[new_id()], move_id=move_id))
+    assert list(bob._objects) == [x.id_at_location] and alice._objects == {}
+    assert torch.equal(x.get(), torch.ones(2))
