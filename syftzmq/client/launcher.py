@@ -43,6 +43,7 @@ class WorkerProcess:
     incarnation: str
     popen: subprocess.Popen
     _lifeline: int | None = None
+    liveness: str | None = None  # its liveness endpoint (see syftzmq.worker.liveness)
 
     @property
     def pid(self) -> int:
@@ -123,6 +124,7 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
         process.stop()
         raise
     process.endpoint, process.incarnation = info["endpoint"], info["incarnation"]
+    process.liveness = info.get("liveness")
     popen.stdout.close()
     return process
 

@@ -205,16 +205,18 @@ class PointerTensor(PointerAPI, RemoteOperand):
                           self._attr)
 
     # ----------------------------------------------------------------- data movement
-    def get(self) -> Any:
+    def get(self, timeout: float | None = None) -> Any:
         """Fetch the target and remove it from its holder.
 
         On a pointer to a pointer this returns the middle pointer, which then owns the data.
         On an attribute pointer (``x.grad.get()``) the attribute is fetched and stays remote.
+        Waits as long as the worker is alive, or at most ``timeout`` seconds (then
+        :class:`~syftzmq.errors.WorkerTimeout`).
         """
         self._check_usable()
         if self._attr is None:
             self._check_owning("get")
-        value = self._require_session().get(self)
+        value = self._require_session().get(self, timeout)
         if self._attr is None:
             self._relinquish("fetched with .get()")
         return value

@@ -7,10 +7,12 @@ deadline). ZeroMQ keeps order per connection, so a peer's acknowledgement means 
 forwarded to it earlier has been applied (and, recursively, whatever that peer forwarded).
 
 Nothing blocks. The flush registers a :class:`Waiter` per peer and returns; the loop goes on
-serving, and the last acknowledgement runs the observation (:class:`Join`). A peer that misses
-its deadline becomes a recorded :class:`~syftzmq.errors.WorkerUnavailable` for the observing
-client, and is *unresponsive*: deletes still go to it, but no longer make every later
-observation wait for it, until it answers again.
+serving, and the last acknowledgement runs the observation (:class:`Join`). A waiter has no
+deadline of its own: it waits as long as its peer answers liveness probes
+(:mod:`syftzmq.worker.liveness`). A peer found dead that way becomes a recorded
+:class:`~syftzmq.errors.WorkerUnavailable` for the observing client, and is *unresponsive*:
+deletes still go to it, but no longer make every later observation wait for it, until it
+answers again.
 
 Deletes and ownership hand-offs (``DEL``, ``FORK``) change no answer but a store listing, so
 only a *complete* flush (see :func:`~syftzmq.core.messages.needs_complete_flush`) waits for the
@@ -19,6 +21,7 @@ peers that were sent nothing else.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -30,16 +33,18 @@ from ..errors import WorkerUnavailable
 from .failures import FailureRecord
 from .peers import Peers
 
-DEFAULT_PEER_TIMEOUT = 4.0
+DEFAULT_PEER_TIMEOUT = 4.0  # for answers nothing depends on (a peer telling its lease)
 
 
 @dataclass
 class Waiter:
-    """A reply this worker expects from a peer, with what to do on reply or on timeout."""
+    """A reply this worker expects from ``peer``, with what to do on reply or on timeout
+    (``on_timeout`` takes an optional detail: why the peer counts as dead)."""
 
     deadline: float
     on_reply: Callable[[dict], None]
-    on_timeout: Callable[[], None]
+    on_timeout: Callable[..., None]
+    peer: WorkerRef | None = None
 
 
 @dataclass
@@ -67,8 +72,18 @@ class Waiters:
         return len(self._waiting)
 
     def expect(self, req: int, deadline: float, on_reply: Callable[[dict], None],
-               on_timeout: Callable[[], None]) -> None:
-        self._waiting[req] = Waiter(deadline, on_reply, on_timeout)
+               on_timeout: Callable[..., None], peer: WorkerRef | None = None) -> None:
+        self._waiting[req] = Waiter(deadline, on_reply, on_timeout, peer)
+
+    def awaited_peers(self) -> dict[str, WorkerRef]:
+        """The peers some waiter waits on, by incarnation (their liveness is probed)."""
+        return {w.peer.incarnation: w.peer for w in self._waiting.values() if w.peer is not None}
+
+    def peer_dead(self, incarnation: str, detail: str) -> None:
+        """``incarnation`` is dead by its liveness: everything waiting on it fails now."""
+        for req in [r for r, w in self._waiting.items()
+                    if w.peer is not None and w.peer.incarnation == incarnation]:
+            self._waiting.pop(req).on_timeout(detail)
 
     def answered(self, msg: dict) -> None:
         """A peer's reply arrived: run what waited for it (a reply nobody awaits is dropped)."""
@@ -88,9 +103,10 @@ class Waiters:
 
 
 def peer_timeout(msg: dict) -> float:
-    """How long to wait for a peer on behalf of ``msg``: a little less than its requester waits,
-    so that the requester hears of a dead peer before its own deadline."""
-    return float(msg.get("timeout") or DEFAULT_PEER_TIMEOUT) * 0.8
+    """How long to wait for a peer on behalf of ``msg``: without end while the peer is alive
+    (liveness decides, see :mod:`syftzmq.worker.liveness`). A requester that bounded its call
+    stops waiting by itself; the late answer is then dropped by it."""
+    return math.inf
 
 
 class Downstream:
@@ -151,7 +167,7 @@ class Downstream:
             self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout, **flush))
             self.waiters.expect(req, time.monotonic() + timeout,
                                 self._acknowledged(origin, join, incarnation),
-                                self._timed_out(origin, peer, join))
+                                self._timed_out(origin, peer, join), peer)
 
     def _acknowledged(self, origin: str, join: Join, incarnation: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:
@@ -162,9 +178,10 @@ class Downstream:
         return on_reply
 
     def _timed_out(self, origin: str, peer: WorkerRef, join: Join) -> Callable[[], None]:
-        def on_timeout() -> None:
+        def on_timeout(detail: str = "") -> None:
             exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
-                                    f"{self.me.id!r} while flushing a chain")
+                                    f"{self.me.id!r} while flushing a chain"
+                                    + (f": {detail}" if detail else ""))
             self.failures.record(origin, self.failures.failure(exc))
             self.unresponsive.add(peer.incarnation)
             join.arrive()

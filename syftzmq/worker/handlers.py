@@ -263,8 +263,8 @@ class Handlers:
                                                       id=new_object_id, obj=obj, owner=owner))
             self.waiters.expect(req, deadline,
                                 lambda ack: (acks.append(ack), join.arrive()),
-                                lambda: (acks.append({"error": self._move_failure(dest)}),
-                                         join.arrive()))
+                                lambda *_: (acks.append({"error": self._move_failure(dest)}),
+                                            join.arrive()), dest)
 
     def _move_stored(self, identity: bytes, msg: dict, objects: list[Any], acks: list[dict]) -> None:
         errors = [ack["error"] for ack in acks if ack.get("error")]
