@@ -126,6 +126,7 @@ class RoundTrips:
         for incarnation, msg in requests.items():
             msg["req"] = awaiting.expect(incarnation)
             msg["timeout"] = timeout
+            msg["liveness"] = self.liveness.timeout  # a worker judges its peers by it too
             self._send(refs[incarnation], msg)
         self._stats.round_trips += 1
         started = time.monotonic()

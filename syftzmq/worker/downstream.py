@@ -45,6 +45,7 @@ class Waiter:
     on_reply: Callable[[dict], None]
     on_timeout: Callable[..., None]
     peer: WorkerRef | None = None
+    liveness: float | None = None  # the requester's liveness deadline for the peer, if it gave one
 
 
 @dataclass
@@ -72,12 +73,21 @@ class Waiters:
         return len(self._waiting)
 
     def expect(self, req: int, deadline: float, on_reply: Callable[[dict], None],
-               on_timeout: Callable[..., None], peer: WorkerRef | None = None) -> None:
-        self._waiting[req] = Waiter(deadline, on_reply, on_timeout, peer)
+               on_timeout: Callable[..., None], peer: WorkerRef | None = None,
+               liveness: float | None = None) -> None:
+        self._waiting[req] = Waiter(deadline, on_reply, on_timeout, peer, liveness)
 
-    def awaited_peers(self) -> dict[str, WorkerRef]:
-        """The peers some waiter waits on, by incarnation (their liveness is probed)."""
-        return {w.peer.incarnation: w.peer for w in self._waiting.values() if w.peer is not None}
+    def awaited_peers(self) -> dict[str, tuple[WorkerRef, float | None]]:
+        """The peers some waiter waits on, by incarnation, each with the shortest liveness
+        deadline a requester asked for (their liveness is probed)."""
+        found: dict[str, tuple[WorkerRef, float | None]] = {}
+        for w in self._waiting.values():
+            if w.peer is not None:
+                _, shortest = found.get(w.peer.incarnation, (w.peer, None))
+                if w.liveness is not None and (shortest is None or w.liveness < shortest):
+                    shortest = w.liveness
+                found[w.peer.incarnation] = (w.peer, shortest)
+        return found
 
     def peer_dead(self, incarnation: str, detail: str) -> None:
         """``incarnation`` is dead by its liveness: everything waiting on it fails now."""
@@ -107,6 +117,14 @@ def peer_timeout(msg: dict) -> float:
     (liveness decides, see :mod:`syftzmq.worker.liveness`). A requester that bounded its call
     stops waiting by itself; the late answer is then dropped by it."""
     return math.inf
+
+
+def requested_liveness(msg: dict) -> float | None:
+    """The liveness deadline the requester of ``msg`` judges workers by, if it said (a worker
+    waiting on a peer on its behalf judges the peer by it too, so a dead peer is reported
+    within the requester's deadline)."""
+    value = msg.get("liveness")
+    return float(value) if isinstance(value, (int, float)) and 0 < value < math.inf else None
 
 
 class Downstream:
@@ -160,6 +178,9 @@ class Downstream:
         flush = {"complete": True} if complete else {}
         origin = msg.get("origin", "")
         timeout = peer_timeout(msg)
+        liveness = requested_liveness(msg)
+        if liveness is not None:
+            flush["liveness"] = liveness  # the next hop judges its own peers by it too
         join = Join(len(targets), then)
         for incarnation in targets:
             peer = self.peers.refs[incarnation]
@@ -167,7 +188,7 @@ class Downstream:
             self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout, **flush))
             self.waiters.expect(req, time.monotonic() + timeout,
                                 self._acknowledged(origin, join, incarnation),
-                                self._timed_out(origin, peer, join), peer)
+                                self._timed_out(origin, peer, join), peer, liveness)
 
     def _acknowledged(self, origin: str, join: Join, incarnation: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:

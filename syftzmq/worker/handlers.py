@@ -32,7 +32,7 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import ProtocolError, WorkerUnavailable
-from .downstream import Downstream, Join, Waiters, peer_timeout
+from .downstream import Downstream, Join, Waiters, peer_timeout, requested_liveness
 from .execute import DependencyFailed, resolve_ref, run_command
 from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
@@ -264,7 +264,7 @@ class Handlers:
             self.waiters.expect(req, deadline,
                                 lambda ack: (acks.append(ack), join.arrive()),
                                 lambda *_: (acks.append({"error": self._move_failure(dest)}),
-                                            join.arrive()), dest)
+                                            join.arrive()), dest, requested_liveness(msg))
 
     def _move_stored(self, identity: bytes, msg: dict, objects: list[Any], acks: list[dict]) -> None:
         errors = [ack["error"] for ack in acks if ack.get("error")]

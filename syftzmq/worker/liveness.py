@@ -193,42 +193,48 @@ class PeerLiveness:
         self.timeout = timeout
         self._probes: dict[str, Probe] = {}
         self._watching: set[str] = set()
+        self._intervals: dict[str, float] = {}
 
-    def check(self, peers: Iterable[WorkerRef], now: float | None = None) -> list[WorkerRef]:
-        """Probe the awaited ``peers``; the ones found dead (each reported once per wait)."""
+    def check(self, peers: Iterable[tuple[WorkerRef, float | None]],
+              now: float | None = None) -> list[tuple[WorkerRef, float]]:
+        """Probe the awaited ``peers``, each judged by its requester's liveness deadline (or
+        this worker's own when none was given, and never a longer one); the ones found dead
+        (each reported once per wait), with the deadline that condemned them."""
         now = time.monotonic() if now is None else now
-        interval, grace = timing(self.timeout)
-        awaited = {peer.incarnation: peer for peer in peers}
+        awaited = {peer.incarnation: (peer, min(self.timeout, asked or self.timeout))
+                   for peer, asked in peers}
         self._watching &= set(awaited)
         for probe in self._probes.values():
             probe.read()  # late answers too: a readable socket left unread would spin the poll
         dead = []
-        for incarnation, peer in awaited.items():
+        self._intervals = {}
+        for incarnation, (peer, timeout) in awaited.items():
+            interval, grace = timing(timeout)
+            self._intervals[incarnation] = interval
             probe = self._probe(peer)
             if incarnation not in self._watching:
                 probe.begin(now, interval)
                 self._watching.add(incarnation)
             probe.service(interval, now)
-            if probe.dead(self.timeout, grace, now):
-                dead.append(peer)
+            if probe.dead(timeout, grace, now):
+                dead.append((peer, timeout))
                 self._watching.discard(incarnation)
         return dead
 
-    def detail(self, peer: WorkerRef) -> str:
+    def detail(self, peer: WorkerRef, timeout: float) -> str:
         """Why ``peer`` counts as dead, for the error that names it."""
         probe = self._probes.get(peer.incarnation)
         if probe is not None and probe.stale:
             return probe.stale
         if peer.liveness is None:
-            return f"no answer within {self.timeout:.1f} s (it announced no liveness endpoint)"
-        return (f"no liveness answer for {self.timeout:.1f} s (killed, frozen or unreachable)")
+            return f"no answer within {timeout:.1f} s (it announced no liveness endpoint)"
+        return f"no liveness answer for {timeout:.1f} s (killed, frozen or unreachable)"
 
     def next_due(self) -> float | None:
         """When the loop must look again (the next probe, or a verdict)."""
         if not self._watching:
             return None
-        interval, _ = timing(self.timeout)
-        return min(self._probes[i].next_due(interval) for i in self._watching)
+        return min(self._probes[i].next_due(self._intervals.get(i, 1.0)) for i in self._watching)
 
     def _probe(self, peer: WorkerRef) -> Probe:
         probe = self._probes.get(peer.incarnation)

@@ -182,8 +182,8 @@ class WorkerServer:
     def _check_peers(self) -> None:
         """What waits for a peer found dead (no liveness answers) fails, naming the peer."""
         self.loop_state.awaiting_peers = len(self.waiters)
-        for peer in self.peer_liveness.check(self.waiters.awaited_peers().values()):
-            self.waiters.peer_dead(peer.incarnation, self.peer_liveness.detail(peer))
+        for peer, timeout in self.peer_liveness.check(self.waiters.awaited_peers().values()):
+            self.waiters.peer_dead(peer.incarnation, self.peer_liveness.detail(peer, timeout))
 
     def _send_queued(self) -> None:
         try:
