@@ -30,6 +30,7 @@ answering the client's probes, while it waits on a live peer.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ from ..wire.liveness import ALIVE, MAX_PROBE_BYTES, Probe, decode, encode, timin
 
 log = logging.getLogger("syftzmq.worker")
 
-POLL_MS = 200  # how often the thread looks at its stop flag
 
 
 @dataclass
@@ -87,6 +87,7 @@ class LivenessEndpoint:
         self.answered = 0
         self.rejected = 0
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # stop() wakes the thread's poll at once
         self.socket = context.socket(zmq.ROUTER)
         try:
             self.socket.setsockopt(zmq.LINGER, 0)
@@ -101,6 +102,8 @@ class LivenessEndpoint:
             self.socket.bind(bind)
         except BaseException:
             self.socket.close(linger=0)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
             raise
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         # the socket is handed to the thread before it starts, and never used here again
@@ -111,22 +114,29 @@ class LivenessEndpoint:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop answering; the thread closes its socket (before the context terminates)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        os.write(self._wake_w, b"x")
         if self._thread.is_alive():
             self._thread.join(timeout)
-        elif not self.socket.closed:
+        elif self._thread.ident is None:  # never started: nobody else closes these
             self.socket.close(linger=0)
+            os.close(self._wake_r)
+        os.close(self._wake_w)
         if self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@"):
-            import os
             try:
                 os.unlink(self.endpoint[len("ipc://"):])
             except FileNotFoundError:
                 pass
 
     def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if self.socket.poll(POLL_MS):
+                if self.socket in dict(poller.poll()):
                     self._answer_waiting()
         except Exception:
             if not self._stop.is_set():
@@ -134,6 +144,7 @@ class LivenessEndpoint:
                               "clients that wait for it")
         finally:
             self.socket.close(linger=0)
+            os.close(self._wake_r)
 
     def _answer_waiting(self) -> None:
         for _ in range(100):
