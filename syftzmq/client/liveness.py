@@ -48,7 +48,7 @@ class ClientLiveness:
     """The probes of one client session, by worker incarnation."""
 
     def __init__(self, context: zmq.Context, own_incarnation: str, credentials: Credentials,
-                 timeout: float = 5.0, interval: float = 1.0) -> None:
+                 timeout: float = 5.0, interval: float = 1.0, stats: Any = None) -> None:
         self._context = context
         self._own = own_incarnation
         self._credentials = credentials
@@ -56,7 +56,7 @@ class ClientLiveness:
         self.interval = interval
         self.timeout = timeout
         self.set_timeout(timeout)
-        self.probes_sent = 0
+        self._stats = stats  # a Stats: liveness_probes, liveness_answers
 
     def set_timeout(self, seconds: float) -> None:
         """The liveness deadline: a worker silent this long is reported dead."""
@@ -89,10 +89,7 @@ class ClientLiveness:
                 return
             now = time.monotonic()
             for incarnation in waiting:
-                probe = probes[incarnation]
-                before = probe.last_sent
-                probe.service(interval, now)
-                self.probes_sent += probe.last_sent != before
+                self._service(probes[incarnation], interval, now)
             for incarnation in waiting:
                 if probes[incarnation].dead(self.timeout, grace, now):
                     raise self._unavailable(refs[incarnation], probes[incarnation])
@@ -115,13 +112,20 @@ class ClientLiveness:
         probe.begin(time.monotonic(), 0.0)
         while True:
             now = time.monotonic()
-            probe.service(interval, now)
+            self._service(probe, interval, now)
             if probe.proven_at > probe.started:
                 return True
             if probe.dead(self.timeout, grace, now):
                 raise self._unavailable(ref, probe)
             wait = min(probe.next_due(interval), probe.proven_at + self.timeout) - now
             probe.socket.poll(max(1, int(wait * 1000) + 1))
+
+    def _service(self, probe: Probe, interval: float, now: float) -> None:
+        sent, answered = probe.last_sent, probe.answered
+        probe.service(interval, now)
+        if self._stats is not None:
+            self._stats.liveness_probes += probe.last_sent != sent and probe.socket is not None
+            self._stats.liveness_answers += probe.answered - answered
 
     def _unavailable(self, ref: WorkerRef, probe: Probe) -> WorkerUnavailable:
         if probe.stale is not None:

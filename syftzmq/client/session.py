@@ -82,7 +82,7 @@ class ClientSession:
                                         self._send_timeout(), self._incarnations_named)
         self._liveness = ClientLiveness(self.context, self.ref.incarnation,
                                         self._connections.credentials, settings.liveness_timeout,
-                                        settings.liveness_interval)
+                                        settings.liveness_interval, self.stats)
         self._chains = ChainHolders()
         self._pending = Pending()
         self._sender = Sender(self.ref.incarnation, self._connections, self._chains,

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> a
                         help="endpoint of the liveness socket, which a thread of its own answers "
                              "while the worker computes (default: the --bind interface, a free "
                              "port; for ipc://PATH, ipc://PATH.live)")
+    parser.add_argument("--liveness-advertise", default=None,
+                        help="address others should probe the liveness socket at (default: the "
+                             "--advertise host with the liveness socket's port)")
     parser.add_argument("--liveness-timeout", type=float, default=SETTINGS.liveness_timeout,
                         help="report a peer this worker waits for as dead after this many "
                              "seconds without a liveness answer (default "
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> int:
                               lease_seconds=args.lease_seconds,
                               max_message_bytes=args.max_message_bytes, curve=curve,
                               liveness_bind_to=args.liveness_bind,
+                              liveness_advertise=args.liveness_advertise,
                               liveness_timeout=args.liveness_timeout)
     except PermissionError as exc:
         print(f"syftzmq-worker: {exc}", file=sys.stderr)

@@ -65,7 +65,7 @@ class WorkerServer:
                  advertise: str | None = None, parent_fd: int | None = None, safe: bool = False,
                  lease_seconds: float = SETTINGS.lease_seconds,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, curve: Any = None,
-                 liveness_bind_to: str | None = None,
+                 liveness_bind_to: str | None = None, liveness_advertise: str | None = None,
                  liveness_timeout: float = SETTINGS.liveness_timeout) -> None:
         if key is None and not is_loopback(bind):
             raise PermissionError(f"refusing to bind {bind} without a key: anyone who can reach "
@@ -80,8 +80,8 @@ class WorkerServer:
             bind, self.endpoint), incarnation, key, self.loop_state, curve)
         self.ref = WorkerRef(worker_id, advertise or self.endpoint, incarnation,
                              shm=shm.namespace(),
-                             liveness=liveness_address(advertise or self.endpoint,
-                                                       self.liveness.endpoint))
+                             liveness=liveness_advertise or liveness_address(
+                                 advertise or self.endpoint, self.liveness.endpoint))
         self.signer = Signer(key)
         self.safe = safe
         self.max_message_bytes = max_message_bytes
