@@ -67,8 +67,9 @@ class Settings:
             try:
                 return convert(text)
             except ValueError:
+                kind = getattr(convert, "describes", convert.__name__)
                 raise ValueError(f"environment variable {name}={text!r} is not a valid "
-                                 f"{convert.__name__}; unset it or fix its value") from None
+                                 f"{kind}; unset it or fix its value") from None
 
         threads = read("SYFTZMQ_WORKER_THREADS", int, None)
         log_level = environ.get("SYFTZMQ_LOG_LEVEL")
@@ -110,5 +111,8 @@ def optional_seconds(text: str) -> float | None:
     """A positive number of seconds, or ``none`` (no bound)."""
     return None if text.strip().lower() in ("none", "inf") else positive_seconds(text)
 
+
+positive_seconds.describes = "positive number of seconds"  # type: ignore[attr-defined]
+optional_seconds.describes = "positive number of seconds, or none"  # type: ignore[attr-defined]
 
 SETTINGS = Settings.from_environ()
