@@ -1,10 +1,13 @@
 """The worker process's event loop and lifecycle: sockets, signals, the poll loop, shutdown.
 
-Everything happens on one thread. One ROUTER receives requests; one DEALER per peer
+The loop runs on one thread. One ROUTER receives requests; one DEALER per peer
 (:mod:`syftzmq.worker.peers`) carries what this worker forwards and brings back the peers'
 replies. Each turn of the loop reads what arrived (a bounded batch per socket, so no sender
 starves the others), sends what the handlers queued for peers, runs the timeouts of replies
-awaited from peers, and the lease tick. Nothing in the loop waits on another process.
+awaited from peers, the liveness probes of peers something waits for, and the lease tick.
+Nothing in the loop waits on another process. Apart from the loop, a thread of its own answers
+liveness probes (:mod:`syftzmq.worker.liveness`), so a worker busy for minutes in one message
+is known to be alive.
 
 This module owns receiving and routing: a message is checked at the envelope (frames,
 protocol, size, signature, replay — failures are dropped unanswered and counted), decoded,

@@ -25,6 +25,7 @@ import syftzmq as sy
 from support.blackhole import Relay
 from support.processes import wait_for_exit, wait_until
 from syftzmq.client.launcher import spawn_worker
+from syftzmq.security.curve import CurveClient, create_curve_dir
 from syftzmq.security.keys import read_key
 from syftzmq.wire.liveness import Probe
 
@@ -67,11 +68,15 @@ def spawned(hook):
 def products_for(worker, seconds: float) -> int:
     """How many SIZE x SIZE matrix products take about ``seconds`` on ``worker`` (measured)."""
     x = torch.randn(SIZE, SIZE).send(worker)
+    x = x @ x / SIZE                            # the first product pays for warming up
+    worker.object_count()                       # the data is there: only computing is timed
     start = time.monotonic()
     for _ in range(3):
         x = x @ x / SIZE
-    x.get()
-    return max(4, math.ceil(seconds / ((time.monotonic() - start) / 3)))
+    worker.object_count()                       # waits for the products; no tensor travels
+    elapsed = time.monotonic() - start
+    del x
+    return max(4, math.ceil(seconds / (elapsed / 3)))
 
 
 def busy(pointer, eye, products: int):
@@ -306,6 +311,49 @@ def test_the_liveness_endpoint_answers_only_signed_probes_naming_its_incarnation
     finally:
         for probe in (right, wrong_key, old_incarnation):
             probe.close()
+
+
+def test_with_curve_probes_are_encrypted_and_strangers_get_no_answer(hook, tmp_path):
+    """CURVE workers: the client's probes and a worker's probes of its peer pass the same
+    authenticator as the main sockets; a client without the keys gets no liveness answer."""
+    directory = create_curve_dir(tmp_path / "curve")
+    key_file = sy.default_session().cluster_key_file()
+    processes = [spawn_worker(name, key_file=key_file, log_level="ERROR",
+                              extra_args=["--curve-dir", str(directory)])
+                 for name in ("curve_hop", "curve_tail")]
+    workers = []
+    try:
+        hop, tail = workers[:] = [sy.Worker(hook, id=p.id, address=p.endpoint, key_file=key_file,
+                                            curve_dir=directory) for p in processes]
+        n = products_for(tail, BUSY_SECONDS)
+        data = torch.randn(SIZE, SIZE)
+        chain, eye = data.send(tail).send(hop), torch.eye(SIZE).send(tail).send(hop)
+        assert len(tail._objects) == 2
+        before = probes()
+        assert torch.equal(busy(chain, eye, n).get().get(), data)   # hop probed tail meanwhile
+        assert probes() - before > DEADLINE
+        key = read_key(key_file)
+        context = sy.default_session().context
+        stranger = Probe(context, "x#1", tail.ref.incarnation, tail.ref.liveness, key)  # no CURVE
+        member = Probe(context, "x#2", tail.ref.incarnation, tail.ref.liveness, key,
+                       CurveClient(directory))
+        try:
+            for probe in (stranger, member):
+                probe.begin(first_in=0)
+                probe.send()
+            wait_until(lambda: member.read() or member.answered, 20, "a CURVE liveness answer")
+            stranger.socket.poll(500)
+            stranger.read()
+            assert stranger.answered == 0
+        finally:
+            stranger.close()
+            member.close()
+        del chain, eye
+    finally:
+        for worker in workers:
+            sy.default_session().forget(worker.ref)
+        for process in processes:
+            process.stop()
 
 
 def _free_port() -> int:
