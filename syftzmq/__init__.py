@@ -39,7 +39,7 @@ _EXPORTS = {
     "MultiPointerTensor": "tensor.multi_pointer", "combine_pointers": "tensor.multi_pointer",
     "PointerPlan": "plan.pysyft", "State": "plan.state",
     **{name: "errors" for name in (
-        "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerMismatchError",
+        "SyftZmqError", "RemoteError", "WorkerUnavailable", "WorkerTimeout", "WorkerMismatchError",
         "ObjectGoneError", "ObjectNotFoundError", "NeedsGetError", "ProtocolError",
         "StaleIncarnationError", "OperationRefused", "RefusedByPolicy", "IdCollisionError",
         "InvalidTensorForRemoteGet", "WorkerShutDown", "NotConnected", "MessageTooLarge",
@@ -62,10 +62,17 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def set_timeout(seconds: float) -> None:
-    """How long an observation waits for a worker before raising :class:`WorkerUnavailable`
-    (default 5 s, or ``SYFTZMQ_TIMEOUT``); applies to connections already open too."""
+def set_timeout(seconds: float | None) -> None:
+    """Bound every observation to ``seconds``: one that runs out raises :class:`WorkerTimeout`
+    (the worker is alive, still working). ``None`` (the default, or ``SYFTZMQ_TIMEOUT``): wait
+    as long as the worker is alive. Applies to connections already open too."""
     __getattr__("default_session")().set_timeout(seconds)
+
+
+def set_liveness_timeout(seconds: float) -> None:
+    """Report a worker dead (:class:`WorkerUnavailable`) once it has answered no liveness probe
+    for ``seconds`` (default 5, or ``SYFTZMQ_LIVENESS_TIMEOUT``)."""
+    __getattr__("default_session")().set_liveness_timeout(seconds)
 
 
 def stats() -> Any:
@@ -73,7 +80,7 @@ def stats() -> Any:
     return __getattr__("default_session")().stats.snapshot()
 
 
-__all__ = sorted([*_EXPORTS, "local_worker", "set_timeout", "stats"])
+__all__ = sorted([*_EXPORTS, "local_worker", "set_timeout", "set_liveness_timeout", "stats"])
 
 
 def __dir__() -> list[str]:

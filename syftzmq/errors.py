@@ -16,7 +16,8 @@ class SyftZmqError(Exception):
 
 
 class WorkerUnavailable(SyftZmqError, TimeoutError):
-    """A worker did not answer within the deadline, or cannot be reached at all."""
+    """A worker is dead as far as this process can tell: killed, frozen, unreachable (it
+    answered no liveness probe for the liveness deadline), or it cannot be reached at all."""
 
     def __init__(self, worker: str, address: str | None, detail: str = "") -> None:
         self.worker = worker
@@ -24,6 +25,21 @@ class WorkerUnavailable(SyftZmqError, TimeoutError):
         self.detail = detail
         where = f" at {address}" if address else ""
         super().__init__(f"worker {worker!r}{where} is unavailable" + (f": {detail}" if detail else ""))
+
+
+class WorkerTimeout(SyftZmqError, TimeoutError):
+    """A call bounded by the user (``timeout=``, ``sy.set_timeout``) ran out while the worker
+    was alive and still working on it. Not a :class:`WorkerUnavailable`: nothing is wrong with
+    the worker; wait longer (a larger bound, or none) or ask for less."""
+
+    def __init__(self, worker: str, address: str | None, seconds: float, detail: str = "") -> None:
+        self.worker = worker
+        self.address = address
+        self.seconds = seconds
+        self.detail = detail
+        where = f" at {address}" if address else ""
+        super().__init__(f"worker {worker!r}{where} gave no answer within {seconds:.1f} s"
+                         + (f"; {detail}" if detail else ""))
 
 
 class WorkerShutDown(WorkerUnavailable):

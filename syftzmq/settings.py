@@ -8,7 +8,11 @@ environment. Command-line options of ``syftzmq-worker`` take their defaults from
 =============================  =========================================================
 variable                       meaning (default)
 =============================  =========================================================
-``SYFTZMQ_TIMEOUT``            seconds an observation waits for a worker (5)
+``SYFTZMQ_TIMEOUT``            bound, in seconds, on every observation (none: an
+                               observation waits as long as its worker is alive)
+``SYFTZMQ_LIVENESS_TIMEOUT``   a worker that answers no liveness probe for this many
+                               seconds is reported dead (5)
+``SYFTZMQ_LIVENESS_INTERVAL``  seconds between liveness probes while waiting (1)
 ``SYFTZMQ_KEY_FILE``           the cluster key file, for clients and workers (none)
 ``SYFTZMQ_CURVE_DIR``          CURVE key directory: encrypt and authenticate (none)
 ``SYFTZMQ_LOG_LEVEL``          log level of worker processes (``INFO``; ``WARNING`` for
@@ -37,7 +41,9 @@ from typing import Mapping
 
 @dataclass(frozen=True)
 class Settings:
-    timeout: float = 5.0
+    timeout: float | None = None
+    liveness_timeout: float = 5.0
+    liveness_interval: float = 1.0
     key_file: str | None = None
     curve_dir: str | None = None
     log_level: str = "INFO"
@@ -64,13 +70,18 @@ class Settings:
             try:
                 return convert(text)
             except ValueError:
+                kind = getattr(convert, "describes", convert.__name__)
                 raise ValueError(f"environment variable {name}={text!r} is not a valid "
-                                 f"{convert.__name__}; unset it or fix its value") from None
+                                 f"{kind}; unset it or fix its value") from None
 
         threads = read("SYFTZMQ_WORKER_THREADS", int, None)
         log_level = environ.get("SYFTZMQ_LOG_LEVEL")
         return cls(
-            timeout=read("SYFTZMQ_TIMEOUT", float, cls.timeout),
+            timeout=read("SYFTZMQ_TIMEOUT", optional_seconds, cls.timeout),
+            liveness_timeout=read("SYFTZMQ_LIVENESS_TIMEOUT", positive_seconds,
+                                  cls.liveness_timeout),
+            liveness_interval=read("SYFTZMQ_LIVENESS_INTERVAL", positive_seconds,
+                                   cls.liveness_interval),
             key_file=environ.get("SYFTZMQ_KEY_FILE") or None,
             curve_dir=environ.get("SYFTZMQ_CURVE_DIR") or None,
             log_level=log_level or cls.log_level,
@@ -91,5 +102,21 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+
+def positive_seconds(text: str) -> float:
+    """A positive number of seconds (``ValueError`` otherwise)."""
+    seconds = float(text)
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(text)
+    return seconds
+
+
+def optional_seconds(text: str) -> float | None:
+    """A positive number of seconds, or ``none`` (no bound)."""
+    return None if text.strip().lower() in ("none", "inf") else positive_seconds(text)
+
+
+positive_seconds.describes = "positive number of seconds"  # type: ignore[attr-defined]
+optional_seconds.describes = "positive number of seconds, or none"  # type: ignore[attr-defined]
 
 SETTINGS = Settings.from_environ()

@@ -55,9 +55,10 @@ def victim(hook):
 
 @pytest.fixture
 def short_timeout():
-    """A 2 s deadline for the test (restored after), so a dead worker is noticed quickly."""
+    """A 2 s liveness deadline for the test (restored after), so a dead worker is noticed
+    quickly. Waits stay unbounded: only a worker that stops answering probes fails them."""
     session = sy.default_session()
-    before = session.timeout
-    sy.set_timeout(2.0)
+    before = session.liveness_timeout
+    sy.set_liveness_timeout(2.0)
     yield 2.0
-    session.timeout = before
+    sy.set_liveness_timeout(before)

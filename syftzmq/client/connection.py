@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -61,11 +61,13 @@ class Connection:
         through shared memory both ways. Unknown (``None``): frames, which always work."""
         self.shared_memory = is_loopback(self.address) and shm.shared_with(peer_shm)
 
-    def send(self, msg: dict, flags: int = 0) -> int:
+    def send(self, msg: dict, flags: int = 0, still_waiting: Callable[[], bool] | None = None) -> int:
         """Send ``msg``; returns the number of bytes put on the wire.
 
-        Blocks while the queue is full (backpressure), up to the send timeout; raises
-        ``zmq.Again`` then, or at once with ``flags=zmq.NOBLOCK``.
+        Blocks while the queue is full (backpressure), up to the send timeout; then, if
+        ``still_waiting()`` says so (the worker is alive, see :mod:`syftzmq.client.liveness`),
+        the same frames wait again; else it raises ``zmq.Again`` (at once with
+        ``flags=zmq.NOBLOCK``).
         """
         if self.shared_memory and msg.get("req"):
             msg["shm"] = True  # the reply may use shared memory too
@@ -77,7 +79,13 @@ class Connection:
                 self.max_request_bytes, "nothing was sent; send the data in parts (torch.chunk "
                 "or split), or start the worker with a larger --max-message-bytes")
         frames = pack(self.signer, header, buffers, self.shared_memory, self.address)
-        self.socket.send_multipart(frames, flags, copy=False)
+        while True:
+            try:
+                self.socket.send_multipart(frames, flags, copy=False)
+                break
+            except zmq.Again:
+                if flags & zmq.NOBLOCK or still_waiting is None or not still_waiting():
+                    raise
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
 
     def receive(self, stats: Any = None, wait_ms: int = 0) -> dict | None:

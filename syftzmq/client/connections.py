@@ -108,6 +108,14 @@ class Connections:
             return known
         return WorkerRef(incarnation.split("#")[0], self._open[incarnation].address, incarnation)
 
+    def credentials(self, location: WorkerRef) -> tuple[bytes | None, Any]:
+        """The key and CURVE setting this client uses for ``location`` (its liveness endpoint
+        wants the same)."""
+        connection = self._open.get(location.incarnation)
+        key = connection.signer.key if connection is not None else \
+            self._keys.get(location.address, self._default_key)
+        return key, self._curves.get(location.address, self._default_curve)
+
     def check_current(self, location: WorkerRef) -> None:
         """Raise if ``location`` is an incarnation that this client shut down, or that a restart
         of its worker replaced."""

@@ -48,6 +48,7 @@ class WorkerProcess:
     incarnation: str
     popen: Any  # subprocess.Popen, or zygote.ForkedProcess
     _lifeline: int | None = None
+    liveness: str | None = None  # its liveness endpoint (see syftzmq.worker.liveness)
 
     @property
     def pid(self) -> int:
@@ -139,6 +140,7 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
         process.stop()
         raise
     process.endpoint, process.incarnation = info["endpoint"], info["incarnation"]
+    process.liveness = info.get("liveness")
     popen.stdout.close()
     return process
 

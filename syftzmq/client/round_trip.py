@@ -4,9 +4,10 @@ workers an observation must flush first.
 Commands are fire-and-forget, so the session remembers which workers received something since
 they last answered (:class:`Pending`): an observation of W first flushes those others (one
 parallel round trip), so its answer reflects every earlier command, along chains too. Several
-requests share one deadline and are multiplexed over their sockets (:class:`RoundTrips`);
-replies are matched to requests by a fresh ``req`` id (:class:`Awaiting`), so a late answer to
-an ask that timed out earlier is recognised and dropped.
+requests are multiplexed over their sockets (:class:`RoundTrips`); replies are matched to
+requests by a fresh ``req`` id (:class:`Awaiting`), so a late answer to an ask that was given up
+earlier is recognised and dropped. A round trip waits as long as its workers are alive (see
+:mod:`syftzmq.client.liveness`), or up to the bound the user gave.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import zmq
 from ..core.ids import new_id
 from ..core.messages import DEL
 from ..core.refs import WorkerRef
-from ..errors import WorkerUnavailable
+from ..errors import WorkerTimeout, WorkerUnavailable
 from .connections import Connections
+from .liveness import ClientLiveness
 from .stats import Stats
 
 
@@ -60,7 +62,8 @@ class Pending:
         self.unresponsive.discard(incarnation)
 
     def timed_out(self, missing: str, asked: Iterable[str]) -> None:
-        """``missing`` did not answer in time: nothing asked waits for the others any more."""
+        """``missing`` did not answer (dead, or the call's bound ran out): nothing asked waits
+        for the others any more."""
         self.unresponsive.add(missing)
         for incarnation in asked:
             self.dirty.discard(incarnation)
@@ -104,35 +107,43 @@ class RoundTrips:
     """Sends requests through the session's one way out and waits for their replies."""
 
     def __init__(self, connections: Connections, send: Callable[[WorkerRef, dict], None],
-                 pending: Pending, stats: Stats) -> None:
+                 pending: Pending, stats: Stats, liveness: ClientLiveness) -> None:
         self._connections = connections
         self._send = send
         self._pending = pending
         self._stats = stats
+        self.liveness = liveness
 
     def run(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
-            timeout: float) -> dict[str, Any]:
+            timeout: float | None) -> dict[str, Any]:
         """Send one request per worker, wait for every reply; raise the first error.
 
-        Raises :class:`WorkerUnavailable` naming the first worker that did not answer within
-        ``timeout`` (counted from the last send).
+        Waits as long as the workers are alive; raises :class:`WorkerUnavailable` naming the
+        first worker found dead, or, if ``timeout`` (seconds, counted from the last send)
+        bounds the call, :class:`WorkerTimeout` when it runs out.
         """
         awaiting = Awaiting()
         for incarnation, msg in requests.items():
             msg["req"] = awaiting.expect(incarnation)
             msg["timeout"] = timeout
+            msg["liveness"] = self.liveness.timeout  # a worker judges its peers by it too
             self._send(refs[incarnation], msg)
         self._stats.round_trips += 1
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        plain = started + self.liveness.first_wait(timeout)
         if len(requests) == 1:  # the common case: wait in the receive itself, no poller
-            self._wait_one(awaiting, next(iter(requests)), deadline)
+            self._wait_one(awaiting, next(iter(requests)), plain)
         else:
-            self._wait_many(awaiting, list(requests), deadline)
+            self._wait_many(awaiting, list(requests), plain)
         if not awaiting.complete:
-            (missing, *_) = awaiting.missing()
-            self._pending.timed_out(missing, requests)
-            ref = refs[missing]
-            raise WorkerUnavailable(ref.id, ref.address, f"no answer within {timeout:.1f} s")
+            try:
+                self.liveness.wait(refs, awaiting.missing, lambda until, extra: self._wait_many(
+                    awaiting, awaiting.missing(), until, extra), started, timeout)
+            except (WorkerUnavailable, WorkerTimeout) as exc:
+                missing = awaiting.missing()
+                self._pending.timed_out(next((i for i in missing if refs[i].id == exc.worker),
+                                             missing[0]), requests)
+                raise
         return self._results(awaiting.replies)
 
     def _wait_one(self, awaiting: Awaiting, incarnation: str, deadline: float) -> None:
@@ -143,10 +154,14 @@ class RoundTrips:
                 return
             awaiting.offer(incarnation, connection.receive(self._stats, int(remaining * 1000) + 1))
 
-    def _wait_many(self, awaiting: Awaiting, incarnations: list[str], deadline: float) -> None:
+    def _wait_many(self, awaiting: Awaiting, incarnations: list[str], deadline: float,
+                   extra: list[zmq.Socket] = ()) -> None:
+        """Receive replies until all came or ``deadline``, or one of ``extra`` is readable."""
         poller = zmq.Poller()
         for incarnation in incarnations:
             poller.register(self._connections[incarnation].socket, zmq.POLLIN)
+        for sock in extra:
+            poller.register(sock, zmq.POLLIN)
         while not awaiting.complete:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -161,6 +176,8 @@ class RoundTrips:
                     if msg is None:
                         break
                     awaiting.offer(incarnation, msg)
+            if any(sock in ready for sock in extra):
+                return  # a liveness answer: the caller reads it
 
     def _results(self, replies: dict[str, dict]) -> dict[str, Any]:
         """Every answering worker is caught up; the first remote error is raised."""

@@ -39,7 +39,10 @@ class Sender:
 
     def __init__(self, origin: str, connections: Connections, chains: ChainHolders,
                  pending: Pending, stats: Stats, lock: threading.RLock, *, max_queued: int,
-                 linger: float) -> None:
+                 linger: float, when_blocked: Callable[[WorkerRef], bool] | None = None) -> None:
+        """``when_blocked(location)`` is asked when a send stayed blocked for the send timeout:
+        True to keep waiting (the worker is alive and unbounded), else it raises or returns
+        False (then :class:`WorkerUnavailable`)."""
         self._origin = origin
         self._connections = connections
         self._chains = chains
@@ -51,6 +54,7 @@ class Sender:
         self.on_sent: Callable[[WorkerRef, dict], None] | None = None
         # received gets to confirm; they ride on the next message to their worker
         self.confirmations = Confirmations()
+        self._when_blocked = when_blocked
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first).
@@ -73,7 +77,9 @@ class Sender:
         try:
             if location.incarnation in self._chains:
                 self._release_queues_for(location)
-            self._stats.bytes_sent += connection.send(msg, flags)
+            still_waiting = None if self._when_blocked is None else (
+                lambda: self._when_blocked(location))
+            self._stats.bytes_sent += connection.send(msg, flags, still_waiting)
         except BaseException as exc:
             self.outbox.put_back(location.incarnation, location, msg.pop(BEFORE, []))
             self.confirmations.put_back(location, msg.pop(CONFIRMS, []))

@@ -13,7 +13,8 @@ The session is a facade over parts with one job each:
 - :mod:`~syftzmq.client.sending`: the one way out, carrying the
   :mod:`~syftzmq.client.outbox` and keeping the chain-holder order (:mod:`~syftzmq.client.chains`);
 - :mod:`~syftzmq.client.releases`: deletes of dead pointers, riding on the next message;
-- :mod:`~syftzmq.client.round_trip`: requests, replies, deadlines, and who must be flushed;
+- :mod:`~syftzmq.client.round_trip`: requests, replies, and who must be flushed;
+- :mod:`~syftzmq.client.liveness`: waiting as long as the worker is alive (probes);
 - :mod:`~syftzmq.client.heartbeat`: lease renewal while the user's code is idle.
 
 What stays here: commands, stores and typed requests (``get``, ``info``, ``objects``,
@@ -42,7 +43,7 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import NotConnected, WorkerIdMismatch
+from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
@@ -51,6 +52,7 @@ from .connections import Connections
 from .deliveries import MoveDoubt
 from .diagnose import no_answer
 from .heartbeat import Heartbeat
+from .liveness import ClientLiveness
 from .releases import ReleaseQueue
 from .round_trip import Pending, RoundTrips
 from .sending import Sender
@@ -83,14 +85,18 @@ class ClientSession:
         self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
         self._heartbeat = Heartbeat(self.context, self.ref.incarnation, settings.lease_seconds)
         self._connections = Connections(self.context, self.ref.incarnation, self._heartbeat,
-                                        self._timeout, self._incarnations_named)
+                                        self._send_timeout(), self._incarnations_named)
+        self._liveness = ClientLiveness(self.context, self.ref.incarnation,
+                                        self._connections.credentials, settings.liveness_timeout,
+                                        settings.liveness_interval, self.stats)
         self._chains = ChainHolders()
         self._pending = Pending()
         self._sender = Sender(self.ref.incarnation, self._connections, self._chains,
                               self._pending, self.stats, self._lock,
-                              max_queued=settings.batch, linger=settings.linger_seconds)
+                              max_queued=settings.batch, linger=settings.linger_seconds,
+                              when_blocked=self._when_blocked)
         self._round_trips = RoundTrips(self._connections, self._sender.send_now, self._pending,
-                                       self.stats)
+                                       self.stats, self._liveness)
         self._releases = ReleaseQueue()
         self._handles: dict[str, Any] = {}
         self._safe_modes: dict[str, bool] = {}  # incarnation -> runs with --safe
@@ -167,22 +173,54 @@ class ClientSession:
         return found
 
     @property
-    def timeout(self) -> float:
-        """The deadline of every observation and blocked send, in seconds."""
+    def timeout(self) -> float | None:
+        """The bound on every observation and blocked send, in seconds; ``None`` (the
+        default): they wait as long as the worker is alive."""
         return self._timeout
 
     @timeout.setter
-    def timeout(self, seconds: float) -> None:
+    def timeout(self, seconds: float | None) -> None:
         self.set_timeout(seconds)
 
-    def set_timeout(self, seconds: float) -> None:
-        """The deadline of every later observation and blocked send, on every connection,
-        open ones included."""
-        if not seconds > 0:
-            raise ValueError(f"the timeout must be a positive number of seconds, got {seconds!r}")
+    def set_timeout(self, seconds: float | None) -> None:
+        """Bound every later observation and blocked send (on every connection, open ones
+        included); a call that runs out raises :class:`~syftzmq.errors.WorkerTimeout`.
+        ``None`` removes the bound."""
+        if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+            raise ValueError(f"the timeout must be a positive number of seconds or None, "
+                             f"got {seconds!r}")
         with self._lock:
-            self._timeout = float(seconds)
-            self._connections.set_send_timeout(self._timeout)
+            self._timeout = None if seconds is None else float(seconds)
+            self._connections.set_send_timeout(self._send_timeout())
+
+    @property
+    def liveness_timeout(self) -> float:
+        """Seconds without a liveness answer after which a worker is reported dead."""
+        return self._liveness.timeout
+
+    def set_liveness_timeout(self, seconds: float) -> None:
+        """How long a worker may leave liveness probes unanswered before this client reports
+        it dead (:class:`~syftzmq.errors.WorkerUnavailable`); also how long an unbounded
+        blocked send waits before it checks that the worker is alive."""
+        with self._lock:
+            self._liveness.set_timeout(seconds)
+            self._connections.set_send_timeout(self._send_timeout())
+
+    def _send_timeout(self) -> float:
+        liveness = getattr(self, "_liveness", None)
+        return self._timeout if self._timeout is not None else (
+            liveness.timeout if liveness is not None else self.settings.liveness_timeout)
+
+    def _when_blocked(self, location: WorkerRef) -> bool:
+        """A send stayed blocked for the send timeout (the worker's queue is full): wait on
+        while the worker is alive and the call unbounded (see :class:`Sender`)."""
+        if not self._liveness.check_alive(location):
+            return False
+        if self._timeout is not None:
+            raise WorkerTimeout(location.id, location.address, self._timeout,
+                                "its queue stayed full: the worker is alive and still working "
+                                "through what was sent before")
+        return True
 
     def set_verbose(self, on: bool) -> None:
         """Print a line for every message this session sends (see :mod:`syftzmq.client.verbose`)."""
@@ -362,7 +400,8 @@ class ClientSession:
 
     # ------------------------------------------------------------------ observations
     def observe(self, location: WorkerRef, msg: dict, timeout: float | None = None) -> Any:
-        """Ask ``location`` something; the answer reflects every command issued before."""
+        """Ask ``location`` something; the answer reflects every command issued before.
+        Waits as long as the worker is alive, or up to ``timeout`` (else the session's bound)."""
         timeout = timeout or self.timeout
         self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
@@ -378,7 +417,7 @@ class ClientSession:
                     self._releases.requeue(location, msg.pop(RELEASES, ()))
                 raise
 
-    def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float) -> Any:
+    def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float | None) -> Any:
         complete = needs_complete_flush(msg)
         others = self._pending.to_flush(location.incarnation, complete)
         if msg.get("kind") == MOVE:
@@ -395,7 +434,7 @@ class ClientSession:
                                 timeout)[location.incarnation]
 
     def _round_trip(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
-                    timeout: float) -> dict[str, Any]:
+                    timeout: float | None) -> dict[str, Any]:
         """One multiplexed round trip (see :class:`RoundTrips`). A heartbeat thread that died
         is noticed here, before the leases it should renew run out."""
         self._heartbeat.ensure_running()
@@ -562,6 +601,7 @@ class ClientSession:
             self._pending.forget(incarnation)
             self._chains.forget(incarnation)
             self._safe_modes.pop(incarnation, None)
+            self._liveness.forget(incarnation)
             self._connections.forget(incarnation, replaced_by)
 
     # ------------------------------------------------------------------ end of life
@@ -593,6 +633,7 @@ class ClientSession:
             self._heartbeat.stop()
             for process in reversed(self._processes):  # a worker template after its workers
                 process.stop()
+            self._liveness.close()
             self._connections.close()
             self.context.term()
             self._remove_cluster_key_file()

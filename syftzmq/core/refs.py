@@ -21,13 +21,15 @@ class WorkerRef:
     under the same id and address is a new incarnation, and refuses what was meant for the old
     one. ``shm`` names the shared-memory filesystem the worker sees
     (:func:`syftzmq.wire.shm.namespace`): bulk bytes go through ``/dev/shm`` only to a worker on
-    this host that sees the same one.
+    this host that sees the same one. ``liveness`` is the address of the worker's liveness
+    endpoint (:mod:`syftzmq.worker.liveness`): who waits for the worker probes it there.
     """
 
     id: str
     address: str | None
     incarnation: str
     shm: str | None = field(default=None, compare=False)
+    liveness: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"WorkerRef({self.id!r}, {self.address!r})"

@@ -220,7 +220,8 @@ class PointerTensor(PointerAPI, RemoteOperand):
 
         On a pointer to a pointer this returns the middle pointer, which then owns the data.
         On an attribute pointer (``x.grad.get()``) the attribute is fetched and stays remote.
-        ``timeout`` bounds this call (seconds); a get that raises leaves the target where it
+        Waits as long as the worker is alive, or at most ``timeout`` seconds (then
+        :class:`~syftzmq.errors.WorkerTimeout`); a get that raises leaves the target where it
         was, so it can be retried.
         """
         self._check_usable()

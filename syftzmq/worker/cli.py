@@ -1,7 +1,8 @@
 """Command line of a worker process.
 
 On start-up the worker prints one line, ``SYFTZMQ-READY {json}``, to stdout: launchers read the
-bound endpoint and incarnation from it (binding ``tcp://127.0.0.1:*`` picks a free port).
+bound endpoint, the incarnation and the liveness endpoint from it (binding
+``tcp://127.0.0.1:*`` picks a free port).
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ def parse_args(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> a
     parser.add_argument("--threads", type=int, default=SETTINGS.worker_threads,
                         help="torch intra-op threads (torch.set_num_threads); default: env "
                              f"SYFTZMQ_WORKER_THREADS, else torch's own default (one per core)")
+    parser.add_argument("--liveness-bind", default=None,
+                        help="endpoint of the liveness socket, which a thread of its own answers "
+                             "while the worker computes (default: the --bind interface, a free "
+                             "port; for ipc://PATH, ipc://PATH.live)")
+    parser.add_argument("--liveness-advertise", default=None,
+                        help="address others should probe the liveness socket at (default: the "
+                             "--advertise host with the liveness socket's port)")
+    parser.add_argument("--liveness-timeout", type=float, default=SETTINGS.liveness_timeout,
+                        help="report a peer this worker waits for as dead after this many "
+                             "seconds without a liveness answer (default "
+                             f"{SETTINGS.liveness_timeout:g}, or env SYFTZMQ_LIVENESS_TIMEOUT)")
     parser.add_argument("--shm-dir", default=None,
                         help="the shared-memory directory for same-host bulk transfers "
                              "(default: env SYFTZMQ_SHM_DIR, else /dev/shm); only processes "
@@ -92,13 +104,17 @@ def main(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> int:
         server = WorkerServer(args.id, args.bind, key=key, advertise=args.advertise,
                               parent_fd=args.parent_fd, safe=args.safe,
                               lease_seconds=args.lease_seconds,
-                              max_message_bytes=args.max_message_bytes, curve=curve)
+                              max_message_bytes=args.max_message_bytes, curve=curve,
+                              liveness_bind_to=args.liveness_bind,
+                              liveness_advertise=args.liveness_advertise,
+                              liveness_timeout=args.liveness_timeout)
     except PermissionError as exc:
         print(f"syftzmq-worker: {exc}", file=sys.stderr)
         return 2
     server.install_signal_handlers()
     ready = READY_PREFIX + json.dumps({"id": server.ref.id, "endpoint": server.ref.address,
-                                       "incarnation": server.ref.incarnation, "pid": os.getpid()})
+                                       "incarnation": server.ref.incarnation, "pid": os.getpid(),
+                                       "liveness": server.ref.liveness})
     try:
         os.write(sys.stdout.fileno(), (ready + "\n").encode())  # one write: the line arrives whole
     except BrokenPipeError:  # nobody is reading; the worker serves all the same

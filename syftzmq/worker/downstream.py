@@ -7,10 +7,12 @@ deadline). ZeroMQ keeps order per connection, so a peer's acknowledgement means 
 forwarded to it earlier has been applied (and, recursively, whatever that peer forwarded).
 
 Nothing blocks. The flush registers a :class:`Waiter` per peer and returns; the loop goes on
-serving, and the last acknowledgement runs the observation (:class:`Join`). A peer that misses
-its deadline becomes a recorded :class:`~syftzmq.errors.WorkerUnavailable` for the observing
-client, and is *unresponsive*: deletes still go to it, but no longer make every later
-observation wait for it, until it answers again.
+serving, and the last acknowledgement runs the observation (:class:`Join`). A waiter has no
+deadline of its own: it waits as long as its peer answers liveness probes
+(:mod:`syftzmq.worker.liveness`). A peer found dead that way becomes a recorded
+:class:`~syftzmq.errors.WorkerUnavailable` for the observing client, and is *unresponsive*:
+deletes still go to it, but no longer make every later observation wait for it, until it
+answers again.
 
 Deletes and ownership hand-offs (``DEL``, ``FORK``) change no answer but a store listing, so
 only a *complete* flush (see :func:`~syftzmq.core.messages.needs_complete_flush`) waits for the
@@ -43,18 +45,20 @@ from .peers import Peers
 
 log = logging.getLogger("syftzmq.worker")
 
-DEFAULT_PEER_TIMEOUT = 4.0
-MAX_PEER_TIMEOUT = 600.0  # a requester may ask to wait long, not forever
+DEFAULT_PEER_TIMEOUT = 4.0  # for answers nothing depends on (a peer telling its lease)
 MAX_ORIGINS = 1024
 
 
 @dataclass
 class Waiter:
-    """A reply this worker expects from a peer, with what to do on reply or on timeout."""
+    """A reply this worker expects from ``peer``, with what to do on reply or on timeout
+    (``on_timeout`` takes an optional detail: why the peer counts as dead)."""
 
     deadline: float
     on_reply: Callable[[dict], None]
-    on_timeout: Callable[[], None]
+    on_timeout: Callable[..., None]
+    peer: WorkerRef | None = None
+    liveness: float | None = None  # the requester's liveness deadline for the peer, if it gave one
 
 
 @dataclass
@@ -82,8 +86,27 @@ class Waiters:
         return len(self._waiting)
 
     def expect(self, req: int, deadline: float, on_reply: Callable[[dict], None],
-               on_timeout: Callable[[], None]) -> None:
-        self._waiting[req] = Waiter(deadline, on_reply, on_timeout)
+               on_timeout: Callable[..., None], peer: WorkerRef | None = None,
+               liveness: float | None = None) -> None:
+        self._waiting[req] = Waiter(deadline, on_reply, on_timeout, peer, liveness)
+
+    def awaited_peers(self) -> dict[str, tuple[WorkerRef, float | None]]:
+        """The peers some waiter waits on, by incarnation, each with the shortest liveness
+        deadline a requester asked for (their liveness is probed)."""
+        found: dict[str, tuple[WorkerRef, float | None]] = {}
+        for w in self._waiting.values():
+            if w.peer is not None:
+                _, shortest = found.get(w.peer.incarnation, (w.peer, None))
+                if w.liveness is not None and (shortest is None or w.liveness < shortest):
+                    shortest = w.liveness
+                found[w.peer.incarnation] = (w.peer, shortest)
+        return found
+
+    def peer_dead(self, incarnation: str, detail: str) -> None:
+        """``incarnation`` is dead by its liveness: everything waiting on it fails now."""
+        for req in [r for r, w in self._waiting.items()
+                    if w.peer is not None and w.peer.incarnation == incarnation]:
+            self._waiting.pop(req).on_timeout(detail)
 
     def answered(self, msg: dict) -> None:
         """A peer's reply arrived: run what waited for it (a reply nobody awaits is dropped)."""
@@ -110,13 +133,18 @@ class Waiters:
 
 
 def peer_timeout(msg: dict) -> float:
-    """How long to wait for a peer on behalf of ``msg``: a little less than its requester waits,
-    so that the requester hears of a dead peer before its own deadline (at most
-    :data:`MAX_PEER_TIMEOUT`; a value that is not a positive number means the default)."""
-    asked = msg.get("timeout")
-    if type(asked) not in (int, float) or not math.isfinite(asked) or asked <= 0:
-        asked = DEFAULT_PEER_TIMEOUT
-    return min(float(asked), MAX_PEER_TIMEOUT) * 0.8
+    """How long to wait for a peer on behalf of ``msg``: without end while the peer is alive
+    (liveness decides, see :mod:`syftzmq.worker.liveness`). A requester that bounded its call
+    stops waiting by itself; the late answer is then dropped by it."""
+    return math.inf
+
+
+def requested_liveness(msg: dict) -> float | None:
+    """The liveness deadline the requester of ``msg`` judges workers by, if it said (a worker
+    waiting on a peer on its behalf judges the peer by it too, so a dead peer is reported
+    within the requester's deadline)."""
+    value = msg.get("liveness")
+    return float(value) if isinstance(value, (int, float)) and 0 < value < math.inf else None
 
 
 @dataclass
@@ -209,22 +237,25 @@ class Downstream:
         if not targets:
             then()
             return
-        self._send_flushes(origin, list(targets.values()), complete, peer_timeout(msg), then)
+        self._send_flushes(origin, list(targets.values()), complete, peer_timeout(msg),
+                           requested_liveness(msg), then)
 
     def _send_flushes(self, origin: str, targets: list[WorkerRef], complete: bool,
-                      timeout: float, then: Callable[[], None]) -> None:
+                      timeout: float, liveness: float | None, then: Callable[[], None]) -> None:
         flush = {"complete": True} if complete else {}
+        if liveness is not None:
+            flush["liveness"] = liveness  # the next hop judges its own peers by it too
         join = Join(len(targets), then)
         for peer in targets:
             req = new_id()
             self.waiters.expect(req, time.monotonic() + timeout,
                                 self._acknowledged(origin, join, peer.incarnation),
-                                self._timed_out(origin, peer, join))
+                                self._timed_out(origin, peer, join), peer, liveness)
             try:
                 self.peers.send(peer, message(FLUSH, req=req, origin=origin, timeout=timeout,
                                               **flush))
             except Exception as exc:  # never connected: as good as a peer that did not answer
-                log.info("could not flush %s: %s", peer.id, exc)  # (its waiter times out)
+                log.info("could not flush %s: %s", peer.id, exc)  # (liveness decides its fate)
 
     def _acknowledged(self, origin: str, join: Join, incarnation: str) -> Callable[[dict], None]:
         def on_reply(ack: dict) -> None:
@@ -237,9 +268,10 @@ class Downstream:
         return on_reply
 
     def _timed_out(self, origin: str, peer: WorkerRef, join: Join) -> Callable[[], None]:
-        def on_timeout() -> None:
+        def on_timeout(detail: str = "") -> None:
             exc = WorkerUnavailable(peer.id, peer.address, f"no answer from {peer.id!r} to "
-                                    f"{self.me.id!r} while flushing a chain")
+                                    f"{self.me.id!r} while flushing a chain"
+                                    + (f": {detail}" if detail else ""))
             self.failures.record(origin, self.failures.failure(exc))
             self.pending(origin).unresponsive.add(peer.incarnation)
             join.arrive()

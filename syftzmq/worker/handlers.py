@@ -33,7 +33,7 @@ from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import OperationRefused, ProtocolError, WorkerUnavailable
 from .deliveries import MoveLog, Unconfirmed
-from .downstream import Downstream, Join, Waiters, peer_timeout
+from .downstream import Downstream, Join, Waiters, peer_timeout, requested_liveness
 from .execute import DependencyFailed, resolve_ref, run_command
 from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
@@ -357,8 +357,8 @@ class Handlers:
                                                       **self.store.tags.labels_of(object_id)))
             self.waiters.expect(req, deadline,
                                 lambda ack: (acks.append(ack), join.arrive()),
-                                lambda: (acks.append({"error": self._move_failure(dest)}),
-                                         join.arrive()))
+                                lambda *_: (acks.append({"error": self._move_failure(dest)}),
+                                            join.arrive()), dest, requested_liveness(msg))
 
     def _move_stored(self, respond: Callable[[dict], None], msg: dict, objects: list[Any],
                      owners: list[str], acks: list[dict]) -> None:

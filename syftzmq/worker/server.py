@@ -1,10 +1,13 @@
 """The worker process's event loop and lifecycle: sockets, signals, the poll loop, shutdown.
 
-Everything happens on one thread. One ROUTER receives requests; one DEALER per peer
+The loop runs on one thread. One ROUTER receives requests; one DEALER per peer
 (:mod:`syftzmq.worker.peers`) carries what this worker forwards and brings back the peers'
 replies. Each turn of the loop reads what arrived (a bounded batch per socket, so no sender
 starves the others), sends what the handlers queued for peers, runs the timeouts of replies
-awaited from peers, and the lease tick. Nothing in the loop waits on another process.
+awaited from peers, the liveness probes of peers something waits for, and the lease tick.
+Nothing in the loop waits on another process. Apart from the loop, a thread of its own answers
+liveness probes (:mod:`syftzmq.worker.liveness`), so a worker busy for minutes in one message
+is known to be alive.
 
 This module owns receiving and routing: a message is read frame by frame within a budget of
 frames and bytes (:mod:`syftzmq.wire.receive`), checked at the envelope (protocol, size,
@@ -48,6 +51,7 @@ from .failures import FailureRecord
 from .handlers import Handlers
 from .leases import Leases, LeaseTicks
 from .notices import Notices
+from .liveness import LivenessEndpoint, LoopState, PeerLiveness, liveness_address, liveness_bind
 from .peers import Peers
 from .rejects import Rejections, reason_of
 from .requesters import SharedMemoryRequesters
@@ -74,7 +78,9 @@ class WorkerServer:
     def __init__(self, worker_id: str, bind: str = "tcp://127.0.0.1:*", *, key: bytes | None = None,
                  advertise: str | None = None, parent_fd: int | None = None, safe: bool = False,
                  lease_seconds: float = SETTINGS.lease_seconds,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, curve: Any = None) -> None:
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, curve: Any = None,
+                 liveness_bind_to: str | None = None, liveness_advertise: str | None = None,
+                 liveness_timeout: float = SETTINGS.liveness_timeout) -> None:
         if key is None and not is_loopback(bind):
             raise PermissionError(f"refusing to bind {bind} without a key: anyone who can reach "
                                   f"it could run code here. Give --key-file (or bind loopback)")
@@ -82,9 +88,14 @@ class WorkerServer:
         self.curve = curve
         self.router = self._bind_router(bind, max_message_bytes)
         self.endpoint = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.ref = WorkerRef(worker_id, advertised_address(self.endpoint, advertise),
-                             f"{worker_id}#{new_token()}",
-                             shm=shm.namespace())
+        incarnation = f"{worker_id}#{new_token()}"
+        self.loop_state = LoopState()
+        self.liveness = LivenessEndpoint(self.context, liveness_bind_to or liveness_bind(
+            bind, self.endpoint), incarnation, key, self.loop_state, curve)
+        address = advertised_address(self.endpoint, advertise)  # never a wildcard
+        self.ref = WorkerRef(worker_id, address, incarnation, shm=shm.namespace(),
+                             liveness=liveness_advertise or liveness_address(
+                                 address, self.liveness.endpoint))
         self.signer = Signer(key)
         self.safe = safe
         self.max_message_bytes = max_message_bytes
@@ -102,7 +113,8 @@ class WorkerServer:
         self.addressing = Addressing(self.ref, self.endpoint)
         self._stop_reason: str | None = None
         self._wakeup_r: int | None = None
-        self._assemble(lease_seconds)
+        self._assemble(lease_seconds, liveness_timeout)
+        self.liveness.start()  # answers from the moment the ready line is out
 
     def _bind_router(self, bind: str, max_message_bytes: int) -> zmq.Socket:
         router = self.context.socket(zmq.ROUTER)
@@ -120,13 +132,15 @@ class WorkerServer:
         router.bind(bind)
         return router
 
-    def _assemble(self, lease_seconds: float) -> None:
+    def _assemble(self, lease_seconds: float, liveness_timeout: float) -> None:
         """The parts the loop drives: store, failure record, peers, downstream, handlers, leases."""
         self.store = ObjectStore()
         self.leases = Leases(lease_seconds)
         self.failures = FailureRecord(self.ref.id)
         self.waiters = Waiters()
         self.peers = Peers(self.context, self.ref.incarnation, self.signer, self.poller, self.curve)
+        self.peer_liveness = PeerLiveness(self.context, self.ref.incarnation, self.signer.key,
+                                          self.poller, self.curve, liveness_timeout)
         self.downstream = Downstream(self.ref, self.peers, self.waiters, self.failures)
         self.handlers = Handlers(self.ref, self.store, self.leases, self.failures, self.downstream,
                                  self.waiters, self._send_reply, self.stats, self._stop,
@@ -183,6 +197,7 @@ class WorkerServer:
             except BlockingIOError:
                 pass
         self.counters["errors"] += self.waiters.expire()
+        self._guarded("the peers' liveness", self._check_peers)
         now = time.monotonic()
         self._guarded("the lease tick", self.lease_ticks.tick, now)
         self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
@@ -195,11 +210,19 @@ class WorkerServer:
             self.counters["errors"] += 1
             log.exception("unexpected error in %s", what)
 
+    def _check_peers(self) -> None:
+        """What waits for a peer found dead (no liveness answers) fails, naming the peer."""
+        self.loop_state.awaiting_peers = len(self.waiters)
+        for peer, timeout in self.peer_liveness.check(self.waiters.awaited_peers().values()):
+            self.waiters.peer_dead(peer.incarnation, self.peer_liveness.detail(peer, timeout))
+
     def _send_queued(self) -> None:
         self._guarded("sending queued messages to peers", self.peers.send_queued)
 
     def close(self) -> None:
         self._send_queued()
+        self.liveness.stop()
+        self.peer_liveness.close()
         self.peers.close()
         self.router.close(linger=1000)
         if self.curve is not None:
@@ -218,9 +241,9 @@ class WorkerServer:
 
     def _poll_timeout_ms(self) -> int:
         soonest = min(self.lease_ticks.next_tick, self.requesters.next_pass)
-        awaited = self.waiters.soonest()
-        if awaited is not None:
-            soonest = min(soonest, awaited)
+        for awaited in (self.waiters.soonest(), self.peer_liveness.next_due()):
+            if awaited is not None:
+                soonest = min(soonest, awaited)
         return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
 
     def stats(self) -> dict:
@@ -249,11 +272,15 @@ class WorkerServer:
                 self.rejections.record(reason_of(str(exc)), b"(oversized)", str(exc))
                 continue
             self.counters["messages"] += 1
+            self.loop_state.current_started = time.monotonic()  # read by the liveness thread
             try:
                 handle(frames)
             except Exception:  # never let a message kill the loop
                 self.counters["errors"] += 1
                 log.exception("unexpected error while handling a message")
+            finally:
+                self.loop_state.current_started = None
+                self.loop_state.handled += 1
 
     def _decode_verified(self, header: bytes, buffers: list) -> dict:
         msg = loads(header, buffers, SafeUnpickler if self.safe else None)

@@ -51,7 +51,7 @@ def kill_once_waiting(pid: int) -> threading.Thread:
 
 
 def test_get_pending_on_a_killed_worker_raises_within_the_default_deadline(victim, bob):
-    assert sy.default_session().timeout == 5.0
+    assert sy.default_session().liveness_timeout == 5.0 and sy.default_session().timeout is None
     busy = keep_busy(big(victim))
     killer = kill_once_waiting(victim.process.pid)
     start = time.monotonic()

@@ -12,7 +12,8 @@ from syftzmq.settings import Settings
 def test_an_empty_environment_gives_the_documented_defaults():
     settings = Settings.from_environ({})
     assert settings == Settings()
-    assert (settings.timeout, settings.lease_seconds, settings.batch) == (5.0, 120.0, 64)
+    assert (settings.timeout, settings.lease_seconds, settings.batch) == (None, 120.0, 64)
+    assert (settings.liveness_timeout, settings.liveness_interval) == (5.0, 1.0)
     assert settings.linger_seconds == pytest.approx(0.005)
     assert (settings.key_file, settings.curve_dir, settings.worker_threads) == (None, None, None)
     assert (settings.log_level, settings.spawned_log_level) == ("INFO", "WARNING")
@@ -28,6 +29,8 @@ def test_variables_of_other_programs_are_ignored():
 
 @pytest.mark.parametrize("variable,text,field,value", [
     ("SYFTZMQ_TIMEOUT", "2.5", "timeout", 2.5),
+    ("SYFTZMQ_LIVENESS_TIMEOUT", "2", "liveness_timeout", 2.0),
+    ("SYFTZMQ_LIVENESS_INTERVAL", "0.25", "liveness_interval", 0.25),
     ("SYFTZMQ_KEY_FILE", "/etc/cluster.key", "key_file", "/etc/cluster.key"),
     ("SYFTZMQ_CURVE_DIR", "/etc/curve", "curve_dir", "/etc/curve"),
     ("SYFTZMQ_LEASE_SECONDS", "30", "lease_seconds", 30.0),
@@ -59,7 +62,13 @@ def test_worker_threads_apply_to_workers_started_here_too():
     assert (settings.worker_threads, settings.spawned_worker_threads) == (3, 3)
 
 
-@pytest.mark.parametrize("variable", ["SYFTZMQ_TIMEOUT", "SYFTZMQ_KEY_FILE", "SYFTZMQ_CURVE_DIR",
+def test_no_bound_on_observations_can_be_said_explicitly():
+    assert Settings.from_environ({"SYFTZMQ_TIMEOUT": "none"}).timeout is None
+    assert Settings.from_environ({"SYFTZMQ_TIMEOUT": "none"}) == Settings()
+
+
+@pytest.mark.parametrize("variable", ["SYFTZMQ_TIMEOUT", "SYFTZMQ_LIVENESS_TIMEOUT",
+                                      "SYFTZMQ_LIVENESS_INTERVAL", "SYFTZMQ_KEY_FILE", "SYFTZMQ_CURVE_DIR",
                                       "SYFTZMQ_LOG_LEVEL", "SYFTZMQ_LEASE_SECONDS",
                                       "SYFTZMQ_WORKER_THREADS", "SYFTZMQ_BATCH",
                                       "SYFTZMQ_LINGER_MS", "SYFTZMQ_SHM_DIR",
@@ -70,7 +79,10 @@ def test_an_empty_variable_means_the_default(variable):
 
 
 @pytest.mark.parametrize("variable,text,kind", [
-    ("SYFTZMQ_TIMEOUT", "soon", "float"),
+    ("SYFTZMQ_TIMEOUT", "soon", "positive number of seconds, or none"),
+    ("SYFTZMQ_TIMEOUT", "0", "positive number of seconds, or none"),
+    ("SYFTZMQ_LIVENESS_TIMEOUT", "-1", "positive number of seconds"),
+    ("SYFTZMQ_LIVENESS_INTERVAL", "often", "positive number of seconds"),
     ("SYFTZMQ_LEASE_SECONDS", "2m", "float"),
     ("SYFTZMQ_WORKER_THREADS", "2.5", "int"),
     ("SYFTZMQ_BATCH", "lots", "int"),
@@ -90,6 +102,6 @@ def test_replace_leaves_the_original_alone():
     base = Settings.from_environ({})
     changed = base.replace(timeout=1.0, batch=2)
     assert (changed.timeout, changed.batch) == (1.0, 2)
-    assert (base.timeout, base.batch) == (5.0, 64)
+    assert (base.timeout, base.batch) == (None, 64)
     with pytest.raises(TypeError):
         base.replace(no_such_setting=1)
