@@ -31,7 +31,8 @@ from ..core.messages import (BATCH, BATCHABLE, BEFORE, CLEAR, CMD, CONFIRMS, DEL
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import OperationRefused, ProtocolError, WorkerUnavailable
+from ..errors import MessageTooLarge, OperationRefused, ProtocolError, WorkerUnavailable
+from ..wire.envelope import MAX_MESSAGE_BYTES
 from .deliveries import MoveLog, Unconfirmed
 from .downstream import Downstream, Join, Waiters, peer_timeout, requested_liveness
 from .execute import DependencyFailed, resolve_ref, run_command
@@ -72,6 +73,8 @@ class Handlers:
         self.counters = counters
         self.unconfirmed = Unconfirmed()  # what GETs took, until the requester confirms
         self.moves = MoveLog()            # outcomes of moves, for clients whose wait gave up
+        # what one message may carry here, and so (a cluster's workers share it) to a peer
+        self.max_message_bytes = MAX_MESSAGE_BYTES
         self.table: dict[str, Handler] = {
             STORE: self.on_store, CMD: self.on_command, DEL: self.on_delete, FORK: self.on_fork,
             GET: self.on_get, OBJECTS: self.on_objects, INFO: self.on_info, MOVE: self.on_move,
@@ -331,6 +334,7 @@ class Handlers:
             objects = [self.store.get(object_id) for object_id in ids]
             for obj in objects:
                 raise_if_failed(obj)
+            _check_move_size(objects, self.max_message_bytes)
             self._send_moved(sender, respond, msg, ids, new_ids, objects)
             return _DEFERRED
         self._observe(identity, msg, start, respond)
@@ -405,3 +409,13 @@ class Handlers:
 def _origin(msg: dict) -> str:
     """The client ``msg`` travels for (the loop has checked that it is a string)."""
     return msg.get("origin", "")
+
+
+def _check_move_size(objects: list[Any], limit: int) -> None:
+    """A move's objects travel as one message, which the destination accepts up to its limit
+    (a cluster's workers share this worker's): above it, refuse now, naming the sizes, instead
+    of sending what the destination would drop. Nothing moves."""
+    size = sum(obj.numel() * obj.element_size() for obj in objects if isinstance(obj, torch.Tensor))
+    if size > limit:
+        raise MessageTooLarge("a move", size, limit,
+                              "move fewer or smaller tensors at a time (the data stays here)")

@@ -145,6 +145,7 @@ class WorkerServer:
         self.handlers = Handlers(self.ref, self.store, self.leases, self.failures, self.downstream,
                                  self.waiters, self._send_reply, self.stats, self._stop,
                                  self.safe, self.counters)
+        self.handlers.max_message_bytes = self.max_message_bytes
         self.lease_ticks = LeaseTicks(self.leases, self.store, self.failures, self.downstream,
                                       self.counters, unconfirmed=self.handlers.unconfirmed)
 

@@ -92,3 +92,18 @@ def test_objects_of_a_worker_holding_more_than_2_gib(hook, tmp_path, path):
             assert holder._objects == {}
     finally:
         session.set_timeout(before)
+
+
+def test_a_move_above_the_limit_is_refused_and_the_data_stays(small, hook):
+    """Between workers too: a move whose objects one message cannot carry is refused at the
+    source, naming the sizes; nothing moves and the pointer still reaches the data."""
+    with started_workers(hook, "small_dest", worker_args=["--max-message-bytes", str(LIMIT)]) \
+            as (dest,):
+        piece = torch.arange(LIMIT // 8, dtype=torch.float32)        # half a message's worth
+        piece_ptr = piece.send(small)
+        big = torch.cat([piece_ptr] * 4)   # built on the worker: twice what one message carries
+        with pytest.raises(sy.MessageTooLarge, match="a move of .* exceeds the limit"):
+            big.move(dest)
+        assert dest.object_count() == 0
+        torch.testing.assert_close(big.get(), torch.cat([piece] * 4))
+        del piece_ptr
