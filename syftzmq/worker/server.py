@@ -299,6 +299,11 @@ class WorkerServer:
             self.notices.rejected(identity, reason_of(str(exc)), str(exc))
             return
         sender = sender_incarnation(identity)
+        if header[:1] == b"{":  # a liveness probe (JSON) at the main socket: a probe socket that
+            # reconnected to a port this worker now holds. Not the sender's mistake to report.
+            self.rejections.record("misaddressed", identity, "a liveness probe reached the "
+                                   "main socket")
+            return
         self.leases.touch(sender)
         try:
             msg = self._decode_verified(header, buffers)

@@ -211,3 +211,17 @@ def replay_a_probe(target, bystander) -> None:
     finally:
         to_bystander.close()
         to_target.close()
+
+
+def test_a_liveness_probe_at_the_main_socket_is_not_held_against_its_sender(bob):
+    """A probe socket that reconnects to a port a new worker now holds delivers signed JSON to
+    that worker's main socket: dropped there as misaddressed, and the sender's next observation
+    is not failed for it (the probe's sender is the client itself)."""
+    peer = RawPeer(bob.address, b"stale-probe")
+    try:
+        before = peer.stats()["rejected_by_reason"].get("misaddressed", 0)
+        peer.send_frames(pack(peer.signer, b'{"kind": "alive?", "req": 1}', []))
+        stats = peer.stats()  # answered, not failed with "cannot deserialize"
+        assert stats["rejected_by_reason"].get("misaddressed", 0) == before + 1
+    finally:
+        peer.close()

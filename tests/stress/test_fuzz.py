@@ -246,7 +246,8 @@ class FieldMutator:
         msg = self.valid(r.choice(self.KINDS))
         for _ in range(r.choice((1, 1, 1, 2))):
             field = r.choice([*msg, "before", "release", "shm", "timeout", "complete", "metas",
-                              "grad", "owner", "tags", "description", "count_only"])
+                              "grad", "tags", "description", "count_only", "liveness",
+                              "confirm", "move_id"])
             action = r.random()
             if action < 0.15 and field in msg and field != "to":
                 del msg[field]
@@ -275,6 +276,8 @@ def test_ten_thousand_signed_messages_with_mutated_fields_then_the_walkthrough(f
                 assert peer.stats()["ref"].id == bob.id
         stats = peer.stats()                       # answered after all of the above
         assert stats["messages"] + stats["rejected"] >= MESSAGES
+        # what its GETs took is held until confirmed (a DEL confirms), the rest is cleared
+        peer.send(message(DEL, origin="fuzz#1", to=bob.ref.incarnation, ids=mutator.ids))
         peer.ask(message(CLEAR, req=7, origin="fuzz#1", to=bob.ref.incarnation))
     finally:
         peer.close()
