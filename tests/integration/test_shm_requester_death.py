@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import torch
@@ -48,10 +50,20 @@ def owner(hook):
         yield worker
 
 
-def _requester(owner) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", REQUESTER.format(root=str(ROOT)),
-                             sy.default_session().cluster_key_file(), owner.address],
-                            stdout=subprocess.PIPE, text=True)
+@contextmanager
+def _requester(owner) -> Iterator[subprocess.Popen]:
+    """A client process fetching from ``owner`` in a loop; killed and reaped on leaving, then
+    ``owner`` must be clean of its segments."""
+    requester = subprocess.Popen([sys.executable, "-c", REQUESTER.format(root=str(ROOT)),
+                                  sy.default_session().cluster_key_file(), owner.address],
+                                 stdout=subprocess.PIPE, text=True)
+    try:
+        read_lines_until(requester, "LOOPING", timeout=90)
+        yield requester
+    finally:
+        requester.kill()
+        requester.wait(10)
+    _assert_clean_soon(owner, requester)
 
 
 def _assert_clean_soon(owner, requester: subprocess.Popen) -> None:
@@ -62,25 +74,14 @@ def _assert_clean_soon(owner, requester: subprocess.Popen) -> None:
 
 
 def test_requester_killed_while_replies_stream(owner):
-    requester = _requester(owner)
-    try:
-        read_lines_until(requester, "LOOPING", timeout=90)
+    with _requester(owner):
         wait_until(lambda: shm.segments_of([owner.process.pid]), 30, "a reply being written")
-        requester.kill()
-        requester.wait(10)
-    finally:
-        if requester.poll() is None:
-            requester.kill()
-            requester.wait(10)
-    _assert_clean_soon(owner, requester)
 
 
 def test_requester_killed_after_the_reply_left(owner):
     """Frozen while a reply waits for it (so the send succeeds), then killed: only the
     worker's housekeeping can find that nobody will take the segments."""
-    requester = _requester(owner)
-    try:
-        read_lines_until(requester, "LOOPING", timeout=90)
+    with _requester(owner) as requester:
         for _ in range(20):  # freeze it at a moment when a reply is out, waiting for it
             os.kill(requester.pid, signal.SIGSTOP)
             try:
@@ -92,10 +93,3 @@ def test_requester_killed_after_the_reply_left(owner):
             pytest.fail("the requester was never caught with a reply waiting")
         owner.ping()  # the worker's loop is past that reply's send
         assert shm.segments_of([owner.process.pid])
-        requester.kill()
-        requester.wait(10)
-    finally:
-        if requester.poll() is None:
-            requester.kill()
-            requester.wait(10)
-    _assert_clean_soon(owner, requester)
