@@ -7,11 +7,16 @@ non-tensor arguments, so a loop that repeats an operation can reuse it.
 
 Only the safe cases are cached:
 
-- no operand requires grad: with grad, the mirrors' autograd graph must be built, since
-  ``backward()`` on the mirrors is how the client knows which leaves get gradients;
+- operands that require grad are keyed as such, and their entry also records which result
+  sends a gradient to which of them: ``backward()`` on the mirrors is how the client knows
+  which leaves get gradients, so a replay wires its results into the mirrors' autograd graph
+  (:mod:`syftzmq.tensor.replay`, which also says what it refuses: views, aliases...);
+- a local tensor that requires grad is never cached (each call makes a fresh leaf of it);
 - every tensor operand and every result is contiguous: a cached result comes back as a fresh
   contiguous mirror, which must behave like the one inference would have produced;
-- in-place operations and ``out=`` are never cached: they change their operands' mirrors;
+- ``out=`` is never cached; in-place operations only without grad and only when their
+  inference left the changed tensor's shape, strides, dtype and grad flag as they were (then
+  a replay only bumps its version counter, as the operation would);
 - every non-tensor argument is a plain hashable value (numbers, strings, dtypes...), compared
   by type and value, so ``x + 1`` and ``x + 1.0`` are different entries.
 
@@ -39,16 +44,28 @@ class _Uncacheable(Exception):
 
 @dataclass(frozen=True)
 class Inferred:
-    """The results of one inference: their metas, and how they nest (``None``: one tensor)."""
+    """The results of one inference: their metas, and how they nest (``None``: one tensor).
+
+    ``edges`` (results that require grad): per operand that requires grad, in argument
+    order, the results whose gradient reaches it. ``inplace``: an in-place operation that
+    leaves its tensor's metadata as it was (no results)."""
 
     metas: tuple[TensorMeta, ...]
     structure: Any
+    edges: tuple[frozenset[int], ...] | None = None
+    inplace: bool = False
 
 
 def _tensor_key(mirror: torch.Tensor) -> tuple:
     if mirror.requires_grad or not mirror.is_contiguous():
         raise _Uncacheable
     return ("T", tuple(mirror.shape), mirror.dtype)
+
+
+def _operand_key(mirror: torch.Tensor) -> tuple:
+    if not mirror.is_contiguous():
+        raise _Uncacheable
+    return ("G" if mirror.requires_grad else "T", tuple(mirror.shape), mirror.dtype)
 
 
 def _key(value: Any) -> Hashable:
@@ -60,13 +77,11 @@ def _key(value: Any) -> Hashable:
     if isinstance(value, RemoteOperand):
         meta = value._pending_meta
         if meta is not None:  # a lazy mirror: contiguous by construction
-            if meta.requires_grad:
-                raise _Uncacheable
-            return ("T", tuple(meta.shape), meta.dtype)
+            return ("G" if meta.requires_grad else "T", tuple(meta.shape), meta.dtype)
         mirror = value._built_mirror
         if mirror is None:
             raise _Uncacheable
-        return _tensor_key(mirror)
+        return _operand_key(mirror)
     if kind in (tuple, list, torch.Size):
         return (kind, tuple(_key(item) for item in value))
     if kind is dict:
@@ -103,14 +118,23 @@ class InferenceCache:
         return found
 
     def put(self, key: Hashable, leaves: list[torch.Tensor], structure: Any,
-            metas: list[TensorMeta]) -> None:
-        """Remember a result, unless a leaf could not be rebuilt exactly from its meta."""
+            metas: list[TensorMeta], edges: tuple[frozenset[int], ...] | None = None) -> None:
+        """Remember a result, unless a leaf could not be rebuilt exactly from its meta (with
+        ``edges``, results that require grad are rebuilt by a replay, which the caller has
+        checked can rebuild them)."""
         for leaf in leaves:
-            if leaf.requires_grad or not leaf.is_contiguous():
+            if (leaf.requires_grad and edges is None) or not leaf.is_contiguous():
                 return
+        self._store(key, Inferred(tuple(metas), structure, edges))
+
+    def put_inplace(self, key: Hashable) -> None:
+        """Remember that an in-place operation with this key changes no metadata."""
+        self._store(key, Inferred((), None, inplace=True))
+
+    def _store(self, key: Hashable, entry: Inferred) -> None:
         if len(self._entries) >= self.limit:
             self._entries.clear()
-        self._entries[key] = Inferred(tuple(metas), structure)
+        self._entries[key] = entry
 
 
 INFERRED = InferenceCache()

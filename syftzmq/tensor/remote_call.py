@@ -7,9 +7,10 @@ operators through the pointer's attributes (:func:`call_method`), tensor propert
 1. refuses ops that need the data (``item``, ``tolist``, ``bool``): call ``.get()`` first;
 2. replaces remote parameters by their pointers and checks that every pointer operand lives on
    one worker (:class:`~syftzmq.errors.WorkerMismatchError`, nothing sent);
-3. looks the result up in the inference cache (:mod:`syftzmq.tensor.inference_cache`), else
-   runs the call on the operands' meta mirrors (:mod:`syftzmq.tensor.mirrors`): result shapes,
-   dtypes, autograd graph — and local torch's own errors, raised here at the user's line;
+3. looks the result up in the inference cache (:mod:`syftzmq.tensor.inference_cache`; results
+   that require grad are wired into the mirrors' autograd graph by :mod:`syftzmq.tensor.replay`),
+   else runs the call on the operands' meta mirrors (:mod:`syftzmq.tensor.mirrors`): result
+   shapes, dtypes, autograd graph — and local torch's own errors, raised here at the user's line;
 4. answers locally what the mirror computes exactly (``dim``, ``is_complex``);
 5. chooses the result ids, hands one fire-and-forget command to the session, and returns
    pointers to the results, nested as torch nests them.
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from torch.autograd.graph import increment_version
 from torch.utils import _pytree as pytree
 
 from ..core import argtree
@@ -35,6 +37,7 @@ from ..core.vocabulary import ATTRIBUTE_POINTERS, PLAIN_VALUES, is_inplace
 from ..errors import NeedsGetError, WorkerMismatchError
 from .inference_cache import INFERRED
 from .mirrors import Unknown, infer
+from .replay import grad_operands, learn_edges, replay, replayable
 from .operand import RemoteOperand
 
 REMOTE_DEVICE = torch.device("cpu")  # what a pointer reports as its device
@@ -119,12 +122,12 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
     session = pointers[0]._require_session()
 
     inplace = is_inplace(name)
-    cache_key = None if inplace else INFERRED.key(op, args, kwargs)
+    cache_key = _cache_key(op, inplace, args, kwargs)
     if cache_key is not None:
         cached = INFERRED.get(cache_key)
         if cached is not None:
-            return _send_with_results(session, location, op, args, kwargs, list(cached.metas),
-                                      cached.structure, mirrors=None)
+            return _replayed(session, location, op, args, kwargs, cached)
+    before = _metadata(args[0]) if cache_key is not None and inplace else None
 
     try:
         mirror_result = infer(call, args, kwargs)
@@ -140,6 +143,9 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
             return None
         return mirror_result  # computed exactly by the mirror: no message
     if inplace and isinstance(args[0], RemoteOperand):
+        if before is not None and known and mirror_result is args[0]._mirror \
+                and _metadata(args[0]) == before:
+            INFERRED.put_inplace(cache_key)
         session.command(location, op, args, kwargs, result_ids=[])
         return args[0]
 
@@ -152,10 +158,56 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
             raise NeedsGetError(f"{name}() returns a Python value ({type(mirror_result).__name__}), "
                                 f"which needs the data: call .get() first")
     metas = [describe(leaf) if leaf is not None else None for leaf in leaves]
-    if known and cache_key is not None:
-        INFERRED.put(cache_key, leaves, structure, metas)
+    if known and cache_key is not None and not inplace:
+        _remember(cache_key, call, args, kwargs, leaves, structure, metas)
     return _send_with_results(session, location, op, args, kwargs, metas, structure,
                               mirrors=leaves)
+
+
+def _cache_key(op: tuple, inplace: bool, args: tuple, kwargs: dict) -> Any:
+    """The inference-cache key of this call, or ``None``: in-place operations only without
+    grad (with grad they rewrite the mirrors' autograd history) and only on a pointer."""
+    if inplace and (torch.is_grad_enabled() or not args or not isinstance(args[0], RemoteOperand)):
+        return None
+    return INFERRED.key(op, args, kwargs)
+
+
+def _metadata(pointer: RemoteOperand) -> tuple | None:
+    """What an in-place operation must leave unchanged for its replay to be a no-op here."""
+    mirror = pointer._mirror
+    if mirror is None:
+        return None
+    return (mirror.shape, mirror.stride(), mirror.dtype, mirror.requires_grad, mirror.is_leaf)
+
+
+def _remember(cache_key: Any, call: Callable, args: tuple, kwargs: dict, leaves: list[Any],
+              structure: Any, metas: list[TensorMeta | None]) -> None:
+    """Cache a first inference; with results that require grad, only once their autograd
+    edges are learned and a replay can rebuild them (see :mod:`syftzmq.tensor.replay`)."""
+    if not any(leaf.requires_grad for leaf in leaves):
+        INFERRED.put(cache_key, leaves, structure, metas)
+        return
+    operands = grad_operands(args, kwargs)
+    if not replayable(leaves, [operand._mirror for operand in operands]):
+        return
+    edges = learn_edges(call, args, kwargs, operands)
+    if edges is not None:
+        INFERRED.put(cache_key, leaves, structure, metas, edges)
+
+
+def _replayed(session: Any, location: Any, op: tuple, args: tuple, kwargs: dict,
+              cached: Any) -> Any:
+    """A call whose inference is remembered: no inference, the same command."""
+    if cached.inplace:
+        increment_version(args[0]._mirror)  # as the operation would: saved tensors notice
+        session.command(location, op, args, kwargs, result_ids=[])
+        return args[0]
+    if cached.edges is None:
+        return _send_with_results(session, location, op, args, kwargs, list(cached.metas),
+                                  cached.structure, mirrors=None)
+    mirrors = replay(cached.metas, cached.edges, grad_operands(args, kwargs))
+    return _send_with_results(session, location, op, args, kwargs, list(cached.metas),
+                              cached.structure, mirrors=mirrors)
 
 
 def _send_with_results(session: Any, location: Any, op: tuple, args: tuple, kwargs: dict,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from syftzmq.core.meta import TensorMeta, describe
+from syftzmq.core.meta import TensorMeta, describe, mirror_of
 from syftzmq.core.refs import WorkerRef
 from syftzmq.tensor import remote_call as dispatcher
 from syftzmq.tensor.inference_cache import InferenceCache
@@ -82,9 +82,8 @@ def test_nested_operands_are_keyed_by_their_shapes(cache):
 
 
 @pytest.mark.parametrize("args,kwargs", [
-    ((Operand(meta(2).requires_grad_()), 1), {}),                       # a mirror with grad
-    ((Operand(pending=TensorMeta(torch.Size([2]), torch.float32, True)), 1), {}),
     ((Operand(meta(2, 3).t()), 1), {}),                                 # not contiguous
+    ((Operand(meta(2, 3).t().requires_grad_()), 1), {}),                # nor with grad
     ((Operand(), 1), {}),                                               # shape unknown
     ((Operand(meta(2)), 1), {"out": Operand(meta(2))}),                 # out=
     ((Operand(meta(4)), slice(0, 2)), {}),                              # not a plain value
@@ -94,6 +93,14 @@ def test_nested_operands_are_keyed_by_their_shapes(cache):
 ])
 def test_calls_that_must_not_be_cached_have_no_key(cache, args, kwargs):
     assert cache.key(ADD, args, kwargs) is None
+
+
+def test_an_operand_that_requires_grad_has_a_key_of_its_own(cache):
+    plain = cache.key(ADD, (Operand(meta(2)), 1), {})
+    with_grad = cache.key(ADD, (Operand(meta(2).requires_grad_()), 1), {})
+    pending = cache.key(ADD, (Operand(pending=TensorMeta(torch.Size([2]), torch.float32, True)),
+                              1), {})
+    assert None not in (plain, with_grad) and with_grad != plain and pending == with_grad
 
 
 def test_hits_misses_and_what_comes_back(cache):
@@ -144,8 +151,7 @@ class Pointer(Operand):
     @property
     def _mirror(self) -> torch.Tensor | None:
         if self._built_mirror is None and self._pending_meta is not None:
-            self._built_mirror = torch.empty(self._pending_meta.shape,
-                                             dtype=self._pending_meta.dtype, device="meta")
+            self._built_mirror = mirror_of(self._pending_meta)
         return self._built_mirror
 
     def _check_usable(self) -> None:
@@ -201,7 +207,7 @@ def test_a_cached_inference_still_sees_another_dtype(fresh):
     assert (fresh.hits, fresh.misses) == (1, 2)
 
 
-def test_in_place_operations_never_touch_the_cache(fresh):
+def test_in_place_operations_with_grad_never_touch_the_cache(fresh):
     session = Session()
     x = Pointer(session, meta(3))
     for _ in range(2):
@@ -211,9 +217,19 @@ def test_in_place_operations_never_touch_the_cache(fresh):
     assert [c[1] for c in session.commands] == [0, 0, 0, 0]   # no result ids: x itself changes
 
 
-def test_operations_with_grad_are_inferred_every_time(fresh):
+def test_an_in_place_operation_without_grad_is_inferred_once_and_still_checked(fresh):
     session = Session()
-    x = Pointer(session, meta(3).requires_grad_())
-    for _ in range(2):
-        assert dispatcher.call_method("__mul__", (x, 2), {})._mirror.grad_fn is not None
-    assert (fresh.hits, fresh.misses) == (0, 0) and fresh._entries == {}
+    weight = Pointer(session, meta(3).requires_grad_())
+    with torch.no_grad():
+        for _ in range(3):
+            version = weight._mirror._version
+            assert dispatcher.call_method("add_", (weight, Pointer(session, meta(3))), {}) is weight
+            assert weight._mirror._version == version + 1   # saved tensors still notice
+        assert (fresh.hits, fresh.misses) == (2, 1)
+        with pytest.raises(RuntimeError):   # another shape: inferred again, torch's error
+            dispatcher.call_method("add_", (weight, Pointer(session, meta(4))), {})
+        resized = Pointer(session, meta(3))
+        for _ in range(2):   # an in-place change of the metadata is never remembered
+            dispatcher.call_method("unsqueeze_", (resized, 0), {})
+        assert resized._mirror.shape == torch.Size([1, 1, 3])
+    assert [c[1] for c in session.commands] == [0, 0, 0, 0, 0]
