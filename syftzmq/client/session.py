@@ -320,6 +320,18 @@ class ClientSession:
                                  **labels))
         return self.new_pointer(dest, object_id, meta=describe(tensor))
 
+    def store_tensors(self, dest: WorkerRef, tensors: list["torch.Tensor"]) -> list[PointerTensor]:
+        """Store several tensors on ``dest`` in one message (a model's parameters); pointers
+        to them. They are pickled before this returns, so the caller may change them next."""
+        ids = [new_id() for _ in tensors]
+        with self._lock:
+            for object_id, tensor in zip(ids, tensors):
+                self._queue(dest, message(STORE, origin=self.ref.incarnation, id=object_id,
+                                          obj=tensor))
+            self._sender.flush(dest.incarnation)
+        return [self.new_pointer(dest, object_id, meta=describe(tensor))
+                for object_id, tensor in zip(ids, tensors)]
+
     def store_object(self, dest: WorkerRef, obj: Any) -> PointerTensor:
         """Store any picklable object on ``dest`` (a plan's function); a pointer to it."""
         object_id = new_id()

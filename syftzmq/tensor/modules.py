@@ -105,14 +105,25 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
     """Send the module's parameters and buffers to ``worker``, in place; returns the module."""
     session = session_of(worker)
     dest = session.ref_of(worker)
+    local: dict[int, nn.Parameter] = {}  # a tied parameter goes once
     for _, _, param in _parameters(module):
         if isinstance(param, RemoteParameter):
             param._pointer = param._pointer.send(dest)  # a pointer to the remote parameter
         else:
-            make_remote(param, session.store_tensor(dest, param))
+            local.setdefault(id(param), param)
+    buffers = []
     for owner, name, buf in _buffers(module):
-        owner._buffers[name] = buf.send(dest) if isinstance(buf, PointerTensor) \
-            else session.store_tensor(dest, buf)
+        if isinstance(buf, PointerTensor):
+            owner._buffers[name] = buf.send(dest)
+        else:
+            buffers.append((owner, name, buf))
+    # every local tensor in one message, pickled before any parameter gives up its data
+    params = list(local.values())
+    pointers = session.store_tensors(dest, params + [buf for _, _, buf in buffers])
+    for param, pointer in zip(params, pointers):
+        make_remote(param, pointer)
+    for (owner, name, _), pointer in zip(buffers, pointers[len(local):]):
+        owner._buffers[name] = pointer
     return module
 
 
