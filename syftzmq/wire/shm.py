@@ -43,6 +43,7 @@ from typing import Callable, Sequence
 
 
 from ..errors import ProtocolError
+from . import shm_map
 from ..settings import SETTINGS
 
 DIRECTORY = SETTINGS.shm_dir  # a worker's --shm-dir replaces it at start
@@ -50,6 +51,7 @@ THRESHOLD = SETTINGS.shm_threshold  # smaller buffers travel as frames
 MAX_AGE = SETTINGS.shm_max_age
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
+_LENT = re.compile(r"^fd-(\d{1,10})-(\d{1,10})-(\d{1,20})$")  # see shm_map
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
 # writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
@@ -75,15 +77,17 @@ def namespace() -> str | None:
     Sharing loopback is not enough: containers on one host with host networking reach each
     other on 127.0.0.1 but each has its own ``/dev/shm``. A tmpfs's device number identifies
     its mount system-wide, so equal ``device:inode`` of the directory means the very same
-    files; the uid is part of it because :func:`take` refuses another user's segment.
+    files; the uid is part of it because :func:`take` refuses another user's segment, and the
+    pid namespace because a lent segment is named by its lender's pid (see :mod:`.shm_map`).
     """
     if not enabled():
         return None
     try:
         info = os.stat(DIRECTORY)
+        pids = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
-    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}"
+    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}:{pids}"
 
 
 def shared_with(other: str | None) -> bool:
@@ -98,13 +102,18 @@ def _path(name: str) -> str:
 def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     """Write ``buffer`` into new segments; returns each one's name and size, in order.
 
-    One segment, unless the buffer is at least :data:`PARALLEL_MIN` bytes: then one per writer
+    A buffer its sender marked lendable that is exactly one mapping of received segments is not
+    written: the references returned let the receiver map the same pages (:mod:`.shm_map`).
+    Otherwise one segment, unless the buffer is at least :data:`PARALLEL_MIN` bytes: then one per writer
     thread, every part but the last a whole number of pages, so that :func:`take` can map them
     back to back. ``tag`` names the destination, so that :func:`discard_tagged` can remove what
     a peer that is gone never took.
     """
-    expire_own()
     view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+    lent = lent_references(view)
+    if lent is not None:
+        return lent
+    expire_own()
     bounds = _split(view.nbytes, WRITERS if view.nbytes >= PARALLEL_MIN else 1)
     names = [f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}" for _ in bounds]
     try:
@@ -161,8 +170,11 @@ def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
 
 
 def take(parts: Sequence[tuple[str, int]]) -> memoryview:
-    """Open and unlink the segments ``parts`` (name, size); returns their bytes, mapped into
-    this process back to back, as one buffer."""
+    """Open the segments ``parts`` (name, size) — unlinking named ones — and return their
+    bytes, mapped into this process back to back, as one buffer.
+
+    A part is a segment's name in :data:`DIRECTORY`, or a segment another process lends:
+    ``fd-<pid>-<fd>-<inode>`` (see :mod:`syftzmq.wire.shm_map`)."""
     if not isinstance(parts, (list, tuple)) or not 1 <= len(parts) <= MAX_PARTS:
         raise ProtocolError(f"bad shared-memory reference {parts!r:.80}")
     sizes = [size for _, size in parts]
@@ -170,97 +182,69 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
         raise ProtocolError(f"bad shared-memory sizes {sizes!r:.80}")
     if any(size % mmap.PAGESIZE or size == 0 for size in sizes[:-1]):
         raise ProtocolError("shared-memory parts are not whole pages")
-    fds: list[int] = []
+    opened: list[tuple[int, int, int]] = []
     try:
         for name, size in parts:
-            fds.append(_open(name, size))
-        if len(fds) == 1:
-            return _map(fds[0], sizes[0])
-        return _map_back_to_back(fds, sizes)
-    finally:
-        for fd in fds:
+            opened.append(_open(name, size))
+    except BaseException:
+        for fd, _, _ in opened:
             os.close(fd)
+        raise
+    if sum(sizes) == 0:
+        for fd, _, _ in opened:
+            os.close(fd)
+        return memoryview(bytearray())
+    # Mapped rather than copied: the tensor is rebuilt over these pages (unlinked, so they are
+    # freed with it). MAP_POPULATE maps every page now, so the memory shows in this process's
+    # RSS like any other received tensor, for a fraction of a copy.
+    return shm_map.Mapping(opened).buffer()
 
 
-def _open(name: str, size: int) -> int:
-    """Open the segment ``name``, unlink it, and check that it is ours to read; returns its fd."""
-    if not isinstance(name, str) or not _NAME.match(name) or type(size) is not int or size < 0:
+def _open(name: str, size: int) -> tuple[int, int, int]:
+    """Open the segment ``name``, unlink it, and check that it is ours to read; returns its
+    fd, size and inode."""
+    if not isinstance(name, str) or type(size) is not int or size < 0:
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
-    try:
-        fd = os.open(_path(name), os.O_RDWR | os.O_NOFOLLOW)
+    lent = _LENT.match(name)
+    if not lent and not _NAME.match(name):
+        raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
+    path = f"/proc/{lent.group(1)}/fd/{lent.group(2)}" if lent else _path(name)
+    try:  # a lent descriptor is a link to an unlinked file: it must be followed
+        fd = os.open(path, os.O_RDWR if lent else os.O_RDWR | os.O_NOFOLLOW)
     except OSError as exc:
         raise ProtocolError(f"shared-memory segment {name} cannot be opened: {exc.strerror}") from None
     try:
-        _unlink(name)  # from here on, no process can leave it behind
+        if not lent:
+            _unlink(name)  # from here on, no process can leave it behind
         info = os.fstat(fd)
         if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
                 or info.st_mode & 0o077 or info.st_size != size):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
+        if lent and (info.st_nlink != 0 or info.st_ino != int(lent.group(3))
+                     or info.st_dev != _device()):
+            raise ProtocolError(f"lent shared-memory segment {name} is not an unlinked segment "
+                                f"of {DIRECTORY} with that inode: rejected")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, size, info.st_ino
 
 
-def _map(fd: int, size: int) -> memoryview:
-    """One segment's bytes. Mapped rather than copied: the tensor is rebuilt over these pages
-    (unlinked, so they are freed with the tensor). MAP_POPULATE maps every page now, so the
-    memory shows in this process's RSS like any other received tensor, for a fraction of a copy."""
-    if size == 0:
-        return memoryview(bytearray())
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    return memoryview(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE))
+def _device() -> int:
+    return os.stat(DIRECTORY).st_dev
 
 
-class _Region:
-    """Address space reserved with ``mmap``; unmapped (with the segments in it) when dropped."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.base = size, 0
-        self.base = _libc_mmap(None, size, _PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
-
-    def place(self, offset: int, fd: int, size: int) -> None:
-        """Map ``size`` bytes of ``fd`` at ``offset``, over the reservation, pages populated."""
-        _libc_mmap(self.base + offset, size, mmap.PROT_READ | mmap.PROT_WRITE,
-                   mmap.MAP_SHARED | _MAP_FIXED | getattr(mmap, "MAP_POPULATE", 0), fd)
-
-    def __del__(self) -> None:
-        if self.base:
-            _libc.munmap(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size))
-
-
-def _map_back_to_back(fds: Sequence[int], sizes: Sequence[int]) -> memoryview:
-    """Several segments as one buffer: each is mapped over its place in one reserved range, so
-    a tensor can be rebuilt over all of them. One after the other: ``mmap`` takes the address
-    space's lock for writing, so populating from several threads measured no faster."""
-    region = _Region(sum(sizes))
-    offset = 0
-    for fd, size in zip(fds, sizes):
-        region.place(offset, fd, size)
-        offset += size
-    raw = (ctypes.c_char * region.size).from_address(region.base)
-    raw._owner = region  # the buffer (and the tensor over it) keeps the mapping alive
-    return memoryview(raw).cast("B")
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_MAP_FIXED = 0x10  # Linux (x86, arm, riscv, power, s390); Python's mmap does not export it
-_PROT_NONE = 0
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-def _libc_mmap(address: int | None, size: int, prot: int, flags: int, fd: int) -> int:
-    """``mmap(2)`` at a chosen address, which Python's :mod:`mmap` cannot do."""
-    result = _libc.mmap(address, size, prot, flags, fd, 0)
-    if result is None or result == _MAP_FAILED or (address is not None and result != address):
-        error = ctypes.get_errno()
-        raise OSError(error, f"mmap of {size} bytes failed: {os.strerror(error)}")
-    return result
+def lent_references(buffer: memoryview) -> list[tuple[str, int]] | None:
+    """How the receiver maps ``buffer`` without a copy, if its sender marked it lendable
+    (:func:`syftzmq.wire.serde.lend`) and it is exactly one mapping of received segments."""
+    exporter = buffer
+    while isinstance(exporter, memoryview):
+        exporter = exporter.obj
+    if not getattr(exporter, "_lend", False):
+        return None
+    mapping = shm_map.mapping_at(ctypes.addressof(exporter), buffer.nbytes)
+    return None if mapping is None else mapping.references()
 
 
 def discard(name: str) -> None:
