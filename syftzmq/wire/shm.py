@@ -51,6 +51,7 @@ THRESHOLD = SETTINGS.shm_threshold  # smaller buffers travel as frames
 MAX_AGE = SETTINGS.shm_max_age
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
+_SPARE = re.compile(r"^syftzmq-(\d+)-spare-[0-9a-f]{32}$")  # allocated ahead, see _Spares
 _LENT = re.compile(r"^fd-(\d{1,10})-(\d{1,10})-(\d{1,20})$")  # see shm_map
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
@@ -60,6 +61,9 @@ _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 PARALLEL_MIN = SETTINGS.shm_parallel_min
 WRITERS = max(1, min(4, os.cpu_count() or 1))
 MAX_PARTS = 64  # per buffer, as received
+SPARE_MIN = 8 << 20  # exports this large are followed by allocating spares (see _Spares)
+SPARE_MAX = 1 << 30
+SPARE_IDLE = 30.0
 
 _created: dict[str, tuple[float, object]] = {}  # name -> (created, destination tag)
 _lock = threading.Lock()
@@ -115,16 +119,21 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
         return lent
     expire_own()
     bounds = _split(view.nbytes, WRITERS if view.nbytes >= PARALLEL_MIN else 1)
-    names = [f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}" for _ in bounds]
+    sizes = [end - start for start, end in bounds]
+    files = _spares.take(sizes, tag)
     try:
-        _in_parallel([lambda name=name, start=start, end=end:
-                      _write_segment(name, view[start:end], tag)
-                      for name, (start, end) in zip(names, bounds)])
+        _in_parallel([lambda file=file, start=start, end=end:
+                      _write_segment(file, view[start:end])
+                      for file, (start, end) in zip(files, bounds)])
     except BaseException:
-        for name in names:
+        for name, _ in files:
             _unlink(name)
         raise
-    return [(name, end - start) for name, (start, end) in zip(names, bounds)]
+    finally:
+        for _, fd in files:
+            os.close(fd)
+    _spares.want(sizes)
+    return [(name, size) for (name, _), size in zip(files, sizes)]
 
 
 def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
@@ -133,16 +142,125 @@ def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, nbytes)) for start in range(0, nbytes, step)] or [(0, 0)]
 
 
-def _write_segment(name: str, view: memoryview, tag: object) -> None:
-    fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    with _lock:
-        _created[name] = (time.monotonic(), tag)
-    try:
-        written = 0
-        while written < view.nbytes:
-            written += os.write(fd, view[written:written + _CHUNK])
-    finally:
-        os.close(fd)
+def _new_segment(kind: str = "") -> tuple[str, int]:
+    """A new, empty segment (``kind`` ``"spare-"`` for a spare): its name and a descriptor."""
+    name = f"{PREFIX}{os.getpid()}-{kind}{secrets.token_hex(16)}"
+    return name, os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def _write_segment(file: tuple[str, int], view: memoryview) -> None:
+    written = 0
+    while written < view.nbytes:
+        written += os.pwrite(file[1], view[written:written + _CHUNK], written)
+    os.ftruncate(file[1], view.nbytes)  # a larger spare gives its tail back
+
+
+class _Spares:
+    """Segments allocated ahead of the next export, off its critical path.
+
+    Writing into a fresh tmpfs file is mostly the kernel allocating its pages (256 MiB: about
+    110 ms into fresh pages against 12 ms into allocated ones, on a quiet machine here). After
+    each large export a thread allocates (``fallocate``) files of the same part sizes, which the
+    next export of that size or smaller writes into. Spares are named by this pid like segments
+    (``syftzmq-<pid>-spare-<random>``, renamed to a segment's name when used), so they are swept
+    like them if this process is killed; they are unlinked when nobody used them for
+    :data:`SPARE_IDLE` seconds, and at exit.
+    """
+
+    def __init__(self) -> None:
+        self._files: list[tuple[str, int, int]] = []  # name, fd, allocated size
+        self._wanted: list[int] = []
+        self._used = time.monotonic()
+        self._wake = threading.Condition(_lock)
+        self._pid = 0
+
+    def take(self, sizes: Sequence[int], tag: object) -> list[tuple[str, int]]:
+        """A segment for each size, a spare where one is large enough; each recorded with
+        ``tag`` (see :func:`discard_tagged`)."""
+        files: list[tuple[str, int]] = []
+        try:
+            for size in sizes:
+                with _lock:
+                    mine = self._pid == os.getpid()  # a forked child's are its parent's
+                    fits = [f for f in self._files if f[2] >= size] if mine else []
+                    spare = min(fits, key=lambda f: f[2]) if fits else None
+                    if spare is not None:
+                        self._files.remove(spare)
+                        self._used = time.monotonic()
+                if spare is None:
+                    file = _new_segment()
+                else:  # it becomes a segment like any other, named as one
+                    file = (spare[0].replace("-spare-", "-", 1), spare[1])
+                    try:
+                        os.rename(_path(spare[0]), _path(file[0]))
+                    except OSError:
+                        os.close(spare[1])
+                        raise
+                files.append(file)
+                with _lock:
+                    _created[file[0]] = (time.monotonic(), tag)
+        except BaseException:
+            for name, fd in files:
+                os.close(fd)
+                _unlink(name)
+            raise
+        return files
+
+    def want(self, sizes: Sequence[int]) -> None:
+        """Allocate spares of ``sizes`` (for buffers of :data:`SPARE_MIN` bytes or more)."""
+        if sum(sizes) < SPARE_MIN or sum(sizes) > SPARE_MAX:
+            return
+        with _lock:
+            self._wanted = list(sizes)
+            self._used = time.monotonic()
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._files = []  # a forked child's spares are its parent's
+                threading.Thread(target=self._allocate_forever, name="syftzmq-spares",
+                                 daemon=True).start()
+            self._wake.notify()
+
+    def _allocate_forever(self) -> None:
+        while True:
+            with _lock:
+                while not self._wanted:
+                    if not self._wake.wait(SPARE_IDLE) and time.monotonic() - self._used > SPARE_IDLE:
+                        self._drop_locked()
+                wanted, self._wanted = self._wanted, []
+                have = sorted(f[2] for f in self._files)
+            for size in wanted:
+                if size in have:
+                    have.remove(size)
+                    continue
+                try:
+                    name, fd = _new_segment("spare-")
+                except OSError:
+                    break
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError:  # /dev/shm full: no spare
+                    os.close(fd)
+                    os.unlink(_path(name))
+                    break
+                with _lock:
+                    self._files.append((name, fd, size))
+
+    def _drop_locked(self) -> None:
+        for name, fd, _ in self._files:
+            os.close(fd)
+            try:
+                os.unlink(_path(name))
+            except FileNotFoundError:
+                pass
+        self._files = []
+
+    def drop(self) -> None:
+        """Unlink every spare (at exit)."""
+        with _lock:
+            self._drop_locked()
+
+
+_spares = _Spares()
 
 
 def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
@@ -295,7 +413,7 @@ def sweep_orphans(min_age: float = 10.0) -> int:
     removed = 0
     now = time.time()
     for name in names:
-        match = _NAME.match(name)
+        match = _NAME.match(name) or _SPARE.match(name)
         if not match or _alive(int(match.group(1))):
             continue
         try:
@@ -326,7 +444,8 @@ def discard_tagged(tag: object) -> None:
 
 
 def unlink_own() -> None:
-    """Unlink every segment this process made and nobody took (at exit)."""
+    """Unlink every segment this process made and nobody took, spares too (at exit)."""
+    _spares.drop()
     with _lock:
         names = list(_created)
     for name in names:
@@ -341,7 +460,7 @@ def sweep_pid(pid: int) -> int:
     except OSError:
         return 0
     for name in names:
-        match = _NAME.match(name)
+        match = _NAME.match(name) or _SPARE.match(name)
         if match and int(match.group(1)) == pid:
             try:
                 os.unlink(_path(name))
@@ -351,14 +470,16 @@ def sweep_pid(pid: int) -> int:
     return removed
 
 
-def segments_of(pids: Sequence[int]) -> list[str]:
-    """Names of the segments in ``/dev/shm`` created by ``pids`` (for tests and checks)."""
+def segments_of(pids: Sequence[int], spares: bool = False) -> list[str]:
+    """Names of the segments in ``/dev/shm`` created by ``pids`` (for tests and checks); with
+    ``spares``, of their spares too (see :class:`_Spares`)."""
     wanted = {str(pid) for pid in pids}
     try:
         names = os.listdir(DIRECTORY)
     except OSError:
         return []
-    return [n for n in names if (m := _NAME.match(n)) and m.group(1) in wanted]
+    return [n for n in names if (m := _NAME.match(n) or (spares and _SPARE.match(n)))
+            and m.group(1) in wanted]
 
 
 atexit.register(unlink_own)

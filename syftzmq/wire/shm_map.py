@@ -19,6 +19,7 @@ hand-over, :meth:`Mapping.make_private` gives it a private copy first.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -26,7 +27,7 @@ import queue
 import resource
 import threading
 import weakref
-from typing import Sequence
+from typing import Iterator, Sequence
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -170,8 +171,30 @@ class Mapping:
 
     def __del__(self) -> None:
         self._release()
-        if self.base:
+        if self.base and _deferring:
             _unmap_later(self.base, self.size)
+        elif self.base:
+            _libc.munmap(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size))
+
+
+_deferring = 0
+
+
+@contextlib.contextmanager
+def deferred_unmaps() -> Iterator[None]:
+    """Mappings dropped inside unmap on a thread of their own (see :func:`_unmap_later`).
+
+    For a worker dropping what another request only ended the life of (a get's held copy when
+    its requester confirms, a move's source copy): that request must not wait for the pages to
+    be freed. Anything else — a delete, above all — unmaps at once, so the memory is back when
+    its answer leaves.
+    """
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
 
 
 _unmapping: "queue.SimpleQueue[tuple[int, int]]" = queue.SimpleQueue()
@@ -181,9 +204,9 @@ _unmapper_pid = 0
 def _unmap_later(base: int, size: int) -> None:
     """Unmap ``[base, base + size)`` on a thread of its own.
 
-    The last unmap of a segment's pages frees them, which costs about as much as writing them
-    (tens of ms for 256 MiB): done where the tensor died — a worker's loop handling a delete
-    or a confirmation, a client's line dropping a result — it would delay whatever comes next.
+    The last unmap of a segment's pages frees them, which costs tens of ms for 256 MiB: done
+    where the tensor died — a worker's loop handling a confirmation that rode on the next
+    request — it would delay that request.
     ``munmap`` releases the GIL (a ctypes call), so the thread frees while the caller goes on.
     """
     global _unmapper_pid

@@ -34,6 +34,7 @@ from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import MessageTooLarge, OperationRefused, ProtocolError, WorkerUnavailable
 from ..wire.envelope import MAX_MESSAGE_BYTES
+from ..wire.shm_map import deferred_unmaps
 from .deliveries import MoveLog, Unconfirmed
 from .downstream import Downstream, Join, Waiters, peer_timeout, requested_liveness
 from .execute import DependencyFailed, resolve_ref, run_command
@@ -139,7 +140,8 @@ class Handlers:
             self.unconfirmed.confirm(sender, ids)  # a pointer died before its get was confirmed
         confirmed = msg.get(CONFIRMS)
         if confirmed:
-            self.unconfirmed.confirm(sender, object_ids(confirmed))
+            with deferred_unmaps():  # the request they rode on must not wait for the freeing
+                self.unconfirmed.confirm(sender, object_ids(confirmed))
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -396,8 +398,9 @@ class Handlers:
             if isinstance(obj, ChainRef):
                 self.downstream.hand_over(obj, dest.incarnation, _origin(msg))
         if lent:  # pages handed over: what is left here of them must not see the destination's
-            objects.clear()
-            obj = None
+            with deferred_unmaps():
+                objects.clear()
+                obj = None
             handover.settle(lent)
         respond(reply(msg["req"], value=msg["new_ids"]))
 
