@@ -2,9 +2,11 @@
 
 Over loopback TCP a 256 MiB frame crosses the kernel twice and is signed twice (HMAC-SHA256
 runs at about 1.5 GB/s). Between processes of one user on one host, the sender instead writes
-each large buffer into a fresh shared-memory file (several, written at once, for a very large
-one) and the signed message names it; the receiver opens the file, unlinks it at once, and
-maps it: the received tensor lives in those pages, which are freed with it.
+each large buffer into a shared-memory file (several, written at once, for a very large one;
+allocated ahead where it can, see :class:`_Spares`) and the signed message names it; the
+receiver opens the file, unlinks it at once, and maps it: the received tensor lives in those
+pages, which are freed with it. A worker sending such a tensor on lends the pages instead of
+copying them (:mod:`.shm_map`).
 
 Lifetime — no segment outlives its use, also when a process is killed:
 
