@@ -26,6 +26,9 @@ variable                       meaning (default)
 ``SYFTZMQ_SHM_THRESHOLD``      smallest buffer that goes through shared memory (1 MiB)
 ``SYFTZMQ_SHM_MAX_AGE``        seconds after which an untaken segment is swept (120)
 ``SYFTZMQ_SHM_PARALLEL_MIN``   smallest buffer written by several threads (32 MiB)
+``SYFTZMQ_SHM_LEND``           ``0``: a worker copies a tensor it received through shared
+                               memory when it moves or returns it, instead of handing
+                               the pages over (1)
 ``SYFTZMQ_ZYGOTE``             ``0``: start every local worker as a fresh process instead of
                                forking it from a worker template (1)
 =============================  =========================================================
@@ -58,6 +61,7 @@ class Settings:
     shm_threshold: int = 1 << 20
     shm_max_age: float = 120.0
     shm_parallel_min: int = 32 << 20
+    shm_lend: bool = True
     zygote: bool = True
 
     @classmethod
@@ -96,6 +100,7 @@ class Settings:
             shm_threshold=read("SYFTZMQ_SHM_THRESHOLD", int, cls.shm_threshold),
             shm_max_age=read("SYFTZMQ_SHM_MAX_AGE", float, cls.shm_max_age),
             shm_parallel_min=read("SYFTZMQ_SHM_PARALLEL_MIN", int, cls.shm_parallel_min),
+            shm_lend=environ.get("SYFTZMQ_SHM_LEND", "1") != "0",
             zygote=environ.get("SYFTZMQ_ZYGOTE", "1") != "0",
         )
 

@@ -29,14 +29,33 @@ INLINE_LIMIT = 4096
 PROTOCOL = 5
 
 
-def tensor_memory(tensor: torch.Tensor) -> memoryview:
-    """A writable memoryview over a contiguous CPU tensor's bytes, keeping the tensor alive."""
+def tensor_memory(tensor: torch.Tensor, lend: bool = False) -> memoryview:
+    """A writable memoryview over a contiguous CPU tensor's bytes, keeping the tensor alive.
+
+    ``lend`` marks the memory as lendable: a shared-memory transfer may hand its pages to the
+    receiver instead of copying them (see :func:`syftzmq.wire.shm.lent_references`)."""
     nbytes = tensor.numel() * tensor.element_size()
     if nbytes == 0:
         return memoryview(bytearray())
     raw = (ctypes.c_char * nbytes).from_address(tensor.data_ptr())
     raw._owner = tensor  # the view must not outlive the tensor's storage
+    if lend:
+        raw._lend = True
     return memoryview(raw).cast("B")
+
+
+class Lent:
+    """A tensor to send whose pages the receiver may take over instead of a copy.
+
+    Only its sender can know that nothing else shares the tensor's memory and that it gives the
+    tensor up once received (see :mod:`syftzmq.worker.handover`); it wraps the tensor in the
+    message, and the receiver unpickles a plain tensor. Across hosts it travels like any other.
+    """
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
 
 
 def _plain_cpu(tensor: torch.Tensor) -> bool:
@@ -62,8 +81,11 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
         # bytearray would keep that object alive too: about 1 KiB more per stored small tensor.
         tensor = torch.empty(shape, dtype=dtype)
         tensor_memory(tensor)[:] = view
-    else:
-        tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)  # over the received frame
+    else:  # over the received memory; a tensor of its own (no view of a 1-d base), so that
+        # the only tensor over a received segment is this one (see syftzmq.worker.handover)
+        flat = torch.frombuffer(view, dtype=dtype)
+        tensor = flat if flat.shape == shape else \
+            torch.empty(0, dtype=dtype).set_(flat.untyped_storage(), 0, shape)
     if parameter:
         tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
     elif requires_grad:
@@ -85,19 +107,26 @@ def _materialized(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.is_contiguous() else tensor.contiguous()
 
 
-def _reduce_tensor(obj: torch.Tensor) -> tuple:
+def _reduce_tensor(obj: torch.Tensor, lend: bool = False) -> tuple:
     data = _materialized(obj.detach())
-    return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data)), obj.dtype, tuple(obj.shape),
-                            obj.requires_grad, obj.grad if obj.is_leaf else None,
-                            isinstance(obj, torch.nn.Parameter))
+    return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data, lend)), obj.dtype,
+                            tuple(obj.shape), obj.requires_grad,
+                            obj.grad if obj.is_leaf else None, isinstance(obj, torch.nn.Parameter))
 
 
 def _reduce_any_tensor(obj: torch.Tensor) -> Any:
     return _reduce_tensor(obj) if _plain_cpu(obj) else obj.__reduce_ex__(PROTOCOL)
 
 
+def _reduce_lent(obj: Lent) -> Any:
+    if _plain_cpu(obj.tensor):
+        return _reduce_tensor(obj.tensor, lend=True)
+    return obj.tensor.__reduce_ex__(PROTOCOL)
+
+
 # Looked up by exact type, so only these objects cost a Python call in the C pickler.
-_TENSOR_REDUCERS = {torch.Tensor: _reduce_any_tensor, torch.nn.Parameter: _reduce_any_tensor}
+_TENSOR_REDUCERS = {torch.Tensor: _reduce_any_tensor, torch.nn.Parameter: _reduce_any_tensor,
+                    Lent: _reduce_lent}
 
 
 class _FastPickler(pickle.Pickler):
@@ -108,6 +137,8 @@ class _CodePickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) and _plain_cpu(obj):
             return _reduce_tensor(obj)
+        if isinstance(obj, Lent):
+            return _reduce_lent(obj)
         return super().reducer_override(obj)
 
 

@@ -2,9 +2,11 @@
 
 Over loopback TCP a 256 MiB frame crosses the kernel twice and is signed twice (HMAC-SHA256
 runs at about 1.5 GB/s). Between processes of one user on one host, the sender instead writes
-each large buffer into a fresh shared-memory file (several, written at once, for a very large
-one) and the signed message names it; the receiver opens the file, unlinks it at once, and
-maps it: the received tensor lives in those pages, which are freed with it.
+each large buffer into a shared-memory file (several, written at once, for a very large one;
+allocated ahead where it can, see :class:`_Spares`) and the signed message names it; the
+receiver opens the file, unlinks it at once, and maps it: the received tensor lives in those
+pages, which are freed with it. A worker sending such a tensor on lends the pages instead of
+copying them (:mod:`.shm_map`).
 
 Lifetime — no segment outlives its use, also when a process is killed:
 
@@ -43,6 +45,7 @@ from typing import Callable, Sequence
 
 
 from ..errors import ProtocolError
+from . import shm_map
 from ..settings import SETTINGS
 
 DIRECTORY = SETTINGS.shm_dir  # a worker's --shm-dir replaces it at start
@@ -50,6 +53,8 @@ THRESHOLD = SETTINGS.shm_threshold  # smaller buffers travel as frames
 MAX_AGE = SETTINGS.shm_max_age
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
+_SPARE = re.compile(r"^syftzmq-(\d+)-spare-[0-9a-f]{32}$")  # allocated ahead, see _Spares
+_LENT = re.compile(r"^fd-(\d{1,10})-(\d{1,10})-(\d{1,20})$")  # see shm_map
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
 # writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
@@ -58,6 +63,9 @@ _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 PARALLEL_MIN = SETTINGS.shm_parallel_min
 WRITERS = max(1, min(4, os.cpu_count() or 1))
 MAX_PARTS = 64  # per buffer, as received
+SPARE_MIN = 8 << 20  # exports this large are followed by allocating spares (see _Spares)
+SPARE_MAX = 1 << 30
+SPARE_IDLE = 30.0
 
 _created: dict[str, tuple[float, object]] = {}  # name -> (created, destination tag)
 _lock = threading.Lock()
@@ -75,15 +83,17 @@ def namespace() -> str | None:
     Sharing loopback is not enough: containers on one host with host networking reach each
     other on 127.0.0.1 but each has its own ``/dev/shm``. A tmpfs's device number identifies
     its mount system-wide, so equal ``device:inode`` of the directory means the very same
-    files; the uid is part of it because :func:`take` refuses another user's segment.
+    files; the uid is part of it because :func:`take` refuses another user's segment, and the
+    pid namespace because a lent segment is named by its lender's pid (see :mod:`.shm_map`).
     """
     if not enabled():
         return None
     try:
         info = os.stat(DIRECTORY)
+        pids = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
-    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}"
+    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}:{pids}"
 
 
 def shared_with(other: str | None) -> bool:
@@ -98,24 +108,34 @@ def _path(name: str) -> str:
 def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     """Write ``buffer`` into new segments; returns each one's name and size, in order.
 
-    One segment, unless the buffer is at least :data:`PARALLEL_MIN` bytes: then one per writer
+    A buffer its sender marked lendable that is exactly one mapping of received segments is not
+    written: the references returned let the receiver map the same pages (:mod:`.shm_map`).
+    Otherwise one segment, unless the buffer is at least :data:`PARALLEL_MIN` bytes: then one per writer
     thread, every part but the last a whole number of pages, so that :func:`take` can map them
     back to back. ``tag`` names the destination, so that :func:`discard_tagged` can remove what
     a peer that is gone never took.
     """
-    expire_own()
     view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+    lent = lent_references(view)
+    if lent is not None:
+        return lent
+    expire_own()
     bounds = _split(view.nbytes, WRITERS if view.nbytes >= PARALLEL_MIN else 1)
-    names = [f"{PREFIX}{os.getpid()}-{secrets.token_hex(16)}" for _ in bounds]
+    sizes = [end - start for start, end in bounds]
+    files = _spares.take(sizes, tag)
     try:
-        _in_parallel([lambda name=name, start=start, end=end:
-                      _write_segment(name, view[start:end], tag)
-                      for name, (start, end) in zip(names, bounds)])
+        _in_parallel([lambda file=file, start=start, end=end:
+                      _write_segment(file, view[start:end])
+                      for file, (start, end) in zip(files, bounds)])
     except BaseException:
-        for name in names:
+        for name, _ in files:
             _unlink(name)
         raise
-    return [(name, end - start) for name, (start, end) in zip(names, bounds)]
+    finally:
+        for _, fd in files:
+            os.close(fd)
+    _spares.want(sizes)
+    return [(name, size) for (name, _), size in zip(files, sizes)]
 
 
 def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
@@ -124,16 +144,125 @@ def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, nbytes)) for start in range(0, nbytes, step)] or [(0, 0)]
 
 
-def _write_segment(name: str, view: memoryview, tag: object) -> None:
-    fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    with _lock:
-        _created[name] = (time.monotonic(), tag)
-    try:
-        written = 0
-        while written < view.nbytes:
-            written += os.write(fd, view[written:written + _CHUNK])
-    finally:
-        os.close(fd)
+def _new_segment(kind: str = "") -> tuple[str, int]:
+    """A new, empty segment (``kind`` ``"spare-"`` for a spare): its name and a descriptor."""
+    name = f"{PREFIX}{os.getpid()}-{kind}{secrets.token_hex(16)}"
+    return name, os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def _write_segment(file: tuple[str, int], view: memoryview) -> None:
+    written = 0
+    while written < view.nbytes:
+        written += os.pwrite(file[1], view[written:written + _CHUNK], written)
+    os.ftruncate(file[1], view.nbytes)  # a larger spare gives its tail back
+
+
+class _Spares:
+    """Segments allocated ahead of the next export, off its critical path.
+
+    Writing into a fresh tmpfs file is mostly the kernel allocating its pages (256 MiB: about
+    110 ms into fresh pages against 12 ms into allocated ones, on a quiet machine here). After
+    each large export a thread allocates (``fallocate``) files of the same part sizes, which the
+    next export of that size or smaller writes into. Spares are named by this pid like segments
+    (``syftzmq-<pid>-spare-<random>``, renamed to a segment's name when used), so they are swept
+    like them if this process is killed; they are unlinked when nobody used them for
+    :data:`SPARE_IDLE` seconds, and at exit.
+    """
+
+    def __init__(self) -> None:
+        self._files: list[tuple[str, int, int]] = []  # name, fd, allocated size
+        self._wanted: list[int] = []
+        self._used = time.monotonic()
+        self._wake = threading.Condition(_lock)
+        self._pid = 0
+
+    def take(self, sizes: Sequence[int], tag: object) -> list[tuple[str, int]]:
+        """A segment for each size, a spare where one is large enough; each recorded with
+        ``tag`` (see :func:`discard_tagged`)."""
+        files: list[tuple[str, int]] = []
+        try:
+            for size in sizes:
+                with _lock:
+                    mine = self._pid == os.getpid()  # a forked child's are its parent's
+                    fits = [f for f in self._files if f[2] >= size] if mine else []
+                    spare = min(fits, key=lambda f: f[2]) if fits else None
+                    if spare is not None:
+                        self._files.remove(spare)
+                        self._used = time.monotonic()
+                if spare is None:
+                    file = _new_segment()
+                else:  # it becomes a segment like any other, named as one
+                    file = (spare[0].replace("-spare-", "-", 1), spare[1])
+                    try:
+                        os.rename(_path(spare[0]), _path(file[0]))
+                    except OSError:
+                        os.close(spare[1])
+                        raise
+                files.append(file)
+                with _lock:
+                    _created[file[0]] = (time.monotonic(), tag)
+        except BaseException:
+            for name, fd in files:
+                os.close(fd)
+                _unlink(name)
+            raise
+        return files
+
+    def want(self, sizes: Sequence[int]) -> None:
+        """Allocate spares of ``sizes`` (for buffers of :data:`SPARE_MIN` bytes or more)."""
+        if sum(sizes) < SPARE_MIN or sum(sizes) > SPARE_MAX:
+            return
+        with _lock:
+            self._wanted = list(sizes)
+            self._used = time.monotonic()
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._files = []  # a forked child's spares are its parent's
+                threading.Thread(target=self._allocate_forever, name="syftzmq-spares",
+                                 daemon=True).start()
+            self._wake.notify()
+
+    def _allocate_forever(self) -> None:
+        while True:
+            with _lock:
+                while not self._wanted:
+                    if not self._wake.wait(SPARE_IDLE) and time.monotonic() - self._used > SPARE_IDLE:
+                        self._drop_locked()
+                wanted, self._wanted = self._wanted, []
+                have = sorted(f[2] for f in self._files)
+            for size in wanted:
+                if size in have:
+                    have.remove(size)
+                    continue
+                try:
+                    name, fd = _new_segment("spare-")
+                except OSError:
+                    break
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError:  # /dev/shm full: no spare
+                    os.close(fd)
+                    os.unlink(_path(name))
+                    break
+                with _lock:
+                    self._files.append((name, fd, size))
+
+    def _drop_locked(self) -> None:
+        for name, fd, _ in self._files:
+            os.close(fd)
+            try:
+                os.unlink(_path(name))
+            except FileNotFoundError:
+                pass
+        self._files = []
+
+    def drop(self) -> None:
+        """Unlink every spare (at exit)."""
+        with _lock:
+            self._drop_locked()
+
+
+_spares = _Spares()
 
 
 def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
@@ -161,8 +290,11 @@ def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
 
 
 def take(parts: Sequence[tuple[str, int]]) -> memoryview:
-    """Open and unlink the segments ``parts`` (name, size); returns their bytes, mapped into
-    this process back to back, as one buffer."""
+    """Open the segments ``parts`` (name, size) — unlinking named ones — and return their
+    bytes, mapped into this process back to back, as one buffer.
+
+    A part is a segment's name in :data:`DIRECTORY`, or a segment another process lends:
+    ``fd-<pid>-<fd>-<inode>`` (see :mod:`syftzmq.wire.shm_map`)."""
     if not isinstance(parts, (list, tuple)) or not 1 <= len(parts) <= MAX_PARTS:
         raise ProtocolError(f"bad shared-memory reference {parts!r:.80}")
     sizes = [size for _, size in parts]
@@ -170,97 +302,69 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
         raise ProtocolError(f"bad shared-memory sizes {sizes!r:.80}")
     if any(size % mmap.PAGESIZE or size == 0 for size in sizes[:-1]):
         raise ProtocolError("shared-memory parts are not whole pages")
-    fds: list[int] = []
+    opened: list[tuple[int, int, int]] = []
     try:
         for name, size in parts:
-            fds.append(_open(name, size))
-        if len(fds) == 1:
-            return _map(fds[0], sizes[0])
-        return _map_back_to_back(fds, sizes)
-    finally:
-        for fd in fds:
+            opened.append(_open(name, size))
+    except BaseException:
+        for fd, _, _ in opened:
             os.close(fd)
+        raise
+    if sum(sizes) == 0:
+        for fd, _, _ in opened:
+            os.close(fd)
+        return memoryview(bytearray())
+    # Mapped rather than copied: the tensor is rebuilt over these pages (unlinked, so they are
+    # freed with it). MAP_POPULATE maps every page now, so the memory shows in this process's
+    # RSS like any other received tensor, for a fraction of a copy.
+    return shm_map.Mapping(opened).buffer()
 
 
-def _open(name: str, size: int) -> int:
-    """Open the segment ``name``, unlink it, and check that it is ours to read; returns its fd."""
-    if not isinstance(name, str) or not _NAME.match(name) or type(size) is not int or size < 0:
+def _open(name: str, size: int) -> tuple[int, int, int]:
+    """Open the segment ``name``, unlink it, and check that it is ours to read; returns its
+    fd, size and inode."""
+    if not isinstance(name, str) or type(size) is not int or size < 0:
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
-    try:
-        fd = os.open(_path(name), os.O_RDWR | os.O_NOFOLLOW)
+    lent = _LENT.match(name)
+    if not lent and not _NAME.match(name):
+        raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
+    path = f"/proc/{lent.group(1)}/fd/{lent.group(2)}" if lent else _path(name)
+    try:  # a lent descriptor is a link to an unlinked file: it must be followed
+        fd = os.open(path, os.O_RDWR if lent else os.O_RDWR | os.O_NOFOLLOW)
     except OSError as exc:
         raise ProtocolError(f"shared-memory segment {name} cannot be opened: {exc.strerror}") from None
     try:
-        _unlink(name)  # from here on, no process can leave it behind
+        if not lent:
+            _unlink(name)  # from here on, no process can leave it behind
         info = os.fstat(fd)
         if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
                 or info.st_mode & 0o077 or info.st_size != size):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
+        if lent and (info.st_nlink != 0 or info.st_ino != int(lent.group(3))
+                     or info.st_dev != _device()):
+            raise ProtocolError(f"lent shared-memory segment {name} is not an unlinked segment "
+                                f"of {DIRECTORY} with that inode: rejected")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, size, info.st_ino
 
 
-def _map(fd: int, size: int) -> memoryview:
-    """One segment's bytes. Mapped rather than copied: the tensor is rebuilt over these pages
-    (unlinked, so they are freed with the tensor). MAP_POPULATE maps every page now, so the
-    memory shows in this process's RSS like any other received tensor, for a fraction of a copy."""
-    if size == 0:
-        return memoryview(bytearray())
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    return memoryview(mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE))
+def _device() -> int:
+    return os.stat(DIRECTORY).st_dev
 
 
-class _Region:
-    """Address space reserved with ``mmap``; unmapped (with the segments in it) when dropped."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.base = size, 0
-        self.base = _libc_mmap(None, size, _PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
-
-    def place(self, offset: int, fd: int, size: int) -> None:
-        """Map ``size`` bytes of ``fd`` at ``offset``, over the reservation, pages populated."""
-        _libc_mmap(self.base + offset, size, mmap.PROT_READ | mmap.PROT_WRITE,
-                   mmap.MAP_SHARED | _MAP_FIXED | getattr(mmap, "MAP_POPULATE", 0), fd)
-
-    def __del__(self) -> None:
-        if self.base:
-            _libc.munmap(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size))
-
-
-def _map_back_to_back(fds: Sequence[int], sizes: Sequence[int]) -> memoryview:
-    """Several segments as one buffer: each is mapped over its place in one reserved range, so
-    a tensor can be rebuilt over all of them. One after the other: ``mmap`` takes the address
-    space's lock for writing, so populating from several threads measured no faster."""
-    region = _Region(sum(sizes))
-    offset = 0
-    for fd, size in zip(fds, sizes):
-        region.place(offset, fd, size)
-        offset += size
-    raw = (ctypes.c_char * region.size).from_address(region.base)
-    raw._owner = region  # the buffer (and the tensor over it) keeps the mapping alive
-    return memoryview(raw).cast("B")
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_MAP_FIXED = 0x10  # Linux (x86, arm, riscv, power, s390); Python's mmap does not export it
-_PROT_NONE = 0
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-def _libc_mmap(address: int | None, size: int, prot: int, flags: int, fd: int) -> int:
-    """``mmap(2)`` at a chosen address, which Python's :mod:`mmap` cannot do."""
-    result = _libc.mmap(address, size, prot, flags, fd, 0)
-    if result is None or result == _MAP_FAILED or (address is not None and result != address):
-        error = ctypes.get_errno()
-        raise OSError(error, f"mmap of {size} bytes failed: {os.strerror(error)}")
-    return result
+def lent_references(buffer: memoryview) -> list[tuple[str, int]] | None:
+    """How the receiver maps ``buffer`` without a copy, if its sender marked it lendable
+    (:func:`syftzmq.wire.serde.lend`) and it is exactly one mapping of received segments."""
+    exporter = buffer
+    while isinstance(exporter, memoryview):
+        exporter = exporter.obj
+    if not getattr(exporter, "_lend", False):
+        return None
+    mapping = shm_map.mapping_at(ctypes.addressof(exporter), buffer.nbytes)
+    return None if mapping is None else mapping.references()
 
 
 def discard(name: str) -> None:
@@ -311,7 +415,7 @@ def sweep_orphans(min_age: float = 10.0) -> int:
     removed = 0
     now = time.time()
     for name in names:
-        match = _NAME.match(name)
+        match = _NAME.match(name) or _SPARE.match(name)
         if not match or _alive(int(match.group(1))):
             continue
         try:
@@ -342,7 +446,8 @@ def discard_tagged(tag: object) -> None:
 
 
 def unlink_own() -> None:
-    """Unlink every segment this process made and nobody took (at exit)."""
+    """Unlink every segment this process made and nobody took, spares too (at exit)."""
+    _spares.drop()
     with _lock:
         names = list(_created)
     for name in names:
@@ -357,7 +462,7 @@ def sweep_pid(pid: int) -> int:
     except OSError:
         return 0
     for name in names:
-        match = _NAME.match(name)
+        match = _NAME.match(name) or _SPARE.match(name)
         if match and int(match.group(1)) == pid:
             try:
                 os.unlink(_path(name))
@@ -367,14 +472,16 @@ def sweep_pid(pid: int) -> int:
     return removed
 
 
-def segments_of(pids: Sequence[int]) -> list[str]:
-    """Names of the segments in ``/dev/shm`` created by ``pids`` (for tests and checks)."""
+def segments_of(pids: Sequence[int], spares: bool = False) -> list[str]:
+    """Names of the segments in ``/dev/shm`` created by ``pids`` (for tests and checks); with
+    ``spares``, of their spares too (see :class:`_Spares`)."""
     wanted = {str(pid) for pid in pids}
     try:
         names = os.listdir(DIRECTORY)
     except OSError:
         return []
-    return [n for n in names if (m := _NAME.match(n)) and m.group(1) in wanted]
+    return [n for n in names if (m := _NAME.match(n) or (spares and _SPARE.match(n)))
+            and m.group(1) in wanted]
 
 
 atexit.register(unlink_own)

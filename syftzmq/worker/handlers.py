@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -33,9 +34,11 @@ from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import MessageTooLarge, OperationRefused, ProtocolError, WorkerUnavailable
 from ..wire.envelope import MAX_MESSAGE_BYTES
+from ..wire.shm_map import deferred_unmaps
 from .deliveries import MoveLog, Unconfirmed
 from .downstream import Downstream, Join, Waiters, peer_timeout, requested_liveness
 from .execute import DependencyFailed, resolve_ref, run_command
+from . import handover
 from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
 from .store import ObjectStore
@@ -137,7 +140,8 @@ class Handlers:
             self.unconfirmed.confirm(sender, ids)  # a pointer died before its get was confirmed
         confirmed = msg.get(CONFIRMS)
         if confirmed:
-            self.unconfirmed.confirm(sender, object_ids(confirmed))
+            with deferred_unmaps():  # the request they rode on must not wait for the freeing
+                self.unconfirmed.confirm(sender, object_ids(confirmed))
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -231,12 +235,13 @@ class Handlers:
             again = held(ref)
             if again is not _MISSING:  # a retry: the first answer never reached the requester
                 return again
+            sent = handover.offer(self.store, ref.id)  # held below, out of every command's reach
             obj = raise_if_failed(self.store.take(ref.id))
             if isinstance(obj, ChainRef):
                 # the next hop now belongs to the requester
                 self.downstream.hand_over(obj, sender, _origin(msg))
             self.unconfirmed.hold(sender, ref.id, obj)
-            return obj
+            return sent
 
         def take_all() -> Any:
             refs = msg["refs"]
@@ -331,11 +336,12 @@ class Handlers:
             self.send_reply(identity, answer)
 
         def start() -> Any:
+            offers = [handover.offer(self.store, object_id) for object_id in ids]
             objects = [self.store.get(object_id) for object_id in ids]
             for obj in objects:
                 raise_if_failed(obj)
             _check_move_size(objects, self.max_message_bytes)
-            self._send_moved(sender, respond, msg, ids, new_ids, objects)
+            self._send_moved(sender, respond, msg, ids, new_ids, objects, offers)
             return _DEFERRED
         self._observe(identity, msg, start, respond)
 
@@ -347,14 +353,17 @@ class Handlers:
             identity, reply(msg["req"], value=outcome)))
 
     def _send_moved(self, sender: str, respond: Callable[[dict], None], msg: dict,
-                    ids: list[int], new_ids: list[int], objects: list[Any]) -> None:
-        """Store ``objects`` on the move's destination, each confirmed (or timed out) alone."""
+                    ids: list[int], new_ids: list[int], objects: list[Any],
+                    offers: list[Any]) -> None:
+        """Store ``objects`` on the move's destination, each confirmed (or timed out) alone;
+        ``offers`` are the objects as they travel (pages lent where :mod:`.handover` allows)."""
         dest: WorkerRef = msg["dest"]
         deadline = time.monotonic() + peer_timeout(msg)
         acks: list[dict] = []
         owners = [self.store.owner(object_id) or sender for object_id in ids]
-        join = Join(len(ids), lambda: self._move_stored(respond, msg, objects, owners, acks))
-        for object_id, new_object_id, obj, owner in zip(ids, new_ids, objects, owners):
+        lent = [weakref.ref(mapping) for mapping in map(handover.mapping_of, offers) if mapping]
+        join = Join(len(ids), lambda: self._move_stored(respond, msg, objects, owners, acks, lent))
+        for object_id, new_object_id, obj, owner in zip(ids, new_ids, offers, owners):
             req = new_id()
             self.downstream.peers.queue(dest, message(STORE, req=req, origin=msg.get("origin", ""),
                                                       id=new_object_id, obj=obj, owner=owner,
@@ -365,7 +374,7 @@ class Handlers:
                                             join.arrive()), dest, requested_liveness(msg))
 
     def _move_stored(self, respond: Callable[[dict], None], msg: dict, objects: list[Any],
-                     owners: list[str], acks: list[dict]) -> None:
+                     owners: list[str], acks: list[dict], lent: list) -> None:
         """Every store was confirmed or timed out: finish the move, or take it back.
 
         A failed move leaves the data here, and deletes, on its owners' behalf, whatever copies
@@ -388,6 +397,11 @@ class Handlers:
                 continue
             if isinstance(obj, ChainRef):
                 self.downstream.hand_over(obj, dest.incarnation, _origin(msg))
+        if lent:  # pages handed over: what is left here of them must not see the destination's
+            with deferred_unmaps():
+                objects.clear()
+                obj = None
+            handover.settle(lent)
         respond(reply(msg["req"], value=msg["new_ids"]))
 
     def _move_failure(self, dest: WorkerRef) -> Failure:

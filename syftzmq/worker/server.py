@@ -40,7 +40,7 @@ from ..core.refs import WorkerRef, sender_incarnation
 from ..errors import ProtocolError, StaleIncarnationError
 from ..security.netpolicy import is_loopback
 from ..settings import SETTINGS
-from ..wire import Signer, dumps, loads, pack, shm, unpack
+from ..wire import Signer, dumps, loads, pack, shm, shm_map, unpack
 from ..wire.envelope import MAX_FRAMES, MAX_MESSAGE_BYTES, discard_unsent
 from ..wire.receive import read_message
 from ..wire.safe import SafeUnpickler
@@ -110,6 +110,8 @@ class WorkerServer:
         self.rejections = Rejections()
         self.notices = Notices(self.router)  # tell a sender why its message was dropped
         self.requesters = SharedMemoryRequesters()  # requesters on this host (see wire.shm)
+        if SETTINGS.shm_lend:
+            shm_map.keep_for_lending()  # received pages can be handed on (worker.handover)
         self.addressing = Addressing(self.ref, self.endpoint)
         self._stop_reason: str | None = None
         self._wakeup_r: int | None = None

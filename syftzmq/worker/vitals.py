@@ -11,6 +11,8 @@ from typing import Any, Iterable
 
 import torch
 
+from ..wire import shm_map
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -24,7 +26,8 @@ class Vitals:
     def snapshot(self, objects: Iterable[Any]) -> dict:
         return {"pid": os.getpid(), "started_at": self.started_at,
                 "uptime": time.monotonic() - self._started,
-                "bytes_stored": stored_bytes(objects), "rss_bytes": rss_bytes()}
+                "bytes_stored": stored_bytes(objects), "rss_bytes": rss_bytes(),
+                **shm_map.counts()}
 
 
 def stored_bytes(objects: Iterable[Any]) -> int:

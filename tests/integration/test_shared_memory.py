@@ -159,7 +159,7 @@ def test_no_segment_outlives_a_sender_killed_mid_transfer(hook):
     sender = sy.VirtualWorker(hook, id="shm_sender")
     receiver = sy.VirtualWorker(hook, id="shm_receiver")
     session = default_session()
-    p = torch.randn(4 * MiB).send(sender)
+    p = torch.randn(4 * MiB).send(sender) + 0  # computed there: a move writes a segment
     sender.object_count()
     os.kill(receiver.process.pid, signal.SIGSTOP)
     failure: list[BaseException] = []

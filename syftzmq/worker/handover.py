@@ -1,0 +1,72 @@
+"""When a worker may hand a stored tensor's pages to its receiver instead of copying them.
+
+A tensor that reached this worker through shared memory lives in pages the receiver of a move
+or a get can map too (:mod:`syftzmq.wire.shm_map`). Handing them over is a move of the memory,
+so it is right only if nothing else here sees it: no view stored under another id, no other
+tensor over the same storage, no container or autograd graph holding the tensor. :func:`lendable`
+checks exactly that, by counting references: the store's is the only one.
+
+After a move hands pages over, the source drops the tensor. Should anything of the source
+still hold the memory then (a view made while the move was under way), :func:`settle` gives it
+a private copy before the move is reported done, so it never sees the destination's writes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+
+from ..wire import serde
+from ..wire.shm_map import Mapping, mapping_at
+from .store import ObjectStore
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def offer(store: ObjectStore, object_id: int) -> Any:
+    """The object under ``object_id`` as it should be sent when it leaves this worker: wrapped
+    in :class:`~syftzmq.wire.serde.Lent` if its pages may be handed over, else as it is.
+
+    Call it while the store holds the object and the caller holds no reference of its own.
+    """
+    obj = store.get(object_id)  # the store's reference and this one
+    if type(obj) not in _PLAIN or not _sole(obj, 2):
+        return obj
+    return serde.Lent(obj)
+
+
+def _sole(tensor: torch.Tensor, holders: int) -> bool:
+    """Whether ``holders`` references (the caller's) are all there are to ``tensor``, its
+    storage is used by it alone, and its memory is exactly one lendable mapping."""
+    if sys.getrefcount(tensor) != holders + 2:  # + this frame's argument and getrefcount's
+        return False
+    if tensor._use_count() != 1 or tensor._base is not None or not tensor.is_contiguous():
+        return False  # held in C++ (an autograd graph), or a view
+    if tensor.is_conj() or tensor.is_neg() or tensor.device.type != "cpu" or tensor.is_sparse:
+        return False
+    storage = tensor.untyped_storage()
+    if torch._C._storage_Use_Count(storage._cdata) != 2:  # the tensor's and ``storage``'s
+        return False
+    nbytes = storage.nbytes()
+    if tensor.storage_offset() != 0 or tensor.numel() * tensor.element_size() != nbytes:
+        return False
+    return mapping_at(tensor.data_ptr(), nbytes) is not None
+
+
+def mapping_of(obj: Any) -> Mapping | None:
+    """The mapping a lent object's pages belong to (None for anything else)."""
+    if not isinstance(obj, serde.Lent):
+        return None
+    tensor = obj.tensor
+    return mapping_at(tensor.data_ptr(), tensor.numel() * tensor.element_size())
+
+
+def settle(mappings: list) -> None:
+    """After a hand-over, once the source dropped its references: whatever still holds one
+    of these mappings (weak references) gets private pages."""
+    for weak in mappings:
+        mapping = weak()
+        if mapping is not None:
+            mapping.make_private()

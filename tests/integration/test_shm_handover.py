@@ -1,0 +1,144 @@
+"""A worker hands a tensor it received through shared memory on without copying it
+(see syftzmq/wire/shm_map.py and syftzmq/worker/handover.py).
+
+What a user can tell: moves and gets return exactly the data; nothing another object on the
+source shares is ever handed over (a write on one side never shows on the other); a process
+killed mid-hand-over leaves no segment and loses nothing a copy would not have lost. Whether
+pages were lent or copied is read from each worker's ``shm_lent`` counter (its PING answer).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+import torch
+
+import syftzmq as sy
+from support.processes import wait_until
+from syftzmq.client.handles import default_session
+from syftzmq.wire import shm
+
+pytestmark = pytest.mark.skipif(not shm.enabled(), reason="no /dev/shm on this host")
+
+MiB = 1 << 20
+
+
+def _lent(worker) -> int:
+    return worker.ping()["shm_lent"]
+
+
+def _leftovers(*workers) -> list[str]:
+    return shm.segments_of([os.getpid()] + [w.process.pid for w in workers])
+
+
+def test_a_received_tensor_is_moved_and_fetched_by_its_pages(bob, alice):
+    x = torch.randn(4, MiB)  # 16 MiB, two-dimensional: rebuilt without a base view
+    p = x.send(bob)
+    lent_bob, lent_alice = _lent(bob), _lent(alice)
+    p.move(alice)
+    assert _lent(bob) == lent_bob + 1, "bob should have lent the pages, not copied them"
+    assert bob.object_count() == 0
+    y = p.get()
+    assert _lent(alice) == lent_alice + 1
+    assert torch.equal(x, y)
+    y.add_(1)  # the client's tensor is its own now
+    assert torch.equal(y, x + 1)
+    assert _leftovers(bob, alice) == []
+
+
+def test_a_view_stored_on_the_source_makes_the_move_copy(bob, alice):
+    x = torch.arange(float(4 * MiB))
+    p = x.send(bob)
+    view = p[: MiB]  # on bob: a view of p's storage, under another id
+    lent = _lent(bob)
+    p.move(alice)
+    assert _lent(bob) == lent, "storage shared with another object must not be lent"
+    p.add_(1)  # on alice
+    assert torch.equal(view.get(), x[: MiB]), "the source's view saw the destination's write"
+    assert torch.equal(p.get(), x + 1)
+
+
+def test_a_view_stored_on_the_worker_makes_the_get_copy(bob):
+    x = torch.arange(float(4 * MiB))
+    p = x.send(bob)
+    view = p[: MiB]
+    lent = _lent(bob)
+    y = p.get()
+    assert _lent(bob) == lent
+    y.mul_(0)
+    assert torch.equal(view.get(), x[: MiB]), "the worker's view saw the client's write"
+
+
+def test_a_tensor_computed_on_the_worker_is_copied(bob, alice):
+    x = torch.randn(2 * MiB)
+    computed = x.send(bob) + 0  # bob's own memory, not a received segment
+    lent = _lent(bob)
+    computed.move(alice)
+    assert _lent(bob) == lent
+    assert torch.equal(computed.get(), x)
+
+
+def test_killing_the_lender_mid_move_leaves_nothing_behind(hook):
+    source = sy.VirtualWorker(hook, id="lender")
+    dest = sy.VirtualWorker(hook, id="lent_to")
+    session = default_session()
+    p = torch.randn(4 * MiB).send(source)
+    lent = _lent(source)
+    os.kill(dest.process.pid, signal.SIGSTOP)
+    failure: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            p.move(dest)
+        except BaseException as exc:
+            failure.append(exc)
+
+    mover = threading.Thread(target=move)
+    mover.start()
+    try:
+        wait_until(lambda: _lent(source) == lent + 1, 10, "the source lent the pages")
+        os.kill(source.process.pid, signal.SIGKILL)
+    finally:
+        os.kill(dest.process.pid, signal.SIGCONT)
+        mover.join(30)
+    assert failure, "the move should have failed: its source is dead"
+    assert dest.object_count() == 0, "the destination cannot map a dead lender's pages"
+    source.process.stop()
+    session.forget(source.ref)
+    assert _leftovers(source, dest) == []
+    dest.shutdown()
+
+
+def test_killing_the_destination_mid_move_keeps_the_data_on_the_source(hook):
+    source = sy.VirtualWorker(hook, id="keeper")
+    dest = sy.VirtualWorker(hook, id="doomed")
+    session = default_session()
+    x = torch.randn(4 * MiB)
+    p = x.send(source)
+    lent = _lent(source)
+    os.kill(dest.process.pid, signal.SIGSTOP)
+    failure: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            p.move(dest)
+        except BaseException as exc:
+            failure.append(exc)
+
+    mover = threading.Thread(target=move)
+    mover.start()
+    try:
+        wait_until(lambda: _lent(source) == lent + 1, 10, "the source lent the pages")
+    finally:
+        os.kill(dest.process.pid, signal.SIGKILL)
+        os.kill(dest.process.pid, signal.SIGCONT)
+        mover.join(60)
+    assert failure, "the move should have failed: its destination is dead"
+    dest.process.stop()
+    session.forget(dest.ref)
+    assert torch.equal(p.get(), x), "a failed move keeps the data where it was"
+    assert _leftovers(source, dest) == []
+    source.shutdown()
