@@ -7,10 +7,10 @@ ids and tensors: the C pickler writes those in microseconds. Code that the recei
 a Python call per pickled object (tens of microseconds per command). So :func:`dumps` tries the
 C pickler first and falls back to cloudpickle when the result would name unimportable code.
 
-A plain CPU tensor is reduced to its dtype, shape and a
-``PickleBuffer`` over its memory: buffers of at least ``INLINE_LIMIT`` bytes leave the pickle and
-become frames of their own, sent without copying and rebuilt on the receiver over the received
-memory. Smaller ones stay in the pickle, where one copy is cheaper than one more frame.
+A plain CPU tensor is reduced to its dtype, shape and its bytes: from ``INLINE_LIMIT`` bytes on,
+a ``PickleBuffer`` over its memory, which leaves the pickle and becomes a frame of its own, sent
+without copying and rebuilt on the receiver over the received memory. Smaller ones are copied
+into the pickle as ``bytes``, where one copy is cheaper than one more frame.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def tensor_memory(tensor: torch.Tensor) -> memoryview:
 
 
 def _plain_cpu(tensor: torch.Tensor) -> bool:
-    return (tensor.device.type == "cpu" and tensor.layout == torch.strided
-            and not tensor.is_quantized and type(tensor) in (torch.Tensor, torch.nn.Parameter))
+    return (type(tensor) in (torch.Tensor, torch.nn.Parameter) and tensor.is_cpu
+            and tensor.layout is torch.strided and not tensor.is_quantized)
 
 
 def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad: bool,
@@ -51,17 +51,21 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
     for size in shape:
         numel *= size
     expected = numel * dtype.itemsize
-    view = memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer.cast("B")
-    if view.nbytes != expected:
+    in_band = isinstance(buffer, (bytes, bytearray))
+    view = None if in_band else (
+        memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer.cast("B"))
+    nbytes = len(buffer) if in_band else view.nbytes
+    if nbytes != expected:
         raise ProtocolError(f"tensor of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, "
-                            f"got {view.nbytes}")
+                            f"got {nbytes}")
     if expected == 0:
         tensor = torch.empty(shape, dtype=dtype)
-    elif isinstance(buffer, (bytes, bytearray)) or view.readonly:
-        # In band (small): one copy into a tensor of its own. A tensor over the unpickler's
-        # bytearray would keep that object alive too: about 1 KiB more per stored small tensor.
-        tensor = torch.empty(shape, dtype=dtype)
-        tensor_memory(tensor)[:] = view
+    elif in_band or view.readonly:
+        # In band (small): one copy into memory of its own (a tensor over the unpickler's
+        # object would keep that alive too); cheaper than allocating a tensor and copying.
+        tensor = torch.frombuffer(bytearray(buffer if in_band else view), dtype=dtype)
+        if len(shape) != 1:
+            tensor = tensor.reshape(shape)
     else:
         tensor = torch.frombuffer(view, dtype=dtype).reshape(shape)  # over the received frame
     if parameter:
@@ -87,9 +91,14 @@ def _materialized(tensor: torch.Tensor) -> torch.Tensor:
 
 def _reduce_tensor(obj: torch.Tensor) -> tuple:
     data = _materialized(obj.detach())
-    return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data)), obj.dtype, tuple(obj.shape),
+    nbytes = data.numel() * data.element_size()
+    # Small tensors travel in the pickle as bytes (one small copy, no buffer callback); larger
+    # ones as a buffer over their memory, which leaves the pickle as a frame of its own.
+    payload = (ctypes.string_at(data.data_ptr(), nbytes) if nbytes else b"") \
+        if nbytes < INLINE_LIMIT else pickle.PickleBuffer(tensor_memory(data))
+    return rebuild_tensor, (payload, obj.dtype, tuple(obj.shape),
                             obj.requires_grad, obj.grad if obj.is_leaf else None,
-                            isinstance(obj, torch.nn.Parameter))
+                            type(obj) is torch.nn.Parameter)
 
 
 def _reduce_any_tensor(obj: torch.Tensor) -> Any:
@@ -119,7 +128,8 @@ def _names_unimportable_code(header: bytes) -> bool:
     """
     if b"__main__" in header:
         return True
-    return any(name.encode() in header for name in cloudpickle.list_registry_pickle_by_value())
+    registered = cloudpickle.list_registry_pickle_by_value()
+    return bool(registered) and any(name.encode() in header for name in registered)
 
 
 def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:
