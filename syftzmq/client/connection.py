@@ -13,6 +13,7 @@ from ..wire.dealer import open_dealer
 from ..wire import Signer, dumps, loads, pack, shm, unpack
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from ..wire.notice import decode_notice
+from ..wire.sockets import NOBLOCK, recv_frames, send_frames
 from .diagnose import HandshakeWatch, rejection_error
 
 log = logging.getLogger("syftzmq.client")
@@ -72,7 +73,8 @@ class Connection:
         if self.shared_memory and msg.get("req"):
             msg["shm"] = True  # the reply may use shared memory too
         header, buffers = dumps(msg)
-        size = len(header) + sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
+        size = len(header) + sum(b.nbytes if isinstance(b, memoryview) else len(b)
+                                 for b in buffers) if buffers else len(header)
         if size > self.max_request_bytes:
             raise MessageTooLarge(
                 f"a {msg.get('kind', 'message')!r} request to the worker at {self.address}", size,
@@ -81,11 +83,13 @@ class Connection:
         frames = pack(self.signer, header, buffers, self.shared_memory, self.address)
         while True:
             try:
-                self.socket.send_multipart(frames, flags, copy=False)
+                send_frames(self.socket, frames, flags)
                 break
             except zmq.Again:
                 if flags & zmq.NOBLOCK or still_waiting is None or not still_waiting():
                     raise
+        if len(frames) == 1:  # a compact message: always bytes
+            return len(frames[0])
         return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
 
     def receive(self, stats: Any = None, wait_ms: int = 0) -> dict | None:
@@ -97,18 +101,22 @@ class Connection:
         try:
             if wait_ms > 0:
                 self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
-                frames = self.socket.recv_multipart(copy=False)
+                frames = recv_frames(self.socket)
             else:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(self.socket, NOBLOCK)
         except zmq.Again:
             return None
         if stats is not None:
             stats.bytes_received += sum(len(f) for f in frames)
-        notice = decode_notice(frames)
-        if notice is not None:  # the worker dropped something of ours at its envelope
-            raise rejection_error(self.worker, self.address, notice)
         try:
             header, buffers = unpack(self.signer, frames, REPLY_LIMIT)
+        except ProtocolError as exc:
+            notice = decode_notice(frames)  # unsigned, so it never passes the envelope
+            if notice is not None:  # the worker dropped something of ours at its envelope
+                raise rejection_error(self.worker, self.address, notice) from None
+            log.warning("dropped an invalid reply from %s: %s", self.address, exc)
+            return None
+        try:
             msg = loads(header, buffers)
         except ProtocolError as exc:
             log.warning("dropped an invalid reply from %s: %s", self.address, exc)

@@ -13,8 +13,12 @@ commands are queued here and leave together, as one message, when the first of t
 
 Why the thread polls instead of being woken per command: waking a thread costs the caller a GIL
 hand-off, about 100 µs on a small VM — more than the whole client side of an operation. So the
-thread is woken once when work starts, looks every few milliseconds while the client is active,
-and goes back to sleep after a second without queued work.
+thread is woken once when work starts, looks every few milliseconds while work is queued, and
+goes back to sleep after a second without queued work. Each look takes the GIL from the client,
+and on a loaded machine getting it back can cost the client milliseconds; so while the client
+keeps queueing (its own ``add`` sends a queue that is old enough) the thread looks less often,
+every :data:`BUSY_SWEEP_SECONDS` at most, and it takes the session's lock only when a queue is
+actually due.
 
 The queue never reorders anything. Order across workers is the session's business (see
 ``Sender._release_queues_for`` in :mod:`syftzmq.client.sending`).
@@ -33,6 +37,7 @@ from ..core.refs import WorkerRef
 log = logging.getLogger("syftzmq.client")
 
 SWEEP_SECONDS = 0.005
+BUSY_SWEEP_SECONDS = 0.02  # the longest pause between looks while the client keeps queueing
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
 
 
@@ -55,10 +60,12 @@ class Outbox:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._sweeping = False  # the thread is looking (no need to wake it)
+        self._added = 0  # commands queued so far: the thread tells an active client by it
         self._flush_due = weakref.WeakMethod(flush_due)
 
     def add(self, location: WorkerRef, msg: dict) -> bool:
         """Queue ``msg``; true when the queue is full and should leave now."""
+        self._added += 1
         queue = self._queues.get(location.incarnation)
         if queue is None:
             queue = self._queues[location.incarnation] = []
@@ -94,6 +101,11 @@ class Outbox:
     def due(self, now: float) -> list[str]:
         return [incarnation for incarnation, since in self._oldest.items() if now - since >= self.linger]
 
+    def _any_due(self, now: float) -> bool:
+        """Whether some queue waited the linger; safe without the lock (``list`` of a dict's
+        values is one step under the GIL), so the thread need not take it to find out."""
+        return any(now - since >= self.linger for since in list(self._oldest.values()))
+
     def discard(self, incarnation: str) -> None:
         self.take(incarnation)
 
@@ -120,11 +132,17 @@ class Outbox:
             self._wake.wait()
             self._wake.clear()
             last_work = time.monotonic()
+            pause, seen = SWEEP_SECONDS, self._added
             while not self._closed:
-                time.sleep(SWEEP_SECONDS)  # a timer, not synchronization: see module docstring
+                time.sleep(pause)  # a timer, not synchronization: see module docstring
                 now = time.monotonic()
+                # the client queued since the last look: it sends what ages itself, look later
+                pause = min(pause * 2, BUSY_SWEEP_SECONDS) if self._added != seen else SWEEP_SECONDS
+                seen = self._added
                 if self._queues:
                     last_work = now
+                    if not self._any_due(now):
+                        continue
                     flush_due = self._flush_due()
                     if flush_due is None:  # the session is gone
                         return

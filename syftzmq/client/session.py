@@ -274,14 +274,22 @@ class ClientSession:
                 result_ids: list[int], metas: list[TensorMeta | None] | None = None) -> None:
         """Send one operation; results are stored under ``result_ids``. Runs in this thread's
         grad mode (an optimizer's ``step`` runs without grad on the worker too)."""
-        wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
-        msg = message(CMD, origin=self.ref.incarnation, op=op_to_wire(op), args=wire_args,
+        wire_op = op_to_wire(op)
+        if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
+            wire_args = tuple([_to_ref(value) for value in args])
+            wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
+            snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
+                _immutable(wire_kwargs.values())
+        else:
+            wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
+            snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)
+        msg = message(CMD, origin=self.ref.incarnation, op=wire_op, args=wire_args,
                       kwargs=wire_kwargs, results=result_ids, metas=metas)
         if not torch.is_grad_enabled():
             msg["grad"] = False
         if location.incarnation in self._chains and result_ids:
             self._results_next_to_chains(location, args, kwargs, result_ids)
-        if _is_snapshot(msg["op"], wire_args, wire_kwargs):
+        if snapshot:
             self._queue(location, msg)
         else:  # it holds objects the caller may change next: pickle it (and the queue) now
             self._send(location, msg)
@@ -384,10 +392,14 @@ class ClientSession:
         """Send queued deletes without ever blocking (see :mod:`syftzmq.client.releases`);
         deletes for ``carrier``'s worker ride on the carrier message."""
         batches = self._releases.take()
-        for incarnation, (_, ids) in batches.items():
-            self._chains.released(incarnation, ids)
-        self._releases.send(batches, self._send_delete, carrier,
-                            skip=lambda incarnation: self._connections.gone.replacement(incarnation) is not None)
+        if self._chains:
+            for incarnation, (_, ids) in batches.items():
+                self._chains.released(incarnation, ids)
+        self._releases.send(batches, self._send_delete, carrier, skip=self._was_replaced)
+
+    def _was_replaced(self, incarnation: str) -> bool:
+        """Whether a restart replaced ``incarnation`` (its objects died with it)."""
+        return self._connections.gone.replacement(incarnation) is not None
 
     def _send_delete(self, location: WorkerRef, ids: list[int]) -> None:
         self._sender.send_now(location, message(DEL, origin=self.ref.incarnation, ids=ids),
@@ -671,9 +683,12 @@ def _is_snapshot(op: tuple, args: tuple, kwargs: dict) -> bool:
     A local tensor argument could be changed in place before the queue leaves, and pickled
     code depends on what is registered for pickling by value at the time of the call.
     """
-    if not isinstance(op[1], str):
-        return False
-    for leaf in argtree.leaves(args, kwargs):
+    return isinstance(op[1], str) and _immutable(argtree.leaves(args, kwargs))
+
+
+def _immutable(leaves: Any) -> bool:
+    """Whether every one of ``leaves`` is a value the caller cannot change (see above)."""
+    for leaf in leaves:
         kind = type(leaf)
         if kind not in _IMMUTABLE and not (
                 kind is slice and {type(leaf.start), type(leaf.stop), type(leaf.step)} <= _IMMUTABLE):

@@ -51,7 +51,18 @@ class Signer:
 
     def __init__(self, key: bytes | None, replay_window: int = 1 << 16) -> None:
         self.key = key or None
-        self._keyed = hmac.new(self.key, digestmod=hashlib.sha256) if self.key else None
+        keyed = hmac.new(self.key, digestmod=hashlib.sha256) if self.key else None
+        # The keyed state is copied per message, never re-keyed. OpenSSL's HMAC object (behind
+        # ``hmac.HMAC`` when there is one) has the same copy/update/digest, without a Python
+        # layer around each call.
+        self._keyed = getattr(keyed, "_hmac", None) or keyed
+        # ... and for a one-frame message, the keyed state after what every such message
+        # starts with (the protocol's length and name, the frame count): only the frame's
+        # length and the frame remain per message.
+        self._compact = None
+        if self._keyed is not None:
+            self._compact = self._keyed.copy()
+            self._compact.update(_COMPACT_PREFIX)
         self._recent: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._window = replay_window
 
@@ -60,12 +71,21 @@ class Signer:
         (length first), the frame count, every frame's length, then the frames."""
         if self._keyed is None:
             return b""
+        if protocol is PROTOCOL_COMPACT and len(frames) == 1:
+            return self._sign_compact(frames[0])
         mac = self._keyed.copy()
         lengths = [_nbytes(frame) for frame in frames]
         mac.update(_layout(len(protocol), len(lengths)).pack(len(protocol), protocol,
                                                               len(lengths), *lengths))
         for frame in frames:
             mac.update(frame)
+        return mac.digest()
+
+    def _sign_compact(self, frame) -> bytes:
+        """:meth:`sign` of one frame under :data:`PROTOCOL_COMPACT` (the same bytes signed)."""
+        mac = self._compact.copy()
+        mac.update(_LENGTH.pack(_nbytes(frame)))
+        mac.update(frame)
         return mac.digest()
 
     def verify(self, signature: bytes, protocol: bytes, frames: Sequence) -> None:
@@ -96,6 +116,10 @@ def _layout(protocol_length: int, frames: int) -> struct.Struct:
         if len(_LAYOUTS) < 1024:
             _LAYOUTS[(protocol_length, frames)] = layout
     return layout
+
+
+_LENGTH = struct.Struct("!Q")
+_COMPACT_PREFIX = struct.pack(f"!Q{len(PROTOCOL_COMPACT)}sQ", len(PROTOCOL_COMPACT), PROTOCOL_COMPACT, 1)
 
 
 def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: bool = False,

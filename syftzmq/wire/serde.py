@@ -7,10 +7,10 @@ ids and tensors: the C pickler writes those in microseconds. Code that the recei
 a Python call per pickled object (tens of microseconds per command). So :func:`dumps` tries the
 C pickler first and falls back to cloudpickle when the result would name unimportable code.
 
-A plain CPU tensor is reduced to its dtype, shape and a
-``PickleBuffer`` over its memory: buffers of at least ``INLINE_LIMIT`` bytes leave the pickle and
-become frames of their own, sent without copying and rebuilt on the receiver over the received
-memory. Smaller ones stay in the pickle, where one copy is cheaper than one more frame.
+A plain CPU tensor is reduced to its dtype, shape and its bytes: from ``INLINE_LIMIT`` bytes on,
+a ``PickleBuffer`` over its memory, which leaves the pickle and becomes a frame of its own, sent
+without copying and rebuilt on the receiver over the received memory. Smaller ones are copied
+into the pickle as ``bytes``, where one copy is cheaper than one more frame.
 """
 
 from __future__ import annotations
@@ -59,8 +59,16 @@ class Lent:
 
 
 def _plain_cpu(tensor: torch.Tensor) -> bool:
-    return (tensor.device.type == "cpu" and tensor.layout == torch.strided
-            and not tensor.is_quantized and type(tensor) in (torch.Tensor, torch.nn.Parameter))
+    return (type(tensor) in (torch.Tensor, torch.nn.Parameter) and tensor.is_cpu
+            and tensor.layout is torch.strided and not tensor.is_quantized)
+
+
+def _shaped(flat: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """``flat`` as a tensor of ``shape`` over the same storage, with no 1-d base behind it (a
+    view would be a second tensor over the memory, and keep the flat one alive)."""
+    if flat.shape == shape:
+        return flat
+    return torch.empty(0, dtype=flat.dtype).set_(flat.untyped_storage(), 0, shape)
 
 
 def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad: bool,
@@ -70,22 +78,22 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
     for size in shape:
         numel *= size
     expected = numel * dtype.itemsize
-    view = memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer.cast("B")
-    if view.nbytes != expected:
+    in_band = isinstance(buffer, (bytes, bytearray))
+    view = None if in_band else (
+        memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer.cast("B"))
+    nbytes = len(buffer) if in_band else view.nbytes
+    if nbytes != expected:
         raise ProtocolError(f"tensor of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, "
-                            f"got {view.nbytes}")
+                            f"got {nbytes}")
     if expected == 0:
         tensor = torch.empty(shape, dtype=dtype)
-    elif isinstance(buffer, (bytes, bytearray)) or view.readonly:
-        # In band (small): one copy into a tensor of its own. A tensor over the unpickler's
-        # bytearray would keep that object alive too: about 1 KiB more per stored small tensor.
-        tensor = torch.empty(shape, dtype=dtype)
-        tensor_memory(tensor)[:] = view
+    elif in_band or view.readonly:
+        # In band (small): one copy into memory of its own (a tensor over the unpickler's
+        # object would keep that alive too); cheaper than allocating a tensor and copying.
+        tensor = _shaped(torch.frombuffer(bytearray(buffer if in_band else view), dtype=dtype), shape)
     else:  # over the received memory; a tensor of its own (no view of a 1-d base), so that
         # the only tensor over a received segment is this one (see syftzmq.worker.handover)
-        flat = torch.frombuffer(view, dtype=dtype)
-        tensor = flat if flat.shape == shape else \
-            torch.empty(0, dtype=dtype).set_(flat.untyped_storage(), 0, shape)
+        tensor = _shaped(torch.frombuffer(view, dtype=dtype), shape)
     if parameter:
         tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
     elif requires_grad:
@@ -109,9 +117,14 @@ def _materialized(tensor: torch.Tensor) -> torch.Tensor:
 
 def _reduce_tensor(obj: torch.Tensor, lend: bool = False) -> tuple:
     data = _materialized(obj.detach())
-    return rebuild_tensor, (pickle.PickleBuffer(tensor_memory(data, lend)), obj.dtype,
-                            tuple(obj.shape), obj.requires_grad,
-                            obj.grad if obj.is_leaf else None, isinstance(obj, torch.nn.Parameter))
+    nbytes = data.numel() * data.element_size()
+    # Small tensors travel in the pickle as bytes (one small copy, no buffer callback); larger
+    # ones as a buffer over their memory, which leaves the pickle as a frame of its own.
+    payload = (ctypes.string_at(data.data_ptr(), nbytes) if nbytes else b"") \
+        if nbytes < INLINE_LIMIT else pickle.PickleBuffer(tensor_memory(data, lend))
+    return rebuild_tensor, (payload, obj.dtype, tuple(obj.shape),
+                            obj.requires_grad, obj.grad if obj.is_leaf else None,
+                            isinstance(obj, torch.nn.Parameter))
 
 
 def _reduce_any_tensor(obj: torch.Tensor) -> Any:
@@ -150,7 +163,8 @@ def _names_unimportable_code(header: bytes) -> bool:
     """
     if b"__main__" in header:
         return True
-    return any(name.encode() in header for name in cloudpickle.list_registry_pickle_by_value())
+    registered = cloudpickle.list_registry_pickle_by_value()
+    return bool(registered) and any(name.encode() in header for name in registered)
 
 
 def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:

@@ -48,11 +48,13 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     An attribute of a stored chain hop stays a (non-owning) hop with ``attr`` set: the
     attribute is resolved by the worker that holds the tensor.
     """
-    check_reference_attribute(ref.attr)  # .grad or .data, never a free attribute lookup
+    attr = ref.attr
+    if attr is not None:
+        check_reference_attribute(attr)  # .grad or .data, never a free attribute lookup
     obj = store.get(ref.id)
     if isinstance(obj, Failure):
         raise DependencyFailed(obj)
-    if ref.attr is None:
+    if attr is None:
         return obj
     if isinstance(obj, ChainRef):
         if obj.attr is not None:
@@ -69,8 +71,6 @@ def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
     Nested arguments are measured first (:func:`argtree.check_budget`): a structure shared
     with itself would otherwise take forever to walk."""
     stored: list[Any] = []
-    if not argtree.is_flat(*args):
-        argtree.check_budget(*args)
 
     def lookup(value: Any) -> Any:
         if isinstance(value, Ref):
@@ -79,11 +79,19 @@ def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
             return obj
         return value
 
+    positional, named = args
+    if argtree.is_flat(positional, named):  # the common case, without map_args's second look
+        return (tuple([lookup(value) for value in positional]),
+                {key: lookup(value) for key, value in named.items()}), stored
+    argtree.check_budget(*args)
     return argtree.map_args(lookup, *args), stored
 
 
-def run_command(store: ObjectStore, msg: dict, sender: str, me: WorkerRef) -> Forward | None:
-    """Execute or forward ``msg``; raises on failure (the caller stores the failure)."""
+def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
+                me: WorkerRef) -> Forward | None:
+    """Execute or forward ``msg``, whose operation, resolved (:func:`op_from_wire`), is ``op``;
+    raises on failure (the caller stores the failure). A forwarded command names the
+    operation as ``msg`` did: the next hop resolves it itself."""
     (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]))
     results: list[int] = msg["results"]
     pointers = [obj for obj in stored if isinstance(obj, ChainRef)]
@@ -92,10 +100,10 @@ def run_command(store: ObjectStore, msg: dict, sender: str, me: WorkerRef) -> Fo
 
     grad = msg.get("grad", True)
     if grad == torch.is_grad_enabled():  # the common case; the context manager costs microseconds
-        value = _apply(msg["op"], args, kwargs)
+        value = _apply(op, args, kwargs)
     else:
         with torch.set_grad_enabled(grad):
-            value = _apply(msg["op"], args, kwargs)
+            value = _apply(op, args, kwargs)
     _store_results(store, results, value, sender)
     return None
 

@@ -161,8 +161,7 @@ class Handlers:
         self.counters["commands"] += 1
         object_ids(msg.get("results"))  # malformed: no failure is stored under junk ids
         try:
-            wire_op = msg.get("op")
-            forward = run_command(self.store, {**msg, "op": op_from_wire(wire_op, self.safe)},
+            forward = run_command(self.store, msg, op_from_wire(msg.get("op"), self.safe),
                                   sender, self.me)
         except Exception as exc:
             failure = exc.failure if isinstance(exc, DependencyFailed) else self.failures.failure(exc)
@@ -172,7 +171,6 @@ class Handlers:
             self.failures.record(msg.get("origin", ""), failure)
             return
         if forward is not None:
-            forward.message["op"] = wire_op  # the next hop resolves the name itself
             self.downstream.send(forward.to, forward.message)
 
     def on_delete(self, sender: str, identity: bytes, msg: dict) -> None:

@@ -44,6 +44,7 @@ from ..wire import Signer, dumps, loads, pack, shm, shm_map, unpack
 from ..wire.envelope import MAX_FRAMES, MAX_MESSAGE_BYTES, discard_unsent
 from ..wire.receive import read_message
 from ..wire.safe import SafeUnpickler
+from ..wire.sockets import NOBLOCK, send_frames
 from .addressing import ELSEWHERE, STALE, WRONG_ID, Addressing
 from .advertise import advertised_address
 from .downstream import Downstream, Waiters
@@ -60,6 +61,7 @@ from .vitals import Vitals
 
 log = logging.getLogger("syftzmq.worker")
 
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs calls
 READ_BATCH = 256  # messages read from one socket before looking at the others
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
 # Requests buffered per sender while the loop computes. Beyond it ZMQ stops reading the
@@ -264,7 +266,7 @@ class WorkerServer:
         """Handle up to :data:`READ_BATCH` messages waiting on ``sock``."""
         routed = sock is self.router  # a ROUTER adds the sender's identity as frame 0
         for _ in range(READ_BATCH):
-            if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if not sock.get(_EVENTS) & _POLLIN:
                 return  # asking is cheaper than the exception an empty read raises
             try:
                 frames = read_message(sock, MAX_FRAMES + routed, self.max_message_bytes)
@@ -368,7 +370,7 @@ class WorkerServer:
         header, buffers = dumps(msg)
         frames = pack(self.signer, header, buffers, identity in self.requesters, identity)
         try:
-            self.router.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
+            send_frames(self.router, [identity, *frames], NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
             discard_unsent(frames)
             self.counters["replies_dropped"] += 1

@@ -113,8 +113,8 @@ def test_discard_drops_a_workers_queue_only(owner):
         outbox.close()
 
 
-def test_the_sweeper_calls_flush_due_while_work_is_queued(owner):
-    outbox = _outbox(owner, linger=60)
+def test_the_sweeper_calls_flush_due_while_work_is_due(owner):
+    outbox = _outbox(owner, linger=0.0)
     try:
         outbox.add(BOB, _cmd(0))
         deadline = time.monotonic() + 10
@@ -134,7 +134,7 @@ def test_a_failing_flush_does_not_stop_the_sweeper(owner, caplog):
             raise RuntimeError("flush exploded")
 
     failing = Failing()
-    outbox = Outbox(failing.flush_due, failing.lock, linger=60)
+    outbox = Outbox(failing.flush_due, failing.lock, linger=0.0)
     try:
         with caplog.at_level("WARNING", logger="syftzmq.client"):
             outbox.add(BOB, _cmd(0))
@@ -144,5 +144,19 @@ def test_a_failing_flush_does_not_stop_the_sweeper(owner, caplog):
         assert len(calls) >= 3                       # it kept sweeping after the first failure
         failures = [r for r in caplog.records if "background flush failed" in r.getMessage()]
         assert failures and failures[0].exc_info[0] is RuntimeError
+    finally:
+        outbox.close()
+
+
+def test_the_sweeper_leaves_a_queue_that_is_not_due_alone(owner):
+    """A look that finds nothing due takes neither the session's lock nor calls flush_due."""
+    outbox = _outbox(owner, linger=60)
+    try:
+        with owner.lock:  # held: a sweeper that took it now would block here, not return
+            outbox.add(BOB, _cmd(0))
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline:  # several looks of the sweeper
+                threading.Event().wait(0.01)
+        assert owner.sweeps == 0
     finally:
         outbox.close()

@@ -241,3 +241,13 @@ def test_real_payloads_that_need_code_are_refused_by_a_safe_worker():
     with pytest.raises(RefusedByPolicy, match="torch._utils._rebuild_sparse_tensor"):
         _safe_loads(torch.ones(2).to_sparse())
     assert loads(*dumps(torch.ones(2).to_sparse())).to_dense().tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("value", [torch.tensor(3.5), torch.arange(6.0).reshape(2, 3),
+                                   torch.arange(8, dtype=torch.int16).reshape(2, 2, 2)[:, 1],
+                                   torch.ones(3, requires_grad=True)])
+def test_small_tensors_travel_in_band_as_bytes_and_come_back_alike(value):
+    header, buffers = dumps(value)
+    back = loads(header, buffers)
+    assert buffers == [] and back.shape == value.shape and back.dtype == value.dtype
+    assert torch.equal(back.detach(), value.detach()) and back.requires_grad == value.requires_grad

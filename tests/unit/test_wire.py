@@ -94,3 +94,19 @@ def test_code_that_only_cloudpickle_can_carry_still_travels():
 
 def _helper_defined_here(x):
     return x * 3
+
+
+def test_a_one_frame_message_is_signed_as_any_message_of_one_frame():
+    """The one-frame shortcut signs the same bytes as the general layout (protocol, count,
+    length, frame): a peer that verifies the general way accepts it."""
+    import hashlib
+    import hmac
+
+    from syftzmq.wire import envelope
+    key, header = b"k" * 32, b"a header of some length"
+    general = hmac.new(key, digestmod=hashlib.sha256)
+    proto = envelope.PROTOCOL_COMPACT
+    general.update(envelope._layout(len(proto), 1).pack(len(proto), proto, 1, len(header)))
+    general.update(header)
+    assert Signer(key).sign(proto, [header]) == general.digest()
+    assert Signer(key).sign(proto, [memoryview(header)]) == general.digest()
