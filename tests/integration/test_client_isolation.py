@@ -44,6 +44,8 @@ CLIENT = textwrap.dedent("""
         except sy.WorkerUnavailable as exc:
             print("A UNAVAILABLE", exc.worker, flush=True)
     else:
+        print("READY", flush=True)
+        sys.stdin.readline()          # bob is frozen now
         t = torch.tensor([5, 6, 7]).send(alice)
         count = alice.object_count()
         value = (t * 2).get()
@@ -51,26 +53,35 @@ CLIENT = textwrap.dedent("""
 """)
 
 
+# A learns that frozen bob is unavailable after its liveness deadline: 2 s, not the 5 s default
+CLIENT_ENV = {**os.environ, "SYFTZMQ_LIVENESS_TIMEOUT": "2"}
+
+
 def _client(role: str, alice, bob) -> subprocess.Popen:
     key_file = sy.default_session().cluster_key_file()
     return subprocess.Popen([sys.executable, "-c", CLIENT.format(root=str(ROOT)), key_file,
                              alice.address, bob.address, role],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=CLIENT_ENV)
+
+
+def _go(client: subprocess.Popen) -> None:
+    client.stdin.write("go\n")
+    client.stdin.flush()
 
 
 def test_a_frozen_hop_of_one_client_does_not_fail_another(hook):
     with started_workers(hook, "iso_alice", "iso_bob") as (alice, bob):
-        a = _client("A", alice, bob)
-        b = None
+        a, b = _client("A", alice, bob), _client("B", alice, bob)  # both start at once
         try:
             read_lines_until(a, "FORWARDED", timeout=60)
+            read_lines_until(b, "READY", timeout=60)
             os.kill(bob.process.pid, signal.SIGSTOP)
             try:
-                b = _client("B", alice, bob)
+                _go(b)
                 got = read_lines_until(b, "B GOT", timeout=60)[-1]
                 assert got.startswith("B GOT [10, 12, 14] COUNT "), got
-                a.stdin.write("go\n")
-                a.stdin.flush()
+                _go(a)
                 assert read_lines_until(a, "A ", timeout=60)[-1] == "A UNAVAILABLE iso_bob"
             finally:
                 os.kill(bob.process.pid, signal.SIGCONT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -18,13 +19,14 @@ from syftzmq.wire import PROTOCOL, Signer, dumps, pack, unpack
 from syftzmq.wire.notice import decode_notice
 
 
-@pytest.fixture
-def raw(bob):
-    """A raw DEALER to bob, speaking with the cluster key, and a helper to await a reply."""
+@contextmanager
+def raw_dealer(worker):
+    """A raw DEALER to ``worker``, speaking with the cluster key, and a helper to await a
+    reply."""
     context = zmq.Context.instance()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(bob.address)
+    sock.connect(worker.address)
     signer = Signer(read_key(sy.default_session().cluster_key_file()))
     notices: list[dict] = []
 
@@ -41,8 +43,16 @@ def raw(bob):
         return None
 
     reply.notices = notices
-    yield sock, signer, reply
-    sock.close()
+    try:
+        yield sock, signer, reply
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def raw(bob):
+    with raw_dealer(bob) as dealer:
+        yield dealer
 
 
 def test_garbage_is_dropped_and_the_worker_keeps_serving(bob, raw):
@@ -95,15 +105,17 @@ def test_tensor_whose_bytes_do_not_match_its_shape_is_rejected(bob, raw):
     assert bob._objects == {}
 
 
-def test_unsigned_and_replayed_messages_are_dropped_with_only_a_notice(bob, raw):
-    sock, signer, reply = raw
-    frames = pack(signer, *dumps(message(PING, req=1)))
-    sock.send_multipart(frames)
-    assert reply()["value"]["ref"].id == "bob"
-    sock.send_multipart(frames)                          # replay
-    sock.send_multipart(pack(Signer(None), *dumps(message(PING, req=2))))  # unsigned
-    sock.send_multipart(pack(Signer(b"wrong key"), *dumps(message(PING, req=3))))
-    sock.send_multipart(pack(signer, *dumps(message(PING, req=4))))
-    # one connection keeps order: had any of the three been answered, it would come first
-    assert reply()["req"] == 4
-    assert [n["reason"] for n in reply.notices] == ["replayed", "unsigned", "bad_signature"]
+def test_unsigned_and_replayed_messages_are_dropped_with_only_a_notice(victim):
+    """On a worker of its own: notices are rate-limited per worker, and a test before this one
+    (the garbage above) may have spent the session worker's allowance."""
+    with raw_dealer(victim) as (sock, signer, reply):
+        frames = pack(signer, *dumps(message(PING, req=1)))
+        sock.send_multipart(frames)
+        assert reply()["value"]["ref"].id == "victim"
+        sock.send_multipart(frames)                          # replay
+        sock.send_multipart(pack(Signer(None), *dumps(message(PING, req=2))))  # unsigned
+        sock.send_multipart(pack(Signer(b"wrong key"), *dumps(message(PING, req=3))))
+        sock.send_multipart(pack(signer, *dumps(message(PING, req=4))))
+        # one connection keeps order: had any of the three been answered, it would come first
+        assert reply()["req"] == 4
+        assert [n["reason"] for n in reply.notices] == ["replayed", "unsigned", "bad_signature"]

@@ -63,6 +63,8 @@ QUARTER_GIB = 64 * 1024 * 1024  # float32 elements in 256 MiB
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # 4.5 GiB copied each way: minutes on a loaded 2-core machine
+@pytest.mark.xdist_group("gigabytes")  # both in one test process, one after the other
 @pytest.mark.parametrize("path", ["shared memory", "frames"])
 def test_objects_of_a_worker_holding_more_than_2_gib(hook, tmp_path, path):
     """9 x 256 MiB (2.25 GiB, above the 2 GiB frame limit) built on the worker itself, listed

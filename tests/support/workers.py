@@ -10,8 +10,11 @@ from pathlib import Path
 
 import syftzmq as sy
 
-RUN_MARK = f"syftzmq-test-{uuid.uuid4().hex}"
-os.environ["SYFTZMQ_TEST_RUN"] = RUN_MARK  # inherited by every worker this run starts
+# Inherited by every worker this run starts. A run started by another one (a pytest-xdist
+# process, a pytest that a test runs) extends its parent's mark: the parent's check finds the
+# workers of every run below it too, each run's own check only those of its own (and below).
+RUN_MARK = f"{os.environ.get('SYFTZMQ_TEST_RUN', 'syftzmq-test-')}{uuid.uuid4().hex[:16]}/"
+os.environ["SYFTZMQ_TEST_RUN"] = RUN_MARK
 ROOT = Path(__file__).resolve().parents[2]
 
 
