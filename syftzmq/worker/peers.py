@@ -83,10 +83,16 @@ class Peers:
                 self._queued.pop(incarnation, None)
         sock = self._sockets.pop(incarnation)
         self.refs.pop(incarnation, None)
-        self._poller.unregister(sock)
-        sock.close(linger=LINGER_MS if incarnation in self._answered else 0)
+        self._close(incarnation, sock)
         self._answered.discard(incarnation)
         self.evicted += 1
+
+    def _close(self, incarnation: str, sock: zmq.Socket) -> None:
+        """Close a peer's socket: what is queued for a peer that answered still leaves (within
+        the linger); for one that never did it is dropped at once, so shutting down never
+        waits on a peer that is not there."""
+        self._poller.unregister(sock)
+        sock.close(linger=LINGER_MS if incarnation in self._answered else 0)
 
     def heard_from(self, sock: zmq.Socket) -> None:
         """A reply arrived on ``sock``: its peer is real (it keeps its linger when evicted)."""
@@ -131,7 +137,6 @@ class Peers:
         return list(self._sockets.values())
 
     def close(self) -> None:
-        for sock in self._sockets.values():
-            self._poller.unregister(sock)
-            sock.close(linger=LINGER_MS)
+        for incarnation, sock in self._sockets.items():
+            self._close(incarnation, sock)
         self._sockets.clear()
