@@ -14,7 +14,7 @@ import torch
 
 import syftzmq as sy
 from support.workers import ROOT
-from support.processes import read_lines_until, spawned_cluster, wait_for_exit
+from support.processes import EXIT_DEADLINE, read_lines_until, spawned_cluster, wait_for_exit
 
 import pytest
 
@@ -113,7 +113,7 @@ def test_worker_command_line_serves_and_exits_on_sigterm(hook, tmp_path):
         sy.default_session().forget(solo.ref)
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(2)  # exits within 2 s of SIGTERM
+        worker.wait(EXIT_DEADLINE)  # exits on SIGTERM
     assert worker.returncode == 0
     log = worker.stderr.read()
     assert "worker solo serving at" in log and "stopped: SIGTERM" in log

@@ -13,7 +13,7 @@ import torch
 
 import syftzmq as sy
 from support.hostile import RawPeer
-from support.processes import read_lines_until, spawned_cluster
+from support.processes import EXIT_DEADLINE, read_lines_until, spawned_cluster
 from syftzmq.security.curve import CurveClient, create_curve_dir
 from syftzmq.security.keys import read_key, write_key_file
 from syftzmq.client.launcher import spawn_worker
@@ -106,7 +106,7 @@ def curve_cluster(hook, tmp_path_factory):
     finally:
         for process in processes:
             process.popen.send_signal(signal.SIGTERM)   # the ZAP thread stops with the worker
-        codes = [process.popen.wait(2) for process in processes]
+        codes = [process.popen.wait(EXIT_DEADLINE) for process in processes]
         for process in processes:
             process.stop()
         assert codes == [0, 0]

@@ -8,6 +8,10 @@ import select
 import subprocess
 import time
 
+# How long a worker may take to exit after SIGTERM before a test calls it hung: a guard against
+# a hang, not a timing claim (a loaded machine makes a prompt exit take seconds).
+EXIT_DEADLINE = 20.0
+
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
     """True once process ``pid`` has exited (it need not be our child); False at the deadline."""
