@@ -302,7 +302,7 @@ class ClientSession:
     def _queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
         with self._lock:
-            if self._moves:
+            if self._moves.flying:
                 self._await_moves_to(location)
             self._connections.check_current(location)
             self._connections.get(location)  # an unknown or closed worker raises now, not later
@@ -404,7 +404,7 @@ class ClientSession:
     def _send(self, location: WorkerRef, msg: dict) -> None:
         """Send ``msg`` now, with the pending deletes for its worker riding on it."""
         with self._lock:
-            if self._moves:
+            if self._moves.flying:
                 self._await_moves_to(location)
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
@@ -418,7 +418,7 @@ class ClientSession:
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg`` through the one way out (see :meth:`Sender.send_now`)."""
         with self._lock:
-            if self._moves:
+            if self._moves.flying:
                 self._await_moves_to(location)
             self._sender.send_now(location, msg, flags)
 
@@ -777,7 +777,7 @@ class ClientSession:
         with self._lock:
             if self.was_shut_down(location):
                 return
-            if self._moves:
+            if self._moves.flying:
                 self._await_moves_to(location)
             self._round_trip({location.incarnation: message(SHUTDOWN, origin=self.ref.incarnation)},
                              {location.incarnation: location}, timeout or self.timeout)
