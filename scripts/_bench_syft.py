@@ -154,7 +154,8 @@ def _move(workers: Sequence[Any], config: Config, results: Results) -> None:
         with ClientTraffic() as send_traffic:
             send = stopwatch(lambda: held.append(_send_stored(tensor, source)))
         with ClientTraffic() as move_traffic:
-            move = stopwatch(lambda: held[0].move(dest))
+            # a move returns at once; its end is observed, as a send's is (B answers after it)
+            move = stopwatch(lambda: (held[0].move(dest), dest.ping()))
         return (move, send, float(move_traffic.total), float(send_traffic.total),
                 move_traffic.lost_sockets + send_traffic.lost_sockets)
 
@@ -165,7 +166,7 @@ def _move(workers: Sequence[Any], config: Config, results: Results) -> None:
         counted += f"; {sum(lost)} socket(s) closed while counting, so this may undercount"
     name = move_name(mib)
     results.add(Measurement(4, name, SYFT, move, work=mib * MiB, work_unit="B",
-                            note="p.move(B): A sends to B directly"),
+                            note="p.move(B); B.ping(): A sends to B directly"),
                 Measurement(4, name, SYFT_SEND, send, work=mib * MiB, work_unit="B",
                             note="x.send(A); A.ping()"),
                 Measurement(4, traffic_name(mib), SYFT, move_bytes, unit="B", note=counted),

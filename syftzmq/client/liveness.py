@@ -102,23 +102,29 @@ class ClientLiveness:
             receive(max(wake, now + 0.001), [probes[i].socket for i in waiting
                                              if probes[i].socket is not None])
 
-    def check_alive(self, ref: WorkerRef) -> bool:
+    def check_alive(self, ref: WorkerRef, within: float | None = None) -> bool:
         """Probe ``ref`` now until it answers (True) or is dead by the rule (raises
-        :class:`WorkerUnavailable`). False if it announced no liveness endpoint."""
+        :class:`WorkerUnavailable`). False if it announced no liveness endpoint.
+
+        ``within``: a worker already found silent for a deadline (by a peer) is dead unless it
+        answers within this many seconds (a frozen worker that was thawed answers at once)."""
         if not ref.liveness:
             return False
         interval, grace = timing(self.timeout, self.interval)
         probe = self._probe(ref)
         probe.begin(time.monotonic(), 0.0)
+        ends = None if within is None else probe.started + within
         while True:
             now = time.monotonic()
             self._service(probe, interval, now)
             if probe.proven_at > probe.started:
                 return True
-            if probe.dead(self.timeout, grace, now):
+            if probe.dead(self.timeout, grace, now) or (ends is not None and now >= ends):
                 raise self._unavailable(ref, probe)
-            wait = min(probe.next_due(interval), probe.proven_at + self.timeout) - now
-            probe.socket.poll(max(1, int(wait * 1000) + 1))
+            wake = min(probe.next_due(interval), probe.proven_at + self.timeout)
+            if ends is not None:
+                wake = min(wake, ends)
+            probe.socket.poll(max(1, int((wake - now) * 1000) + 1))
 
     def _service(self, probe: Probe, interval: float, now: float) -> None:
         sent, answered = probe.last_sent, probe.answered

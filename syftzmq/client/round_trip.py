@@ -94,6 +94,14 @@ class Awaiting:
         self.replies[incarnation] = msg
         return True
 
+    def adopt(self, other: "Awaiting") -> None:
+        """Also wait for what ``other`` expects (several moves' replies in one wait)."""
+        self._req.update(other._req)
+
+    def asked(self) -> list[str]:
+        """The workers asked, in order."""
+        return list(self._req.values())
+
     def missing(self) -> list[str]:
         """The workers whose reply has not come, in the order they were asked."""
         return [incarnation for incarnation in self._req.values() if incarnation not in self.replies]
@@ -122,19 +130,33 @@ class RoundTrips:
         first worker found dead, or, if ``timeout`` (seconds, counted from the last send)
         bounds the call, :class:`WorkerTimeout` when it runs out.
         """
+        awaiting = self.start(requests, refs, timeout)
+        return self._results(self.wait(awaiting, refs, timeout))
+
+    def start(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
+              timeout: float | None) -> Awaiting:
+        """Send one request per worker; their replies are :meth:`wait`-ed for (a move's
+        reply is awaited only when something depends on it)."""
         awaiting = Awaiting()
         for incarnation, msg in requests.items():
             msg["req"] = awaiting.expect(incarnation)
             msg["timeout"] = timeout
             msg["liveness"] = self.liveness.timeout  # a worker judges its peers by it too
             self._send(refs[incarnation], msg)
+        return awaiting
+
+    def wait(self, awaiting: Awaiting, refs: dict[str, WorkerRef],
+             timeout: float | None) -> dict[str, dict]:
+        """Wait for the replies ``awaiting`` expects (by the rules of :meth:`run`, ``timeout``
+        counted from now); the raw replies, by worker. Remote errors are not raised here."""
         self._stats.round_trips += 1
+        asked = awaiting.asked()
         started = time.monotonic()
         plain = started + self.liveness.first_wait(timeout)
-        if len(requests) == 1:  # the common case: wait in the receive itself, no poller
-            self._wait_one(awaiting, next(iter(requests)), plain)
+        if len(asked) == 1:  # the common case: wait in the receive itself, no poller
+            self._wait_one(awaiting, asked[0], plain)
         else:
-            self._wait_many(awaiting, list(requests), plain)
+            self._wait_many(awaiting, asked, plain)
         if not awaiting.complete:
             try:
                 self.liveness.wait(refs, awaiting.missing, lambda until, extra: self._wait_many(
@@ -142,9 +164,11 @@ class RoundTrips:
             except (WorkerUnavailable, WorkerTimeout) as exc:
                 missing = awaiting.missing()
                 self._pending.timed_out(next((i for i in missing if refs[i].id == exc.worker),
-                                             missing[0]), requests)
+                                             missing[0]), asked)
                 raise
-        return self._results(awaiting.replies)
+        for incarnation in awaiting.replies:
+            self._pending.answered(incarnation)  # every answering worker is caught up
+        return awaiting.replies
 
     def _wait_one(self, awaiting: Awaiting, incarnation: str, deadline: float) -> None:
         connection = self._connections[incarnation]
@@ -180,12 +204,9 @@ class RoundTrips:
                 return  # a liveness answer: the caller reads it
 
     def _results(self, replies: dict[str, dict]) -> dict[str, Any]:
-        """Every answering worker is caught up; the first remote error is raised."""
-        errors = []
-        for incarnation, msg in replies.items():
-            self._pending.answered(incarnation)
-            if msg.get("error") is not None:
-                errors.append(msg["error"].to_exception())
+        """The values of ``replies``; the first remote error is raised."""
+        errors = [msg["error"].to_exception() for msg in replies.values()
+                  if msg.get("error") is not None]
         if errors:
             raise errors[0]
         return {incarnation: msg["value"] for incarnation, msg in replies.items()}

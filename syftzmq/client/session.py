@@ -43,18 +43,20 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout
+from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout, WorkerUnavailable
 from ..security.keys import write_key_file
+from ..wire.liveness import timing
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
 from .chains import ChainHolders
 from .connections import Connections
 from .deliveries import MoveDoubt
+from .moves import DONE, FAILED, Following, MoveInFlight, MovesInFlight
 from .diagnose import no_answer
 from .heartbeat import Heartbeat
 from .liveness import ClientLiveness
 from .releases import ReleaseQueue
-from .round_trip import Pending, RoundTrips
+from .round_trip import Awaiting, Pending, RoundTrips
 from .sending import Sender
 from .stats import Stats
 
@@ -98,6 +100,7 @@ class ClientSession:
         self._round_trips = RoundTrips(self._connections, self._sender.send_now, self._pending,
                                        self.stats, self._liveness)
         self._releases = ReleaseQueue()
+        self._moves = MovesInFlight()
         self._handles: dict[str, Any] = {}
         self._safe_modes: dict[str, bool] = {}  # incarnation -> runs with --safe
         self._processes: list["WorkerProcess"] = []
@@ -307,6 +310,8 @@ class ClientSession:
     def _queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
         with self._lock:
+            if self._moves.flying:
+                self._await_moves_to(location)
             self._connections.check_current(location)
             self._connections.get(location)  # an unknown or closed worker raises now, not later
             if self._releases:
@@ -392,6 +397,9 @@ class ClientSession:
         """Send queued deletes without ever blocking (see :mod:`syftzmq.client.releases`);
         deletes for ``carrier``'s worker ride on the carrier message."""
         batches = self._releases.take()
+        if self._moves:  # a delete must not overtake a move's store at its destination
+            for incarnation in self._moves.incarnations() & batches.keys():
+                self._releases.requeue(*batches.pop(incarnation))
         if self._chains:
             for incarnation, (_, ids) in batches.items():
                 self._chains.released(incarnation, ids)
@@ -408,6 +416,8 @@ class ClientSession:
     def _send(self, location: WorkerRef, msg: dict) -> None:
         """Send ``msg`` now, with the pending deletes for its worker riding on it."""
         with self._lock:
+            if self._moves.flying:
+                self._await_moves_to(location)
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             try:
@@ -420,6 +430,8 @@ class ClientSession:
     def _send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg`` through the one way out (see :meth:`Sender.send_now`)."""
         with self._lock:
+            if self._moves.flying:
+                self._await_moves_to(location)
             self._sender.send_now(location, msg, flags)
 
     # ------------------------------------------------------------------ observations
@@ -429,6 +441,7 @@ class ClientSession:
         timeout = timeout or self.timeout
         self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
+            self._moves_observed(timeout)
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             try:
@@ -551,37 +564,206 @@ class ClientSession:
 
     def move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef,
              pointers: list[PointerTensor] | None = None) -> list[int]:
-        """Move objects of ``location`` straight to ``dest`` in one round trip; their new ids.
+        """Start moving objects of ``location`` straight to ``dest``; their new ids, at once.
 
-        If the wait raises, the move may still happen: ``pointers`` (those of ``object_ids``,
-        in order) are marked in doubt and ask the source at their next use (see
+        The reply is awaited before anything that could depend on the move (see
+        :mod:`syftzmq.client.moves`); ``pointers`` (those of ``object_ids``, in order) follow
+        it and surface its failure at their next use. If sending raises, the move may still
+        happen: the pointers are in doubt and ask the source at their next use (see
         :class:`~syftzmq.client.deliveries.MoveDoubt`)."""
         new_object_ids = [new_id() for _ in object_ids]
-        move_id = new_id()
         with self._lock:
+            self._start_move(location, list(object_ids), dest, new_object_ids, pointers)
+        return new_object_ids
+
+    def _start_move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef,
+                    new_object_ids: list[int], pointers: list[PointerTensor] | None,
+                    retried: bool = False) -> MoveInFlight:
+        """Send the ``MOVE`` (a chain holder's forwarded commands can still change the objects
+        it moves: those are flushed first; nothing else is waited for)."""
+        move_id = new_id()
+        msg = message(MOVE, ids=list(object_ids), dest=dest, new_ids=new_object_ids,
+                      move_id=move_id)
+        moved = False
+        try:
+            self._connections.check_current(location)
             self._connections.get(dest)  # the moved objects are ours there: keep their lease renewed
+            holders = {incarnation for incarnation in self._pending.to_flush(
+                location.incarnation, needs_complete_flush(msg)) if incarnation in self._chains}
+            if self._moves:
+                self._await_moves_to(location, holders)
             # a moved chain target is one at dest too (dest must count as a holder already
-            # while the move is observed)
+            # while the move is under way)
             self._chains.moved(location.incarnation, list(object_ids), dest.incarnation,
                                new_object_ids)
-        try:
-            self.observe(location, message(MOVE, ids=list(object_ids), dest=dest,
-                                           new_ids=new_object_ids, move_id=move_id))
+            moved = True
+            if self._releases:
+                self._drain_releases(carrier=(location, msg))
+            if holders:
+                self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation)
+                                  for incarnation in holders},
+                                 {incarnation: self._ref_for_incarnation(incarnation)
+                                  for incarnation in holders}, self.timeout)
+            msg["origin"] = self.ref.incarnation
+            self._heartbeat.ensure_running()
+            awaiting = self._round_trips.start({location.incarnation: msg},
+                                               {location.incarnation: location}, self.timeout)
         except BaseException:
-            with self._lock:
+            if moved:
                 self._chains.moved(dest.incarnation, new_object_ids, location.incarnation,
                                    list(object_ids))
+            if location.incarnation not in self._connections.gone:
+                self._releases.requeue(location, msg.pop(RELEASES, ()))
             for pointer, old, new in zip(pointers or (), object_ids, new_object_ids):
                 object.__setattr__(pointer, "_move_doubt",
                                    MoveDoubt(move_id, location, old, dest, new))
             raise
-        return new_object_ids
+        flying = MoveInFlight.of(move_id, location, dest, object_ids, new_object_ids, awaiting,
+                                 pointers, retried)
+        self._moves.add(flying)
+        for index, pointer in enumerate(pointers or ()):
+            object.__setattr__(pointer, "_move_doubt", Following(flying, index))
+        return flying
+
+    # ------------------------------------------------------------------ moves in flight
+    def await_move(self, move: MoveInFlight) -> None:
+        """A pointer following ``move`` is used: await it (and the other moves to its
+        destination, which the use will need next)."""
+        with self._lock:
+            if move.state not in (DONE, FAILED):
+                self._settle_moves(self._moves.involving({move.dest.incarnation}, set())
+                                   or [move], self.timeout)
+
+    def take_move_error(self, move: MoveInFlight) -> BaseException | None:
+        """``move``'s failure if nobody has seen it yet (it is then seen)."""
+        with self._lock:
+            return move.take_error()
+
+    def _await_moves_to(self, location: WorkerRef, also: set[str] = frozenset()) -> None:
+        """Before a message to ``location`` (and ``also``): await the moves it could depend on."""
+        moves = self._moves.involving({location.incarnation} | also, self._chains.incarnations()
+                                      if self._chains else set())
+        if moves:
+            self._settle_moves(moves, self.timeout)
+
+    def _moves_observed(self, timeout: float | None) -> None:
+        """An observation: every move in flight is awaited, and a failure nobody has seen is
+        raised now (the observation is not made: retrying it is safe)."""
+        if self._moves:
+            self._settle_moves(list(self._moves.flying), timeout)
+        if self._moves.unseen:
+            error = self._moves.take_unseen_error()
+            if error is not None:
+                raise error
+
+    def _settle_moves(self, moves: list[MoveInFlight], timeout: float | None) -> None:
+        """Await the replies of ``moves`` in one wait; each ends done or failed (a failure is
+        kept for its pointers' next use or the next observation, never raised here). Only an
+        interruption (Ctrl-C) is raised, once every move it left unsettled is in doubt."""
+        pending = [move for move in moves if move in self._moves.flying]
+        while pending:
+            pending = self._settle_round(pending, timeout)
+
+    def _settle_round(self, pending: list[MoveInFlight],
+                      timeout: float | None) -> list[MoveInFlight]:
+        """One wait for ``pending``'s replies; the moves still to await (a source that died
+        does not end the wait for the others; a move started again is awaited too)."""
+        awaiting = Awaiting()
+        for move in pending:
+            awaiting.adopt(move.awaiting)
+        refs = {move.source.incarnation: move.source for move in pending}
+        stopped: BaseException | None = None
+        try:
+            self._heartbeat.ensure_running()
+            replies = self._round_trips.wait(awaiting, refs, timeout)
+        except BaseException as exc:  # the wait gave up: those not answered are in doubt
+            replies, stopped = awaiting.replies, exc
+        unanswered = [move for move in pending if move.source.incarnation not in replies]
+        one_died = isinstance(stopped, WorkerUnavailable) and any(
+            move.source.id == stopped.worker for move in unanswered)
+        again, retry = [], []
+        for move in pending:
+            answer = replies.get(move.source.incarnation)
+            if answer is None:
+                if one_died and move.source.id != stopped.worker:
+                    again.append(move)  # another source died: this one is still alive
+                else:
+                    self._move_failed(move, stopped if isinstance(stopped, Exception) else None)
+            elif answer.get("error") is None:
+                self._move_done(move)
+            else:
+                retry.append((move, answer["error"].to_exception()))
+        if stopped is not None and not isinstance(stopped, Exception):
+            for move, error in retry:
+                self._move_failed(move, error)
+            raise stopped  # Ctrl-C: the moves it left are in doubt (see _settle_moves)
+        for index, (move, error) in enumerate(retry):
+            try:
+                worth = self._worth_retrying(move, error)
+            except BaseException:  # its reply is taken: it must end here, as the rest
+                for later, later_error in retry[index:]:
+                    self._move_failed(later, later_error)
+                raise
+            if worth:
+                again.extend(self._retried(move, error))
+            else:
+                self._move_failed(move, error)
+        return again
+
+    def _move_done(self, move: MoveInFlight) -> None:
+        move.state = DONE
+        self._moves.ended(move)
+        for _, pointer in move.live_pointers():
+            object.__setattr__(pointer, "_move_doubt", None)
+
+    def _move_failed(self, move: MoveInFlight, error: BaseException | None) -> None:
+        """The move failed or its wait gave up: the pointers go back to the source, in doubt
+        (at their next use they ask the source what became of it)."""
+        move.state, move.error = FAILED, error
+        self._moves.ended(move)
+        self._chains.moved(move.dest.incarnation, move.dest_ids, move.source.incarnation,
+                           move.source_ids)
+        for index, pointer in move.live_pointers():
+            pointer._moved_to(move.source, move.source_ids[index])
+
+    def _worth_retrying(self, move: MoveInFlight, error: BaseException) -> bool:
+        """The source found the destination unavailable (silent for a liveness deadline), and
+        the destination answers now: it was frozen, not dead (slowness is not death). Asked
+        once per move; the destination has the rule's grace (two probe intervals) to answer."""
+        if move.retried or not isinstance(error, WorkerUnavailable) \
+                or error.worker != move.dest.id or not move.live_pointers():
+            return False
+        _, grace = timing(self._liveness.timeout, self._liveness.interval)
+        try:
+            return self._liveness.check_alive(move.dest, within=grace)
+        except WorkerUnavailable:
+            return False
+
+    def _retried(self, move: MoveInFlight, error: BaseException) -> list[MoveInFlight]:
+        """Start ``move`` again for its pointers still alive (the source kept the data, and
+        took back what reached the destination); the others' deletes are queued already."""
+        live = move.live_pointers()
+        self._move_failed(move, None)
+        ids = [move.source_ids[index] for index, _ in live]
+        pointers = [pointer for _, pointer in live]
+        new_ids = [new_id() for _ in ids]
+        try:
+            flying = self._start_move(move.source, ids, move.dest, new_ids, pointers, retried=True)
+        except Exception:
+            move.error = error  # the first failure is the one to surface
+            self._moves.ended(move)
+            return []
+        for pointer, new in zip(pointers, new_ids):
+            pointer._moved_to(move.dest, new)
+        return [flying]
 
     def move_outcome(self, source: WorkerRef, move_id: int) -> dict:
         """What became of move ``move_id`` (asked of its source; see
         :mod:`syftzmq.worker.deliveries`): ``{"state": "done"|"failed"|"cancelled", ...}``."""
         self._connections.check_current(source)
         with self._lock:
+            if self._moves:
+                self._await_moves_to(source)
             return self._round_trip({source.incarnation: message(MOVE_OUTCOME, move_id=move_id,
                                                                  origin=self.ref.incarnation)},
                                     {source.incarnation: source}, self.timeout)[source.incarnation]
@@ -596,6 +778,7 @@ class ClientSession:
 
     def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
         with self._lock:
+            self._moves_observed(timeout or self.timeout)
             return self._round_trip({location.incarnation: message(PING)},
                                     {location.incarnation: location},
                                     timeout or self.timeout)[location.incarnation]
@@ -606,6 +789,8 @@ class ClientSession:
         with self._lock:
             if self.was_shut_down(location):
                 return
+            if self._moves.flying:
+                self._await_moves_to(location)
             self._round_trip({location.incarnation: message(SHUTDOWN, origin=self.ref.incarnation)},
                              {location.incarnation: location}, timeout or self.timeout)
             self._connections.shut_down.add(location.incarnation)
@@ -620,6 +805,8 @@ class ClientSession:
         everything this client remembered about it but that it is gone."""
         incarnation = location.incarnation
         with self._lock:
+            for move in [m for m in self._moves.flying if m.source.incarnation == incarnation]:
+                self._move_failed(move, None)  # its pointers' next use raises: the source is gone
             self._releases.discard(incarnation)
             self._sender.forget(incarnation)
             self._pending.forget(incarnation)
@@ -638,6 +825,12 @@ class ClientSession:
         with self._lock:
             if self._closed:
                 return
+            try:
+                if self._moves:
+                    self._settle_moves(list(self._moves.flying), self.timeout)
+            except BaseException:
+                log.warning("could not learn the outcome of this client's moves at close",
+                            exc_info=True)
             for pointer in list(self._live.values()):
                 if pointer._owning and pointer._gone is None:
                     pointer._relinquish("released at exit")

@@ -134,6 +134,8 @@ def module_get(module: nn.Module) -> nn.Module:
     pointers = [p._pointer for p in params] + [b for _, _, b in buffers]
     if not pointers:
         return module
+    for pointer in pointers:
+        pointer._check_usable()  # a move in flight or in doubt is settled: where is each
     values = pointers[0]._require_session().get_many(pointers)
     for pointer in pointers:
         pointer._relinquish("fetched with .get()")

@@ -126,7 +126,8 @@ class PointerAPI:
         # The middle worker handed ownership of the last hop to us (a FORK to its holder):
         # make sure it arrived before the holder is asked to move the object.
         session.observe(middle_worker, message(FLUSH, complete=True))
-        (new_id,) = session.move(fetched._location, [fetched.id_at_location], middle_worker)
+        (new_id,) = session.move(fetched._location, [fetched.id_at_location], middle_worker,
+                                 pointers=[self])  # self follows it
         object.__setattr__(fetched, "_owning", False)
         fetched._relinquish("moved back by remote_get()")
         object.__setattr__(self, "_location", middle_worker)

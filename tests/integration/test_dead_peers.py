@@ -20,6 +20,9 @@ from support.processes import wait_for_exit
 from syftzmq.core.ids import new_id
 from syftzmq.client.launcher import spawn_worker
 from syftzmq.core.messages import GET, STORE, message
+from syftzmq.wire.liveness import timing
+
+GRACE = timing(2.0)[1]  # the short deadline's grace: two probe intervals
 
 
 def keep_busy(pointer, products: int = 40):
@@ -66,15 +69,19 @@ def test_get_pending_on_a_killed_worker_raises_within_the_default_deadline(victi
 
 def test_move_to_a_killed_worker_leaves_the_data_at_the_source(victim, bob, short_timeout):
     """bob sends the data to the destination, which freezes and is killed before it confirms:
-    bob's wait times out, bob keeps the data, and the client hears who is gone."""
+    bob's wait times out, bob keeps the data, and the client hears who is gone — at the moved
+    pointer's next use (the move itself returns at once)."""
     assert victim._objects == {}              # nothing pending there: the move is all that waits
     x = torch.arange(5.0).send(bob)
     os.kill(victim.process.pid, signal.SIGSTOP)
+    x.move(victim)
+    assert x.location == victim                               # named at once
     killer = kill_once_waiting(victim.process.pid)
     start = time.monotonic()
     with pytest.raises(sy.WorkerUnavailable) as caught:
-        x.move(victim)
-    assert time.monotonic() - start < short_timeout + 1.0
+        x + 1                                                 # the next use awaits the move
+    # bob's deadline, then the rule's grace for the destination to prove it was only frozen
+    assert time.monotonic() - start < short_timeout + GRACE + 1.0
     assert caught.value.worker == "victim" and "noticed by 'bob'" in str(caught.value)
     assert "the data stays on 'bob'" in str(caught.value)
     killer.join(5)
@@ -86,11 +93,13 @@ def test_move_from_a_killed_worker_raises_and_the_destination_keeps_serving(vict
                                                                             short_timeout):
     busy = keep_busy(big(victim))
     x = torch.arange(3.0).send(victim)
+    x.move(alice)
     killer = kill_once_waiting(victim.process.pid)
     with pytest.raises(sy.WorkerUnavailable) as caught:
-        x.move(alice)
+        x * 2                                                 # awaits the move: its source dies
     assert caught.value.worker == "victim"
     killer.join(5)
+    assert x.location.id == "victim"                          # in doubt, back at the source
     assert alice._objects == {}
     assert torch.equal((torch.ones(2).send(alice) * 3).get(), torch.full((2,), 3.0))
     del busy, x

@@ -1,6 +1,7 @@
 """A call that gives up changes nothing: a get whose wait raised (its bound ran out, Ctrl-C)
-leaves the data on the worker and a retry returns it; a move whose wait raised either did not
-happen or the pointer follows the data, and no orphan copy is left on the destination."""
+leaves the data on the worker and a retry returns it; a move whose wait raised (at the moved
+pointer's next use: the move itself returns at once) either did not happen or the pointer
+follows the data, and no orphan copy is left on the destination."""
 
 from __future__ import annotations
 
@@ -137,8 +138,9 @@ def test_a_move_whose_destination_froze_leaves_no_orphan(victim, bob, short_time
     x = data.send(bob)
     assert victim._objects == {}
     with frozen(victim):
+        x.move(victim)
         with pytest.raises(TimeoutError):                   # WorkerUnavailable or a timeout
-            x.move(victim)
+            x + 1                                           # the next use awaits the move
     # Settle the destination: a move on the same bob -> victim connection is applied after
     # whatever bob sent there before (the store and, if the move failed, its take-back).
     probe = torch.ones(1).send(bob).move(victim)
@@ -162,8 +164,9 @@ def test_a_move_whose_source_froze_follows_the_data(victim, alice, short_timeout
     old_id = x.id_at_location
     assert victim.object_count() == 1
     with frozen(victim):
+        x.move(alice)
         with pytest.raises(TimeoutError):
-            x.move(alice)
+            x * 1                                           # awaits the move: the source is silent
     assert torch.equal((x * 1).get(), data)                 # settles: the move was done
     assert x.location == alice and x.id_at_location != old_id
     assert victim._objects == {}
@@ -176,9 +179,10 @@ def test_a_move_interrupted_by_ctrl_c_is_settled_at_the_next_use(victim, alice):
     x = data.send(victim)
     assert victim.object_count() == 1
     with frozen(victim):
+        x.move(alice)
         interrupter = interrupt_once_waiting()
         with pytest.raises(KeyboardInterrupt):
-            x.move(alice)
+            x * 1                                           # interrupted while awaiting the move
         interrupter.join(5)
     assert torch.equal(x.get(), data)
     assert victim._objects == {} and alice._objects == {}

@@ -256,13 +256,14 @@ def test_a_move_waits_for_a_busy_destination_and_reports_a_frozen_one(spawned):
     marker = torch.ones(1).send(dest)              # a store leaves at once, with the queue
     before = probes()
     x.move(dest)                                   # dest stores it after its long computation
+    assert x.location == dest and torch.equal(x.get(), torch.arange(6.0))  # the get awaits it
     assert probes() - before > PROBES_PER_DEADLINE
-    assert x.location == dest and torch.equal(x.get(), torch.arange(6.0))
 
     y = torch.arange(4.0).send(source)
     os.kill(dest.process.pid, signal.SIGSTOP)
+    y.move(dest)
     with pytest.raises(sy.WorkerUnavailable) as caught:
-        y.move(dest)
+        y + 0                                      # the next use awaits the move
     assert caught.value.worker == "dest" and "noticed by 'source'" in str(caught.value)
     assert y.location == source and torch.equal(y.get(), torch.arange(4.0))  # data stayed
     del keep_busy, marker, start, eye

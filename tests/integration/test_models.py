@@ -216,7 +216,7 @@ def test_module_defined_in_the_users_main_script(tmp_path):
     assert result.stdout.startswith("OK")
 
 
-def test_moving_a_model_is_one_round_trip_and_keeps_every_tensor(bob, alice):
+def test_moving_a_model_is_one_message_and_keeps_every_tensor(bob, alice):
     model = make_model(3)
     expected = {name: p.detach().clone() for name, p in model.named_parameters()}
     model.send(bob)
@@ -224,9 +224,10 @@ def test_moving_a_model_is_one_round_trip_and_keeps_every_tensor(bob, alice):
     before = sy.stats()
     model.move(alice)
     spent = sy.stats() - before
-    assert spent.round_trips == 1, spent  # every parameter in one MOVE
+    assert (spent.messages_sent, spent.round_trips) == (1, 0), spent  # every parameter in one MOVE
     assert model.location.id == "alice"
-    assert bob.object_count() == 0
+    assert bob.object_count() == 0                 # an observation: the move is awaited
+    assert (sy.stats() - before).round_trips == 2  # the move's wait, then the count
     model.get()
     for name, param in model.named_parameters():
         assert torch.equal(param, expected[name]), name

@@ -104,8 +104,9 @@ def test_a_move_above_the_limit_is_refused_and_the_data_stays(small, hook):
         piece = torch.arange(LIMIT // 8, dtype=torch.float32)        # half a message's worth
         piece_ptr = piece.send(small)
         big = torch.cat([piece_ptr] * 4)   # built on the worker: twice what one message carries
+        big.move(dest)                     # refused at the source: raised at the next use
         with pytest.raises(sy.MessageTooLarge, match="a move of .* exceeds the limit"):
-            big.move(dest)
+            big.get()
         assert dest.object_count() == 0
         torch.testing.assert_close(big.get(), torch.cat([piece] * 4))
         del piece_ptr
