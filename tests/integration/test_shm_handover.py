@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 import torch
 
 import syftzmq as sy
+from support.hostile import RawPeer
 from support.processes import wait_until
 from syftzmq.client.handles import default_session
 from syftzmq.wire import shm
@@ -28,6 +28,16 @@ MiB = 1 << 20
 
 def _lent(worker) -> int:
     return worker.ping()["shm_lent"]
+
+
+def _lent_while_moving(worker) -> int:
+    """How many times ``worker`` lent pages, asked by a peer of its own: this session's ping
+    would first wait for the move in flight."""
+    raw = RawPeer(worker.address, b"lent-watcher")
+    try:
+        return raw.stats()["shm_lent"]
+    finally:
+        raw.close()
 
 
 def _leftovers(*workers) -> list[str]:
@@ -88,23 +98,14 @@ def test_killing_the_lender_mid_move_leaves_nothing_behind(hook):
     p = torch.randn(4 * MiB).send(source)
     lent = _lent(source)
     os.kill(dest.process.pid, signal.SIGSTOP)
-    failure: list[BaseException] = []
-
-    def move() -> None:
-        try:
-            p.move(dest)
-        except BaseException as exc:
-            failure.append(exc)
-
-    mover = threading.Thread(target=move)
-    mover.start()
+    p.move(dest)                                   # returns at once; its reply is awaited later
     try:
-        wait_until(lambda: _lent(source) == lent + 1, 10, "the source lent the pages")
+        wait_until(lambda: _lent_while_moving(source) == lent + 1, 10, "the source lent the pages")
         os.kill(source.process.pid, signal.SIGKILL)
     finally:
         os.kill(dest.process.pid, signal.SIGCONT)
-        mover.join(30)
-    assert failure, "the move should have failed: its source is dead"
+    with pytest.raises(sy.WorkerUnavailable):      # the move's failure, at the next observation
+        p + 0
     assert dest.object_count() == 0, "the destination cannot map a dead lender's pages"
     source.process.stop()
     session.forget(source.ref)
@@ -120,23 +121,14 @@ def test_killing_the_destination_mid_move_keeps_the_data_on_the_source(hook):
     p = x.send(source)
     lent = _lent(source)
     os.kill(dest.process.pid, signal.SIGSTOP)
-    failure: list[BaseException] = []
-
-    def move() -> None:
-        try:
-            p.move(dest)
-        except BaseException as exc:
-            failure.append(exc)
-
-    mover = threading.Thread(target=move)
-    mover.start()
+    p.move(dest)                                   # returns at once; its reply is awaited later
     try:
-        wait_until(lambda: _lent(source) == lent + 1, 10, "the source lent the pages")
+        wait_until(lambda: _lent_while_moving(source) == lent + 1, 10, "the source lent the pages")
     finally:
         os.kill(dest.process.pid, signal.SIGKILL)
         os.kill(dest.process.pid, signal.SIGCONT)
-        mover.join(60)
-    assert failure, "the move should have failed: its destination is dead"
+    with pytest.raises(sy.WorkerUnavailable):      # the move's failure, at the pointer's next use
+        p + 0
     dest.process.stop()
     session.forget(dest.ref)
     assert torch.equal(p.get(), x), "a failed move keeps the data where it was"
