@@ -277,9 +277,13 @@ class ClientSession:
         wire_op = op_to_wire(op)
         if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
             wire_args = tuple([_to_ref(value) for value in args])
-            wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
-            snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
-                _immutable(wire_kwargs.values())
+            if kwargs:
+                wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
+                snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
+                    _immutable(wire_kwargs.values())
+            else:
+                wire_kwargs = {}
+                snapshot = isinstance(wire_op[1], str) and _immutable(wire_args)
         else:
             wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
             snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)
