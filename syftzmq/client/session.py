@@ -52,6 +52,7 @@ from .connections import Connections
 from .deliveries import MoveDoubt
 from .diagnose import no_answer
 from .heartbeat import Heartbeat
+from .live import LivePointers
 from .liveness import ClientLiveness
 from .releases import ReleaseQueue
 from .round_trip import Pending, RoundTrips
@@ -82,7 +83,7 @@ class ClientSession:
         self.ref = WorkerRef("me", None, f"me#{new_token(6)}")
         self.stats = Stats()
         self._lock = threading.RLock()
-        self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
+        self._live = LivePointers()
         self._heartbeat = Heartbeat(self.context, self.ref.incarnation, settings.lease_seconds)
         self._connections = Connections(self.context, self.ref.incarnation, self._heartbeat,
                                         self._send_timeout(), self._incarnations_named)
