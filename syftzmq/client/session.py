@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
