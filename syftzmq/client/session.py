@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -54,6 +53,7 @@ from .deliveries import MoveDoubt
 from .moves import DONE, FAILED, Following, MoveInFlight, MovesInFlight
 from .diagnose import no_answer
 from .heartbeat import Heartbeat
+from .live import LivePointers
 from .liveness import ClientLiveness
 from .releases import ReleaseQueue
 from .round_trip import Awaiting, Pending, RoundTrips
@@ -84,7 +84,7 @@ class ClientSession:
         self.ref = WorkerRef("me", None, f"me#{new_token(6)}")
         self.stats = Stats()
         self._lock = threading.RLock()
-        self._live: weakref.WeakValueDictionary[int, PointerTensor] = weakref.WeakValueDictionary()
+        self._live = LivePointers()
         self._heartbeat = Heartbeat(self.context, self.ref.incarnation, settings.lease_seconds)
         self._connections = Connections(self.context, self.ref.incarnation, self._heartbeat,
                                         self._send_timeout(), self._incarnations_named)
@@ -280,9 +280,13 @@ class ClientSession:
         wire_op = op_to_wire(op)
         if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
             wire_args = tuple([_to_ref(value) for value in args])
-            wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
-            snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
-                _immutable(wire_kwargs.values())
+            if kwargs:
+                wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
+                snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
+                    _immutable(wire_kwargs.values())
+            else:
+                wire_kwargs = {}
+                snapshot = isinstance(wire_op[1], str) and _immutable(wire_args)
         else:
             wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
             snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)

@@ -82,11 +82,14 @@ def _key(value: Any) -> Hashable:
         if mirror is None:
             raise _Uncacheable
         return _operand_key(mirror)
-    if kind in (tuple, list, torch.Size):
-        return (kind, tuple(_key(item) for item in value))
+    if kind is tuple or kind is list or kind is torch.Size:
+        return (kind, tuple([_key(item) for item in value]))
     if kind is dict:
         return (kind, tuple((name, _key(item)) for name, item in value.items()))
     raise _Uncacheable
+
+
+_NO_KWARGS = (dict, ())  # what ``_key({})`` is
 
 
 class InferenceCache:
@@ -103,7 +106,7 @@ class InferenceCache:
         if "out" in kwargs:
             return None
         try:
-            key = (op, torch.is_grad_enabled(), _key(args), _key(kwargs))
+            key = (op, torch.is_grad_enabled(), _key(args), _key(kwargs) if kwargs else _NO_KWARGS)
             hash(key)
         except (_Uncacheable, TypeError):
             return None

@@ -44,26 +44,29 @@ class PointerTensor(PointerAPI, RemoteOperand):
                  mirror: torch.Tensor | None = None, owning: bool = True, id: int | None = None,
                  owner: WorkerRef | None = None, session: Any = None,
                  attr: str | None = None) -> None:
-        set_ = object.__setattr__
-        set_(self, "_location", location)
-        set_(self, "id_at_location", id_at_location)
-        set_(self, "id", new_id() if id is None else id)
+        # Written into the instance dict directly: ``__setattr__`` forwards to the target, and
+        # none of these names is a descriptor, so this is ``object.__setattr__`` at a third
+        # of its cost (every operation makes a pointer).
+        state = self.__dict__
+        state["_location"] = location
+        state["id_at_location"] = id_at_location
+        state["id"] = new_id() if id is None else id
         # The mirror is built on first use from ``meta``: most results (temporaries of a
         # pipeline) never need theirs, and building one costs a meta-tensor allocation.
-        set_(self, "_built_mirror", mirror)
-        set_(self, "_pending_meta", meta if mirror is None else None)
-        set_(self, "_owning", owning and attr is None)
-        set_(self, "_gone", None)
-        set_(self, "_session", session)
-        set_(self, "_owner", owner)
-        set_(self, "_attr", attr)
+        state["_built_mirror"] = mirror
+        state["_pending_meta"] = meta if mirror is None else None
+        state["_owning"] = owning and attr is None
+        state["_gone"] = None
+        state["_session"] = session
+        state["_owner"] = owner
+        state["_attr"] = attr
         # Set when code the mirrors did not see (a plan, a backward they could not follow, a
         # graph cut by a mirror rebuilt from the worker) may have changed the target's .grad:
         # its gradient is then asked of the worker.
-        set_(self, "_grad_unknown", False)
+        state["_grad_unknown"] = False
         # A move of the target whose wait raised: it may or may not have happened. The next
         # use asks its source (see syftzmq.client.deliveries.MoveDoubt).
-        set_(self, "_move_doubt", None)
+        state["_move_doubt"] = None
 
     # ----------------------------------------------------------------- identity and display
     @property

@@ -23,6 +23,7 @@ until an observation (see :mod:`syftzmq.client.session`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import torch
@@ -46,6 +47,8 @@ NEEDS_DATA = frozenset({"item", "tolist", "__bool__", "__int__", "__float__", "_
                         "__complex__", "numpy", "__array__", "equal", "allclose"})
 # Results a mirror computes exactly: a plain value, or a shape.
 _PYTHON_RESULTS = tuple(PLAIN_VALUES | {torch.Size})
+# ``is_inplace`` per op name, remembered: a loop asks it of the same few names every call.
+_is_inplace = lru_cache(maxsize=4096)(is_inplace)
 
 
 def call_function(func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -86,7 +89,10 @@ WRAPPER_TYPES: set[type] = set()
 
 def unwrap(value: Any) -> Any:
     """A remote parameter (see :mod:`syftzmq.tensor.modules`) or a tensor sent in place stands
-    for its pointer."""
+    for its pointer. Both are tensors: anything else (a pointer, a number) is itself at the
+    cost of one type check, without ``Parameter``'s instance-check hook."""
+    if not isinstance(value, torch.Tensor):
+        return value
     if isinstance(value, torch.nn.Parameter) or type(value) in WRAPPER_TYPES:
         pointer = value.__dict__.get("_pointer")
         if isinstance(pointer, RemoteOperand):
@@ -116,12 +122,19 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
     """Check operands, infer results on the mirrors, send one command, return result pointers."""
     if name in NEEDS_DATA:
         raise NeedsGetError(f"{name}() needs the data, which lives on a worker: call .get() first")
-    args, kwargs = argtree.map_args(unwrap, args, kwargs)
-    pointers = _pointers_in(args, kwargs)
+    if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
+        args = tuple([unwrap(value) for value in args])
+        if kwargs:
+            kwargs = {key: unwrap(value) for key, value in kwargs.items()}
+        pointers = [value for value in (*args, *kwargs.values())
+                    if isinstance(value, RemoteOperand)]
+    else:
+        args, kwargs = argtree.map_args(unwrap, args, kwargs)
+        pointers = _pointers_in(args, kwargs)
     location = common_location(pointers, name)
     session = pointers[0]._require_session()
 
-    inplace = is_inplace(name)
+    inplace = _is_inplace(name)
     cache_key = _cache_key(op, inplace, args, kwargs)
     if cache_key is not None:
         cached = INFERRED.get(cache_key)
@@ -138,7 +151,7 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
             session.grads_became_uncertain(location)
 
     if known and isinstance(mirror_result, _PYTHON_RESULTS):
-        if mirror_result is None or is_inplace(name):
+        if mirror_result is None or inplace:
             session.command(location, op, args, kwargs, result_ids=[])
             return None
         return mirror_result  # computed exactly by the mirror: no message
@@ -154,6 +167,8 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
         structure = None
     else:
         leaves, structure = pytree.tree_flatten(mirror_result)
+        if structure.is_leaf():
+            structure = None  # one tensor: no tree to rebuild per call (or per replay)
         if not leaves or not all(isinstance(leaf, torch.Tensor) for leaf in leaves):
             raise NeedsGetError(f"{name}() returns a Python value ({type(mirror_result).__name__}), "
                                 f"which needs the data: call .get() first")
