@@ -103,6 +103,8 @@ def test_results_a_replay_could_not_rebuild_are_inferred_every_time(fresh, make)
         assert len(fresh._entries) == entries and result._mirror.requires_grad
 
 
+# torch warns about the reference cycle backward(create_graph=True) makes; it is what is tested
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
 def test_differentiating_a_replayed_node_twice_asks_the_worker(fresh):
     session = GradSession()
     for _ in range(2):
