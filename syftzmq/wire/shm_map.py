@@ -34,6 +34,7 @@ _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                        ctypes.c_int, ctypes.c_long]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.mremap.restype = ctypes.c_void_p
 _libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
                          ctypes.c_void_p]
@@ -43,6 +44,8 @@ _PROT_NONE = 0
 _RW = mmap.PROT_READ | mmap.PROT_WRITE
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _MAP_FAILED = ctypes.c_void_p(-1).value
+_MADV_DONTFORK = getattr(mmap, "MADV_DONTFORK", 10)
+_MADV_POPULATE_WRITE = 23  # Linux 5.14; older kernels answer EINVAL
 
 _lending = False
 _kept = 0  # descriptors held open by live mappings
@@ -83,6 +86,25 @@ def _libc_mmap(address: int | None, size: int, prot: int, flags: int, fd: int) -
         error = ctypes.get_errno()
         raise OSError(error, f"mmap of {size} bytes failed: {os.strerror(error)}")
     return result
+
+
+def map_file(fd: int, size: int) -> int:
+    """Map ``size`` bytes of the file ``fd`` shared and writable, not inherited by a fork (a
+    child must not keep pages this process hands over); returns the address."""
+    address = _libc_mmap(None, size, _RW, mmap.MAP_SHARED, fd)
+    _libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(size), _MADV_DONTFORK)
+    return address
+
+
+def populate(address: int, size: int) -> bool:
+    """Fault in ``[address, address + size)`` of a shared mapping for writing (the kernel
+    allocates and zeroes what a file's pages lack); False if the kernel cannot."""
+    return _libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(size),
+                         _MADV_POPULATE_WRITE) == 0
+
+
+def unmap(address: int, size: int) -> None:
+    _libc.munmap(ctypes.c_void_p(address), ctypes.c_size_t(size))
 
 
 class Mapping:
@@ -172,9 +194,9 @@ class Mapping:
     def __del__(self) -> None:
         self._release()
         if self.base and _deferring:
-            _unmap_later(self.base, self.size)
+            unmap_later(self.base, self.size)
         elif self.base:
-            _libc.munmap(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size))
+            unmap(self.base, self.size)
 
 
 _deferring = 0
@@ -182,7 +204,7 @@ _deferring = 0
 
 @contextlib.contextmanager
 def deferred_unmaps() -> Iterator[None]:
-    """Mappings dropped inside unmap on a thread of their own (see :func:`_unmap_later`).
+    """Mappings dropped inside unmap on a thread of their own (see :func:`unmap_later`).
 
     For a worker dropping what another request only ended the life of (a get's held copy when
     its requester confirms, a move's source copy): that request must not wait for the pages to
@@ -201,12 +223,13 @@ _unmapping: "queue.SimpleQueue[tuple[int, int]]" = queue.SimpleQueue()
 _unmapper_pid = 0
 
 
-def _unmap_later(base: int, size: int) -> None:
+def unmap_later(base: int, size: int) -> None:
     """Unmap ``[base, base + size)`` on a thread of its own.
 
     The last unmap of a segment's pages frees them, which costs tens of ms for 256 MiB: done
     where the tensor died — a worker's loop handling a confirmation that rode on the next
-    request — it would delay that request.
+    request — it would delay that request. Even an unmap that frees nothing (a sender's mapping
+    of a segment it handed over) costs about 25 ms for 256 MiB on a loaded machine here.
     ``munmap`` releases the GIL (a ctypes call), so the thread frees while the caller goes on.
     """
     global _unmapper_pid
@@ -221,7 +244,7 @@ def _unmap_later(base: int, size: int) -> None:
 def _unmap_forever() -> None:
     while True:
         base, size = _unmapping.get()
-        _libc.munmap(ctypes.c_void_p(base), ctypes.c_size_t(size))
+        unmap(base, size)
 
 
 def mapping_at(address: int, nbytes: int) -> Mapping | None:
