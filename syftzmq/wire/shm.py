@@ -187,12 +187,12 @@ def _segments(sizes: Sequence[int], tag: object) -> list[shm_spares.Spare]:
 
 def _write_segment(file: shm_spares.Spare, view: memoryview, start: int, end: int,
                    source: int | None) -> None:
-    """Bytes ``[start, end)`` of ``view`` into ``file``: copied into its mapping if it has one
-    (``source`` is the address of ``view``), else written."""
-    if file.address and source is not None:
-        ctypes.memmove(file.address, source + start, end - start)  # releases the GIL
-        return
-    written = 0
+    """Bytes ``[start, end)`` of ``view`` into ``file``: those its mapping has faulted in are
+    copied into it (``source`` is the address of ``view``), the others written."""
+    copied = min(file.ready, end - start) if file.address and source is not None else 0
+    if copied:
+        ctypes.memmove(file.address, source + start, copied)  # releases the GIL
+    written = copied
     while start + written < end:
         written += os.pwrite(file.fd, view[start + written:min(end, start + written + _CHUNK)],
                              written)

@@ -6,17 +6,16 @@ large export, a thread of this process prepares segments of the same part sizes 
 export of those sizes:
 
 - every spare is allocated (``fallocate``), so writing it can never hit a full ``/dev/shm``;
-- a spare of at least :data:`MAPPED_MIN` bytes is then also mapped here and its pages faulted
-  in, a chunk at a time: the export copies into it with a plain ``memcpy`` (which releases the
-  GIL, one thread per part), about 0.6x the time of ``pwrite`` into the allocated file
-  (measured interleaved, 64 and 256 MiB, loaded machine). A spare taken before its pages are
-  all in is written with ``pwrite`` like an unmapped one, and the thread preparing it unmaps it.
+- a spare of at least :data:`MAPPED_MIN` bytes is also mapped here and, once every part is
+  allocated, its pages are faulted in, a chunk at a time: the export copies into them with a
+  plain ``memcpy`` (which releases the GIL, one thread per part), about 0.6x the time of
+  ``pwrite`` into the allocated file (measured interleaved, 64 and 256 MiB, loaded machine).
+  A spare taken before all its pages are in gets the rest written with ``pwrite``.
 
-Ownership of a spare's mapping is decided under the lock: the preparing thread owns it until
-the spare is *populated*; afterwards whoever takes the spare (an export, which unmaps it as soon
-as it has copied: the receiver owns the pages then) or drops it. Mappings are not inherited by a
-fork (``MADV_DONTFORK``) and a forked child closes the spares' descriptors it inherited: it must
-not keep pages its parent hands over.
+The taker of a spare owns its mapping (it unmaps it as soon as it has copied: the receiver
+owns the pages then); the preparing thread stops at the chunk it was faulting in. Mappings are
+not inherited by a fork (``MADV_DONTFORK``) and a forked child closes the spares' descriptors
+it inherited: it must not keep pages its parent hands over.
 
 Lifetime: spares are named by this pid like segments (``syftzmq-<pid>-spare-<random>``, renamed
 to a segment's name when used, see :mod:`syftzmq.wire.shm`), so they are swept like segments
@@ -41,19 +40,21 @@ MIN = 8 << 20  # exports this large (all parts together) are followed by prepari
 MAX = 1 << 30
 MAPPED_MIN = 8 << 20  # spares this large are mapped and populated here (see the docstring)
 IDLE = 30.0
-_POPULATE_CHUNK = 8 << 20  # pages faulted in between two looks at whether the spare was taken
+WAIT = 2.0  # seconds an export waits for a spare of its size being allocated (see take)
+_POPULATE_CHUNK = 4 << 20  # faulted in at a time: a taker waits for one chunk at most
 
 
 @dataclass(eq=False)
 class Spare:
-    """One prepared segment. ``address`` is nonzero only for the one that may copy into it:
-    the exporter that took it populated (see :meth:`Spares.take`)."""
+    """One prepared segment. ``address`` (nonzero if mapped here) and ``ready`` (how many
+    bytes from its start are faulted in) are for its taker: it copies those bytes into the
+    mapping and writes the rest (see :meth:`Spares.take`)."""
 
     name: str
     fd: int
     size: int
     address: int = 0
-    populated: bool = False
+    ready: int = 0
     taken: bool = False
 
 
@@ -63,36 +64,57 @@ def _pages(size: int) -> int:
 
 class Spares:
     """The spares of one process. ``create`` makes a new, empty spare file (name, descriptor);
-    ``remove`` unlinks one by name."""
+    ``remove`` unlinks one by name.
+
+    Two locks: ``_lock`` guards the pool; ``_guard`` is held while a chunk of a spare is
+    faulted in, and whoever takes or drops a spare takes it too — so once a spare is taken,
+    the preparing thread never touches its mapping again, and the taker may unmap it. Order:
+    ``_lock`` before ``_guard``; the preparing thread never holds both.
+    """
 
     def __init__(self, create: Callable[[], tuple[str, int]], remove: Callable[[str], None]) -> None:
         self._create = create
         self._remove = remove
         self._lock = threading.Lock()
+        self._guard = threading.Lock()
         self._files: list[Spare] = []
         self._wanted: list[int] = []
         self._used = time.monotonic()
         self._wake = threading.Condition(self._lock)
+        self._allocating: list[int] = []  # sizes the preparing thread is allocating now
+        self._allocated = threading.Condition(self._lock)
         self._pid = 0
         os.register_at_fork(after_in_child=self._forget)
 
     def take(self, size: int) -> Spare | None:
         """A spare of ``size`` (the same number of pages), taken out of the pool, or None.
 
-        Its ``address`` is set if it is populated: the caller then owns that mapping, copies
-        into it and must unmap it (:func:`syftzmq.wire.shm_map.unmap_later`). Either way the
-        caller owns the file (renames, truncates to ``size`` and closes it)."""
+        The caller owns the spare from here on: its file (renames, truncates to ``size``,
+        closes) and its mapping, if ``address`` is set: it copies the first ``ready`` bytes
+        into the mapping, writes the rest with ``pwrite``, and unmaps it
+        (:func:`syftzmq.wire.shm_map.unmap_later`).
+
+        If the preparing thread is allocating a spare of that size, waits for it (up to
+        :data:`WAIT` seconds): allocating another one here at the same time would take
+        longer, and use the memory twice."""
+        deadline = time.monotonic() + WAIT
         with self._lock:
             if self._pid != os.getpid():
                 return None
-            spare = next((f for f in self._files if _pages(f.size) == _pages(size)), None)
+            while True:
+                spare = max((f for f in self._files if _pages(f.size) == _pages(size)),
+                            key=lambda f: f.ready, default=None)  # the most faulted in
+                if spare is not None or not any(_pages(s) == _pages(size)
+                                                for s in self._allocating):
+                    break
+                if not self._allocated.wait(deadline - time.monotonic()):
+                    break
             if spare is None:
                 return None
             self._files.remove(spare)
             self._used = time.monotonic()
-            spare.taken = True
-            if not spare.populated:
-                spare.address = 0  # still being prepared: its preparer unmaps it
+            with self._guard:
+                spare.taken = True
             return spare
 
     def want(self, sizes: Sequence[int]) -> None:
@@ -116,10 +138,10 @@ class Spares:
             self._drop_locked(self._files)
 
     def sizes(self, populated: bool = False) -> list[int]:
-        """The sizes of the spares there are now, or of those mapped and populated (for tests
-        and checks)."""
+        """The sizes of the spares there are now, or of those mapped and faulted in entirely
+        (for tests and checks)."""
         with self._lock:
-            return sorted(f.size for f in self._files if f.populated or not populated)
+            return sorted(f.size for f in self._files if not populated or f.ready == f.size)
 
     # ------------------------------------------------------------------ the preparing thread
     def _prepare_forever(self) -> None:
@@ -136,21 +158,32 @@ class Spares:
                     else:
                         stale.append(spare)
                 self._drop_locked(stale)
+                self._allocating = list(missing)
+            # every part allocated first (writable without allocating), then faulted in
+            prepared = []
             for size in missing:
-                if not self._prepare(size):
+                spare = self._allocate(size)
+                if spare is None:
                     break
+                prepared.append(spare)
+            with self._lock:
+                self._allocating = []
+                self._allocated.notify_all()
+            for spare in prepared:
+                if spare.address:
+                    self._populate(spare)
 
-    def _prepare(self, size: int) -> bool:
+    def _allocate(self, size: int) -> Spare | None:
         try:
             name, fd = self._create()
         except OSError:
-            return False
+            return None
         try:
             os.posix_fallocate(fd, 0, size)
         except OSError:  # /dev/shm full: no spare
             os.close(fd)
             self._remove(name)
-            return False
+            return None
         spare = Spare(name, fd, size)
         if size >= MAPPED_MIN:
             try:
@@ -159,36 +192,29 @@ class Spares:
                 pass
         with self._lock:
             if self._pid != os.getpid():  # forked meanwhile: not this process's
-                return False
+                return None
             self._files.append(spare)
-        if spare.address:
-            self._populate(spare)
-        return True
+            self._allocating.remove(size)
+            self._allocated.notify_all()
+        return spare
 
     def _populate(self, spare: Spare) -> None:
         """Fault the spare's pages in, a chunk at a time, until done or taken."""
-        address = spare.address
-        done = 0
-        while done < spare.size:
-            with self._lock:
+        for done in range(0, spare.size, _POPULATE_CHUNK):
+            with self._guard:
                 if spare.taken:
-                    break
-            chunk = min(_POPULATE_CHUNK, spare.size - done)
-            if not shm_map.populate(address + done, chunk):
-                break
-            done += chunk
-        with self._lock:
-            if done == spare.size and not spare.taken:
-                spare.populated = True  # from here on, its taker owns the mapping
-                return
-            spare.address = 0
-        shm_map.unmap(address, spare.size)
+                    return  # its taker owns the mapping
+                if not shm_map.populate(spare.address + done,
+                                        min(_POPULATE_CHUNK, spare.size - done)):
+                    return  # written, not copied into, beyond ``ready``
+                spare.ready = min(spare.size, done + _POPULATE_CHUNK)
 
     # ------------------------------------------------------------------ dropping
     def _drop_locked(self, spares: Sequence[Spare]) -> None:
         for spare in list(spares):
-            spare.taken = True
-            if spare.populated and spare.address:
+            with self._guard:
+                spare.taken = True
+            if spare.address:
                 shm_map.unmap_later(spare.address, spare.size)
                 spare.address = 0
             os.close(spare.fd)
@@ -208,8 +234,11 @@ class Spares:
         self._files = []
         self._wanted = []
         self._pid = 0
+        self._allocating = []
         self._lock = threading.Lock()  # a copy of a lock held at the fork stays held
+        self._guard = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._allocated = threading.Condition(self._lock)
 
 
 def buffer_address(view: memoryview) -> int | None:
