@@ -132,8 +132,7 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     finally:
         for file in files:
             os.close(file.fd)
-            if file.address:  # handed over: the receiver owns these pages now
-                shm_map.unmap_later(file.address, file.size)
+            _spares.release(file)  # handed over: the receiver owns these pages now
     _spares.want(sizes)
     return [(file.name, size) for file, size in zip(files, sizes)]
 
@@ -165,8 +164,7 @@ def _segments(sizes: Sequence[int], tag: object) -> list[shm_spares.Spare]:
                     os.rename(_path(file.name), _path(name))
                 except OSError:
                     os.close(file.fd)
-                    if file.address:
-                        shm_map.unmap_later(file.address, file.size)
+                    _spares.release(file)
                     _unlink_file(file.name)
                     raise
                 file.name = name
@@ -178,8 +176,7 @@ def _segments(sizes: Sequence[int], tag: object) -> list[shm_spares.Spare]:
     except BaseException:
         for file in files:
             os.close(file.fd)
-            if file.address:
-                shm_map.unmap_later(file.address, file.size)
+            _spares.release(file)
             _unlink(file.name)
         raise
     return files
@@ -258,8 +255,7 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
             os.close(fd)
         return memoryview(bytearray())
     # Mapped rather than copied: the tensor is rebuilt over these pages (unlinked, so they are
-    # freed with it). MAP_POPULATE maps every page now, so the memory shows in this process's
-    # RSS like any other received tensor, for a fraction of a copy.
+    # freed with it); a large mapping's pages are faulted in on a thread (see shm_map.Mapping).
     return shm_map.Mapping(opened).buffer()
 
 

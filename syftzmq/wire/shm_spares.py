@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ MIN = 8 << 20  # exports this large (all parts together) are followed by prepari
 MAX = 1 << 30
 MAPPED_MIN = 8 << 20  # spares this large are mapped and populated here (see the docstring)
 IDLE = 30.0
+POPULATE_NICE = 19  # of the thread faulting spares in (see Spares._populate_forever)
 WAIT = 2.0  # seconds an export waits for a spare of its size being allocated (see take)
 _POPULATE_CHUNK = 4 << 20  # faulted in at a time: a taker waits for one chunk at most
 
@@ -56,6 +58,8 @@ class Spare:
     address: int = 0
     ready: int = 0
     taken: bool = False
+    busy: bool = False  # a chunk is being faulted in (outside the lock)
+    release_by_populator: bool = False
 
 
 def _pages(size: int) -> int:
@@ -66,33 +70,33 @@ class Spares:
     """The spares of one process. ``create`` makes a new, empty spare file (name, descriptor);
     ``remove`` unlinks one by name.
 
-    Two locks: ``_lock`` guards the pool; ``_guard`` is held while a chunk of a spare is
-    faulted in, and whoever takes or drops a spare takes it too — so once a spare is taken,
-    the preparing thread never touches its mapping again, and the taker may unmap it. Order:
-    ``_lock`` before ``_guard``; the preparing thread never holds both.
+    ``_lock`` guards the pool and each spare's fields. The thread faulting a spare in runs at
+    a low priority and never holds the lock while it works (a taker would wait for it): it
+    marks the spare ``busy`` for each chunk, and stops once the spare is taken. The taker
+    copies only into the ``ready`` bytes, which the populating thread no longer touches; the
+    mapping is unmapped by whichever of the two finishes last (:meth:`release`).
     """
 
     def __init__(self, create: Callable[[], tuple[str, int]], remove: Callable[[str], None]) -> None:
         self._create = create
         self._remove = remove
         self._lock = threading.Lock()
-        self._guard = threading.Lock()
         self._files: list[Spare] = []
         self._wanted: list[int] = []
         self._used = time.monotonic()
         self._wake = threading.Condition(self._lock)
         self._allocating: list[int] = []  # sizes the preparing thread is allocating now
         self._allocated = threading.Condition(self._lock)
+        self._to_populate: "queue.SimpleQueue[Spare]" = queue.SimpleQueue()
         self._pid = 0
         os.register_at_fork(after_in_child=self._forget)
 
     def take(self, size: int) -> Spare | None:
         """A spare of ``size`` (the same number of pages), taken out of the pool, or None.
 
-        The caller owns the spare from here on: its file (renames, truncates to ``size``,
-        closes) and its mapping, if ``address`` is set: it copies the first ``ready`` bytes
-        into the mapping, writes the rest with ``pwrite``, and unmaps it
-        (:func:`syftzmq.wire.shm_map.unmap_later`).
+        The caller owns the spare's file from here on (renames, truncates to ``size``,
+        closes). If ``address`` is set, it copies the first ``ready`` bytes into the mapping,
+        writes the rest with ``pwrite``, and then calls :meth:`release`.
 
         If the preparing thread is allocating a spare of that size, waits for it (up to
         :data:`WAIT` seconds): allocating another one here at the same time would take
@@ -113,9 +117,20 @@ class Spares:
                 return None
             self._files.remove(spare)
             self._used = time.monotonic()
-            with self._guard:
-                spare.taken = True
+            spare.taken = True
             return spare
+
+    def release(self, spare: Spare) -> None:
+        """The taker of ``spare`` is done with its mapping: unmapped now, or by the populating
+        thread once the chunk it is faulting in is done (the range must not be reused before)."""
+        with self._lock:
+            if not spare.address:
+                return
+            if spare.busy:
+                spare.release_by_populator = True
+                return
+            address, spare.address = spare.address, 0
+        shm_map.unmap_later(address, spare.size)
 
     def want(self, sizes: Sequence[int]) -> None:
         """Prepare spares of ``sizes`` (for exports of :data:`MIN` bytes or more), dropping
@@ -128,7 +143,10 @@ class Spares:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._files = []
+                self._to_populate = queue.SimpleQueue()
                 threading.Thread(target=self._prepare_forever, name="syftzmq-spares",
+                                 daemon=True).start()
+                threading.Thread(target=self._populate_forever, name="syftzmq-spares-populate",
                                  daemon=True).start()
             self._wake.notify()
 
@@ -171,7 +189,17 @@ class Spares:
                 self._allocated.notify_all()
             for spare in prepared:
                 if spare.address:
-                    self._populate(spare)
+                    self._to_populate.put(spare)
+
+    def _populate_forever(self) -> None:
+        """Fault spares in at a low priority: on a busy machine, the critical path of whatever
+        runs now matters more than a faster copy later (a spare not faulted in is written)."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), POPULATE_NICE)
+        except (OSError, AttributeError):
+            pass
+        while True:
+            self._populate(self._to_populate.get())
 
     def _allocate(self, size: int) -> Spare | None:
         try:
@@ -201,20 +229,32 @@ class Spares:
     def _populate(self, spare: Spare) -> None:
         """Fault the spare's pages in, a chunk at a time, until done or taken."""
         for done in range(0, spare.size, _POPULATE_CHUNK):
-            with self._guard:
-                if spare.taken:
-                    return  # its taker owns the mapping
-                if not shm_map.populate(spare.address + done,
-                                        min(_POPULATE_CHUNK, spare.size - done)):
-                    return  # written, not copied into, beyond ``ready``
-                spare.ready = min(spare.size, done + _POPULATE_CHUNK)
+            with self._lock:
+                if spare.taken or not spare.address:
+                    return
+                spare.busy = True
+            ok = shm_map.populate(spare.address + done, min(_POPULATE_CHUNK, spare.size - done))
+            with self._lock:
+                spare.busy = False
+                if ok and not spare.taken:
+                    spare.ready = min(spare.size, done + _POPULATE_CHUNK)
+                release = spare.release_by_populator
+                address = spare.address if release else 0
+                if release:
+                    spare.address = 0
+            if release:
+                shm_map.unmap_later(address, spare.size)
+                return
+            if not ok:
+                return  # written, not copied into, beyond ``ready``
 
     # ------------------------------------------------------------------ dropping
     def _drop_locked(self, spares: Sequence[Spare]) -> None:
         for spare in list(spares):
-            with self._guard:
-                spare.taken = True
-            if spare.address:
+            spare.taken = True
+            if spare.address and spare.busy:
+                spare.release_by_populator = True
+            elif spare.address:
                 shm_map.unmap_later(spare.address, spare.size)
                 spare.address = 0
             os.close(spare.fd)
@@ -236,7 +276,6 @@ class Spares:
         self._pid = 0
         self._allocating = []
         self._lock = threading.Lock()  # a copy of a lock held at the fork stays held
-        self._guard = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._allocated = threading.Condition(self._lock)
 
