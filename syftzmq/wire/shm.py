@@ -3,7 +3,7 @@
 Over loopback TCP a 256 MiB frame crosses the kernel twice and is signed twice (HMAC-SHA256
 runs at about 1.5 GB/s). Between processes of one user on one host, the sender instead writes
 each large buffer into a shared-memory file (several, written at once, for a very large one;
-allocated ahead where it can, see :class:`_Spares`) and the signed message names it; the
+prepared ahead where it can, see :mod:`.shm_spares`) and the signed message names it; the
 receiver opens the file, unlinks it at once, and maps it: the received tensor lives in those
 pages, which are freed with it. A worker sending such a tensor on lends the pages instead of
 copying them (:mod:`.shm_map`).
@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 
 
 from ..errors import ProtocolError
-from . import shm_map
+from . import shm_map, shm_spares
 from ..settings import SETTINGS
 
 DIRECTORY = SETTINGS.shm_dir  # a worker's --shm-dir replaces it at start
@@ -53,7 +53,7 @@ THRESHOLD = SETTINGS.shm_threshold  # smaller buffers travel as frames
 MAX_AGE = SETTINGS.shm_max_age
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
-_SPARE = re.compile(r"^syftzmq-(\d+)-spare-[0-9a-f]{32}$")  # allocated ahead, see _Spares
+_SPARE = re.compile(r"^syftzmq-(\d+)-spare-[0-9a-f]{32}$")  # allocated ahead: shm_spares
 _LENT = re.compile(r"^fd-(\d{1,10})-(\d{1,10})-(\d{1,20})$")  # see shm_map
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
@@ -63,9 +63,6 @@ _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 PARALLEL_MIN = SETTINGS.shm_parallel_min
 WRITERS = max(1, min(4, os.cpu_count() or 1))
 MAX_PARTS = 64  # per buffer, as received
-SPARE_MIN = 8 << 20  # exports this large are followed by allocating spares (see _Spares)
-SPARE_MAX = 1 << 30
-SPARE_IDLE = 30.0
 
 _created: dict[str, tuple[float, object]] = {}  # name -> (created, destination tag)
 _lock = threading.Lock()
@@ -122,20 +119,22 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     expire_own()
     bounds = _split(view.nbytes, WRITERS if view.nbytes >= PARALLEL_MIN else 1)
     sizes = [end - start for start, end in bounds]
-    files = _spares.take(sizes, tag)
+    files = _segments(sizes, tag)
+    source = shm_spares.buffer_address(view) if any(f.address for f in files) else None
     try:
         _in_parallel([lambda file=file, start=start, end=end:
-                      _write_segment(file, view[start:end])
+                      _write_segment(file, view, start, end, source)
                       for file, (start, end) in zip(files, bounds)])
     except BaseException:
-        for name, _ in files:
-            _unlink(name)
+        for file in files:
+            _unlink(file.name)
         raise
     finally:
-        for _, fd in files:
-            os.close(fd)
+        for file in files:
+            os.close(file.fd)
+            _spares.release(file)  # handed over: the receiver owns these pages now
     _spares.want(sizes)
-    return [(name, size) for (name, _), size in zip(files, sizes)]
+    return [(file.name, size) for file, size in zip(files, sizes)]
 
 
 def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
@@ -150,119 +149,60 @@ def _new_segment(kind: str = "") -> tuple[str, int]:
     return name, os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
 
 
-def _write_segment(file: tuple[str, int], view: memoryview) -> None:
-    written = 0
-    while written < view.nbytes:
-        written += os.pwrite(file[1], view[written:written + _CHUNK], written)
-    os.ftruncate(file[1], view.nbytes)  # a larger spare gives its tail back
-
-
-class _Spares:
-    """Segments allocated ahead of the next export, off its critical path.
-
-    Writing into a fresh tmpfs file is mostly the kernel allocating its pages (256 MiB: about
-    110 ms into fresh pages against 12 ms into allocated ones, on a quiet machine here). After
-    each large export a thread allocates (``fallocate``) files of the same part sizes, which the
-    next export of that size or smaller writes into. Spares are named by this pid like segments
-    (``syftzmq-<pid>-spare-<random>``, renamed to a segment's name when used), so they are swept
-    like them if this process is killed; they are unlinked when nobody used them for
-    :data:`SPARE_IDLE` seconds, and at exit.
-    """
-
-    def __init__(self) -> None:
-        self._files: list[tuple[str, int, int]] = []  # name, fd, allocated size
-        self._wanted: list[int] = []
-        self._used = time.monotonic()
-        self._wake = threading.Condition(_lock)
-        self._pid = 0
-
-    def take(self, sizes: Sequence[int], tag: object) -> list[tuple[str, int]]:
-        """A segment for each size, a spare where one is large enough; each recorded with
-        ``tag`` (see :func:`discard_tagged`)."""
-        files: list[tuple[str, int]] = []
-        try:
-            for size in sizes:
-                with _lock:
-                    mine = self._pid == os.getpid()  # a forked child's are its parent's
-                    fits = [f for f in self._files if f[2] >= size] if mine else []
-                    spare = min(fits, key=lambda f: f[2]) if fits else None
-                    if spare is not None:
-                        self._files.remove(spare)
-                        self._used = time.monotonic()
-                if spare is None:
-                    file = _new_segment()
-                else:  # it becomes a segment like any other, named as one
-                    file = (spare[0].replace("-spare-", "-", 1), spare[1])
-                    try:
-                        os.rename(_path(spare[0]), _path(file[0]))
-                    except OSError:
-                        os.close(spare[1])
-                        raise
-                files.append(file)
-                with _lock:
-                    _created[file[0]] = (time.monotonic(), tag)
-        except BaseException:
-            for name, fd in files:
-                os.close(fd)
-                _unlink(name)
-            raise
-        return files
-
-    def want(self, sizes: Sequence[int]) -> None:
-        """Allocate spares of ``sizes`` (for buffers of :data:`SPARE_MIN` bytes or more)."""
-        if sum(sizes) < SPARE_MIN or sum(sizes) > SPARE_MAX:
-            return
-        with _lock:
-            self._wanted = list(sizes)
-            self._used = time.monotonic()
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._files = []  # a forked child's spares are its parent's
-                threading.Thread(target=self._allocate_forever, name="syftzmq-spares",
-                                 daemon=True).start()
-            self._wake.notify()
-
-    def _allocate_forever(self) -> None:
-        while True:
-            with _lock:
-                while not self._wanted:
-                    if not self._wake.wait(SPARE_IDLE) and time.monotonic() - self._used > SPARE_IDLE:
-                        self._drop_locked()
-                wanted, self._wanted = self._wanted, []
-                have = sorted(f[2] for f in self._files)
-            for size in wanted:
-                if size in have:
-                    have.remove(size)
-                    continue
+def _segments(sizes: Sequence[int], tag: object) -> list[shm_spares.Spare]:
+    """A segment for each size, a spare where one of that size is ready; each recorded with
+    ``tag`` (see :func:`discard_tagged`)."""
+    files: list[shm_spares.Spare] = []
+    try:
+        for size in sizes:
+            file = _spares.take(size)
+            if file is None:
+                file = shm_spares.Spare(*_new_segment(), size)
+            else:  # it becomes a segment like any other, named as one
+                name = file.name.replace("-spare-", "-", 1)
                 try:
-                    name, fd = _new_segment("spare-")
+                    os.rename(_path(file.name), _path(name))
                 except OSError:
-                    break
-                try:
-                    os.posix_fallocate(fd, 0, size)
-                except OSError:  # /dev/shm full: no spare
-                    os.close(fd)
-                    os.unlink(_path(name))
-                    break
-                with _lock:
-                    self._files.append((name, fd, size))
-
-    def _drop_locked(self) -> None:
-        for name, fd, _ in self._files:
-            os.close(fd)
-            try:
-                os.unlink(_path(name))
-            except FileNotFoundError:
-                pass
-        self._files = []
-
-    def drop(self) -> None:
-        """Unlink every spare (at exit)."""
-        with _lock:
-            self._drop_locked()
+                    os.close(file.fd)
+                    _spares.release(file)
+                    _unlink_file(file.name)
+                    raise
+                file.name = name
+            files.append(file)
+            with _lock:
+                _created[file.name] = (time.monotonic(), tag)
+            if file.size != size:  # a spare of as many pages: the last one's tail differs
+                os.ftruncate(file.fd, size)
+    except BaseException:
+        for file in files:
+            os.close(file.fd)
+            _spares.release(file)
+            _unlink(file.name)
+        raise
+    return files
 
 
-_spares = _Spares()
+def _write_segment(file: shm_spares.Spare, view: memoryview, start: int, end: int,
+                   source: int | None) -> None:
+    """Bytes ``[start, end)`` of ``view`` into ``file``: those its mapping has faulted in are
+    copied into it (``source`` is the address of ``view``), the others written."""
+    copied = min(file.ready, end - start) if file.address and source is not None else 0
+    if copied:
+        ctypes.memmove(file.address, source + start, copied)  # releases the GIL
+    written = copied
+    while start + written < end:
+        written += os.pwrite(file.fd, view[start + written:min(end, start + written + _CHUNK)],
+                             written)
+
+
+def _unlink_file(name: str) -> None:
+    try:
+        os.unlink(_path(name))
+    except FileNotFoundError:
+        pass
+
+
+_spares = shm_spares.Spares(lambda: _new_segment("spare-"), _unlink_file)
 
 
 def _in_parallel(calls: Sequence[Callable[[], object]]) -> None:
@@ -315,8 +255,7 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
             os.close(fd)
         return memoryview(bytearray())
     # Mapped rather than copied: the tensor is rebuilt over these pages (unlinked, so they are
-    # freed with it). MAP_POPULATE maps every page now, so the memory shows in this process's
-    # RSS like any other received tensor, for a fraction of a copy.
+    # freed with it); a large mapping's pages are faulted in on a thread (see shm_map.Mapping).
     return shm_map.Mapping(opened).buffer()
 
 
@@ -474,7 +413,7 @@ def sweep_pid(pid: int) -> int:
 
 def segments_of(pids: Sequence[int], spares: bool = False) -> list[str]:
     """Names of the segments in ``/dev/shm`` created by ``pids`` (for tests and checks); with
-    ``spares``, of their spares too (see :class:`_Spares`)."""
+    ``spares``, of their spares too (see :mod:`.shm_spares`)."""
     wanted = {str(pid) for pid in pids}
     try:
         names = os.listdir(DIRECTORY)
