@@ -16,6 +16,8 @@ The session is a facade over parts with one job each:
 - :mod:`~syftzmq.client.round_trip`: requests, replies, and who must be flushed;
 - :mod:`~syftzmq.client.liveness`: waiting as long as the worker is alive (probes);
 - :mod:`~syftzmq.client.heartbeat`: lease renewal while the user's code is idle.
+- :mod:`~syftzmq.client.moves`: moves in flight, and when one must be awaited;
+- :mod:`~syftzmq.client.move_settling`: how a move in flight ends (done, failed, started again).
 
 What stays here: commands, stores and typed requests (``get``, ``info``, ``objects``,
 ``search``, ``clear_objects``, ``move``, ``ping``, ``shutdown``), the observation protocol above, and closing.
@@ -42,21 +44,21 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout, WorkerUnavailable
+from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout
 from ..security.keys import write_key_file
-from ..wire.liveness import timing
 from ..settings import SETTINGS, Settings
 from ..tensor.pointer import PointerTensor
 from .chains import ChainHolders
 from .connections import Connections
 from .deliveries import MoveDoubt
-from .moves import DONE, FAILED, Following, MoveInFlight, MovesInFlight
+from .move_settling import MoveSettler
+from .moves import Following, MoveInFlight, MovesInFlight
 from .diagnose import no_answer
 from .heartbeat import Heartbeat
 from .live import LivePointers
 from .liveness import ClientLiveness
 from .releases import ReleaseQueue
-from .round_trip import Awaiting, Pending, RoundTrips
+from .round_trip import Pending, RoundTrips
 from .sending import Sender
 from .stats import Stats
 
@@ -101,6 +103,8 @@ class ClientSession:
                                        self.stats, self._liveness)
         self._releases = ReleaseQueue()
         self._moves = MovesInFlight()
+        self._settler = MoveSettler(self._moves, self._round_trips, self._heartbeat,
+                                    self._liveness, self._chains, self._start_move)
         self._handles: dict[str, Any] = {}
         self._safe_modes: dict[str, bool] = {}  # incarnation -> runs with --safe
         self._processes: list["WorkerProcess"] = []
@@ -315,7 +319,7 @@ class ClientSession:
         """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
         with self._lock:
             if self._moves.flying:
-                self._await_moves_to(location)
+                self._settler.before_message_to(location, self.timeout)
             self._connections.check_current(location)
             self._connections.get(location)  # an unknown or closed worker raises now, not later
             if self._releases:
@@ -421,7 +425,7 @@ class ClientSession:
         """Send ``msg`` now, with the pending deletes for its worker riding on it."""
         with self._lock:
             if self._moves.flying:
-                self._await_moves_to(location)
+                self._settler.before_message_to(location, self.timeout)
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             try:
@@ -435,7 +439,7 @@ class ClientSession:
         """Send ``msg`` through the one way out (see :meth:`Sender.send_now`)."""
         with self._lock:
             if self._moves.flying:
-                self._await_moves_to(location)
+                self._settler.before_message_to(location, self.timeout)
             self._sender.send_now(location, msg, flags)
 
     # ------------------------------------------------------------------ observations
@@ -445,7 +449,7 @@ class ClientSession:
         timeout = timeout or self.timeout
         self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
-            self._moves_observed(timeout)
+            self._settler.before_observation(timeout)
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             try:
@@ -595,7 +599,7 @@ class ClientSession:
             holders = {incarnation for incarnation in self._pending.to_flush(
                 location.incarnation, needs_complete_flush(msg)) if incarnation in self._chains}
             if self._moves:
-                self._await_moves_to(location, holders)
+                self._settler.before_message_to(location, self.timeout, also=holders)
             # a moved chain target is one at dest too (dest must count as a holder already
             # while the move is under way)
             self._chains.moved(location.incarnation, list(object_ids), dest.incarnation,
@@ -631,135 +635,14 @@ class ClientSession:
 
     # ------------------------------------------------------------------ moves in flight
     def await_move(self, move: MoveInFlight) -> None:
-        """A pointer following ``move`` is used: await it (and the other moves to its
-        destination, which the use will need next)."""
+        """A pointer following ``move`` is used: await it (see :class:`MoveSettler`)."""
         with self._lock:
-            if move.state not in (DONE, FAILED):
-                self._settle_moves(self._moves.involving({move.dest.incarnation}, set())
-                                   or [move], self.timeout)
+            self._settler.await_move(move, self.timeout)
 
     def take_move_error(self, move: MoveInFlight) -> BaseException | None:
         """``move``'s failure if nobody has seen it yet (it is then seen)."""
         with self._lock:
             return move.take_error()
-
-    def _await_moves_to(self, location: WorkerRef, also: set[str] = frozenset()) -> None:
-        """Before a message to ``location`` (and ``also``): await the moves it could depend on."""
-        moves = self._moves.involving({location.incarnation} | also, self._chains.incarnations()
-                                      if self._chains else set())
-        if moves:
-            self._settle_moves(moves, self.timeout)
-
-    def _moves_observed(self, timeout: float | None) -> None:
-        """An observation: every move in flight is awaited, and a failure nobody has seen is
-        raised now (the observation is not made: retrying it is safe)."""
-        if self._moves:
-            self._settle_moves(list(self._moves.flying), timeout)
-        if self._moves.unseen:
-            error = self._moves.take_unseen_error()
-            if error is not None:
-                raise error
-
-    def _settle_moves(self, moves: list[MoveInFlight], timeout: float | None) -> None:
-        """Await the replies of ``moves`` in one wait; each ends done or failed (a failure is
-        kept for its pointers' next use or the next observation, never raised here). Only an
-        interruption (Ctrl-C) is raised, once every move it left unsettled is in doubt."""
-        pending = [move for move in moves if move in self._moves.flying]
-        while pending:
-            pending = self._settle_round(pending, timeout)
-
-    def _settle_round(self, pending: list[MoveInFlight],
-                      timeout: float | None) -> list[MoveInFlight]:
-        """One wait for ``pending``'s replies; the moves still to await (a source that died
-        does not end the wait for the others; a move started again is awaited too)."""
-        awaiting = Awaiting()
-        for move in pending:
-            awaiting.adopt(move.awaiting)
-        refs = {move.source.incarnation: move.source for move in pending}
-        stopped: BaseException | None = None
-        try:
-            self._heartbeat.ensure_running()
-            replies = self._round_trips.wait(awaiting, refs, timeout)
-        except BaseException as exc:  # the wait gave up: those not answered are in doubt
-            replies, stopped = awaiting.replies, exc
-        unanswered = [move for move in pending if move.source.incarnation not in replies]
-        one_died = isinstance(stopped, WorkerUnavailable) and any(
-            move.source.id == stopped.worker for move in unanswered)
-        again, retry = [], []
-        for move in pending:
-            answer = replies.get(move.source.incarnation)
-            if answer is None:
-                if one_died and move.source.id != stopped.worker:
-                    again.append(move)  # another source died: this one is still alive
-                else:
-                    self._move_failed(move, stopped if isinstance(stopped, Exception) else None)
-            elif answer.get("error") is None:
-                self._move_done(move)
-            else:
-                retry.append((move, answer["error"].to_exception()))
-        if stopped is not None and not isinstance(stopped, Exception):
-            for move, error in retry:
-                self._move_failed(move, error)
-            raise stopped  # Ctrl-C: the moves it left are in doubt (see _settle_moves)
-        for index, (move, error) in enumerate(retry):
-            try:
-                worth = self._worth_retrying(move, error)
-            except BaseException:  # its reply is taken: it must end here, as the rest
-                for later, later_error in retry[index:]:
-                    self._move_failed(later, later_error)
-                raise
-            if worth:
-                again.extend(self._retried(move, error))
-            else:
-                self._move_failed(move, error)
-        return again
-
-    def _move_done(self, move: MoveInFlight) -> None:
-        move.state = DONE
-        self._moves.ended(move)
-        for _, pointer in move.live_pointers():
-            object.__setattr__(pointer, "_move_doubt", None)
-
-    def _move_failed(self, move: MoveInFlight, error: BaseException | None) -> None:
-        """The move failed or its wait gave up: the pointers go back to the source, in doubt
-        (at their next use they ask the source what became of it)."""
-        move.state, move.error = FAILED, error
-        self._moves.ended(move)
-        self._chains.moved(move.dest.incarnation, move.dest_ids, move.source.incarnation,
-                           move.source_ids)
-        for index, pointer in move.live_pointers():
-            pointer._moved_to(move.source, move.source_ids[index])
-
-    def _worth_retrying(self, move: MoveInFlight, error: BaseException) -> bool:
-        """The source found the destination unavailable (silent for a liveness deadline), and
-        the destination answers now: it was frozen, not dead (slowness is not death). Asked
-        once per move; the destination has the rule's grace (two probe intervals) to answer."""
-        if move.retried or not isinstance(error, WorkerUnavailable) \
-                or error.worker != move.dest.id or not move.live_pointers():
-            return False
-        _, grace = timing(self._liveness.timeout, self._liveness.interval)
-        try:
-            return self._liveness.check_alive(move.dest, within=grace)
-        except WorkerUnavailable:
-            return False
-
-    def _retried(self, move: MoveInFlight, error: BaseException) -> list[MoveInFlight]:
-        """Start ``move`` again for its pointers still alive (the source kept the data, and
-        took back what reached the destination); the others' deletes are queued already."""
-        live = move.live_pointers()
-        self._move_failed(move, None)
-        ids = [move.source_ids[index] for index, _ in live]
-        pointers = [pointer for _, pointer in live]
-        new_ids = [new_id() for _ in ids]
-        try:
-            flying = self._start_move(move.source, ids, move.dest, new_ids, pointers, retried=True)
-        except Exception:
-            move.error = error  # the first failure is the one to surface
-            self._moves.ended(move)
-            return []
-        for pointer, new in zip(pointers, new_ids):
-            pointer._moved_to(move.dest, new)
-        return [flying]
 
     def move_outcome(self, source: WorkerRef, move_id: int) -> dict:
         """What became of move ``move_id`` (asked of its source; see
@@ -767,7 +650,7 @@ class ClientSession:
         self._connections.check_current(source)
         with self._lock:
             if self._moves:
-                self._await_moves_to(source)
+                self._settler.before_message_to(source, self.timeout)
             return self._round_trip({source.incarnation: message(MOVE_OUTCOME, move_id=move_id,
                                                                  origin=self.ref.incarnation)},
                                     {source.incarnation: source}, self.timeout)[source.incarnation]
@@ -782,7 +665,7 @@ class ClientSession:
 
     def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
         with self._lock:
-            self._moves_observed(timeout or self.timeout)
+            self._settler.before_observation(timeout or self.timeout)
             return self._round_trip({location.incarnation: message(PING)},
                                     {location.incarnation: location},
                                     timeout or self.timeout)[location.incarnation]
@@ -794,7 +677,7 @@ class ClientSession:
             if self.was_shut_down(location):
                 return
             if self._moves.flying:
-                self._await_moves_to(location)
+                self._settler.before_message_to(location, self.timeout)
             self._round_trip({location.incarnation: message(SHUTDOWN, origin=self.ref.incarnation)},
                              {location.incarnation: location}, timeout or self.timeout)
             self._connections.shut_down.add(location.incarnation)
@@ -809,8 +692,7 @@ class ClientSession:
         everything this client remembered about it but that it is gone."""
         incarnation = location.incarnation
         with self._lock:
-            for move in [m for m in self._moves.flying if m.source.incarnation == incarnation]:
-                self._move_failed(move, None)  # its pointers' next use raises: the source is gone
+            self._settler.source_gone(incarnation)  # its moves' pointers raise at next use
             self._releases.discard(incarnation)
             self._sender.forget(incarnation)
             self._pending.forget(incarnation)
@@ -831,7 +713,7 @@ class ClientSession:
                 return
             try:
                 if self._moves:
-                    self._settle_moves(list(self._moves.flying), self.timeout)
+                    self._settler.settle(list(self._moves.flying), self.timeout)
             except BaseException:
                 log.warning("could not learn the outcome of this client's moves at close",
                             exc_info=True)
