@@ -109,16 +109,11 @@ class Connection:
         if stats is not None:
             stats.bytes_received += sum(len(f) for f in frames)
         try:
-            header, buffers = unpack(self.signer, frames, REPLY_LIMIT)
+            msg = loads(*unpack(self.signer, frames, REPLY_LIMIT))
         except ProtocolError as exc:
             notice = decode_notice(frames)  # unsigned, so it never passes the envelope
             if notice is not None:  # the worker dropped something of ours at its envelope
                 raise rejection_error(self.worker, self.address, notice) from None
-            log.warning("dropped an invalid reply from %s: %s", self.address, exc)
-            return None
-        try:
-            msg = loads(header, buffers)
-        except ProtocolError as exc:
             log.warning("dropped an invalid reply from %s: %s", self.address, exc)
             return None
         return msg if isinstance(msg, dict) else None

@@ -196,6 +196,7 @@ def _write_segment(file: shm_spares.Spare, view: memoryview, start: int, end: in
 
 
 def _unlink_file(name: str) -> None:
+    """Unlink ``name`` in :data:`DIRECTORY` if it is still there (nothing recorded)."""
     try:
         os.unlink(_path(name))
     except FileNotFoundError:
@@ -313,12 +314,10 @@ def discard(name: str) -> None:
 
 
 def _unlink(name: str) -> None:
+    """Unlink a segment this process created, and forget it."""
     with _lock:
         _created.pop(name, None)
-    try:
-        os.unlink(_path(name))
-    except FileNotFoundError:
-        pass
+    _unlink_file(name)
 
 
 def expire_own(max_age: float = MAX_AGE, now: float | None = None) -> None:
