@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -30,8 +32,14 @@ def owner():
     return _Owner()
 
 
-def _outbox(owner: _Owner, **options) -> Outbox:
-    return Outbox(owner.flush_due, owner.lock, **options)
+@contextmanager
+def _outbox(owner: _Owner, **options) -> Iterator[Outbox]:
+    """An outbox for ``owner``, closed (its sweeper thread stopped) at the end."""
+    outbox = Outbox(owner.flush_due, owner.lock, **options)
+    try:
+        yield outbox
+    finally:
+        outbox.close()
 
 
 def _cmd(n: int) -> dict:
@@ -39,8 +47,7 @@ def _cmd(n: int) -> dict:
 
 
 def test_take_returns_what_was_added_in_order_and_empties_the_queue(owner):
-    outbox = _outbox(owner, linger=60)
-    try:
+    with _outbox(owner, linger=60) as outbox:
         for n in range(5):
             assert outbox.add(BOB, _cmd(n)) is False
         outbox.add(ALICE, _cmd(99))
@@ -50,30 +57,21 @@ def test_take_returns_what_was_added_in_order_and_empties_the_queue(owner):
         assert "bob#1" not in outbox and outbox.take("bob#1") == []
         assert [m["n"] for m in outbox.take("alice#1")] == [99]
         assert not outbox
-    finally:
-        outbox.close()
 
 
 def test_a_full_queue_asks_to_leave(owner):
-    outbox = _outbox(owner, max_queued=3, linger=60)
-    try:
+    with _outbox(owner, max_queued=3, linger=60) as outbox:
         assert [outbox.add(BOB, _cmd(n)) for n in range(3)] == [False, False, True]
-    finally:
-        outbox.close()
 
 
 def test_a_queue_whose_oldest_waited_the_linger_asks_to_leave(owner):
-    outbox = _outbox(owner, linger=0.0)
-    try:
+    with _outbox(owner, linger=0.0) as outbox:
         assert outbox.add(BOB, _cmd(0)) is False     # the first of a queue never leaves alone
         assert outbox.add(BOB, _cmd(1)) is True
-    finally:
-        outbox.close()
 
 
 def test_put_back_goes_before_what_was_queued_since(owner):
-    outbox = _outbox(owner, linger=60)
-    try:
+    with _outbox(owner, linger=60) as outbox:
         outbox.add(BOB, _cmd(0))
         outbox.add(BOB, _cmd(1))
         taken = outbox.take("bob#1")
@@ -82,13 +80,10 @@ def test_put_back_goes_before_what_was_queued_since(owner):
         assert [m["n"] for m in outbox.take("bob#1")] == [0, 1, 2]
         outbox.put_back("bob#1", BOB, [])            # nothing to put back: no queue appears
         assert "bob#1" not in outbox
-    finally:
-        outbox.close()
 
 
 def test_due_lists_queues_by_the_age_of_their_oldest_command(owner):
-    outbox = _outbox(owner, linger=10.0)
-    try:
+    with _outbox(owner, linger=10.0) as outbox:
         start = time.monotonic()
         outbox.add(BOB, _cmd(0))
         outbox.add(ALICE, _cmd(1))
@@ -98,31 +93,23 @@ def test_due_lists_queues_by_the_age_of_their_oldest_command(owner):
         assert outbox.due(start + 11.0) == ["bob#1"]
         outbox.add(BOB, _cmd(2))                     # a newer command does not make it younger
         assert outbox.due(start + 11.0) == ["bob#1"]
-    finally:
-        outbox.close()
 
 
 def test_discard_drops_a_workers_queue_only(owner):
-    outbox = _outbox(owner, linger=60)
-    try:
+    with _outbox(owner, linger=60) as outbox:
         outbox.add(BOB, _cmd(0))
         outbox.add(ALICE, _cmd(1))
         outbox.discard("bob#1")
         assert outbox.incarnations() == ["alice#1"]
-    finally:
-        outbox.close()
 
 
 def test_the_sweeper_calls_flush_due_while_work_is_due(owner):
-    outbox = _outbox(owner, linger=0.0)
-    try:
+    with _outbox(owner, linger=0.0) as outbox:
         outbox.add(BOB, _cmd(0))
         deadline = time.monotonic() + 10
         while owner.sweeps == 0 and time.monotonic() < deadline:
             threading.Event().wait(0.01)
         assert owner.sweeps > 0
-    finally:
-        outbox.close()
 
 
 def test_a_failing_flush_does_not_stop_the_sweeper(owner, caplog):
@@ -134,8 +121,7 @@ def test_a_failing_flush_does_not_stop_the_sweeper(owner, caplog):
             raise RuntimeError("flush exploded")
 
     failing = Failing()
-    outbox = Outbox(failing.flush_due, failing.lock, linger=0.0)
-    try:
+    with _outbox(failing, linger=0.0) as outbox:
         with caplog.at_level("WARNING", logger="syftzmq.client"):
             outbox.add(BOB, _cmd(0))
             deadline = time.monotonic() + 10
@@ -144,19 +130,14 @@ def test_a_failing_flush_does_not_stop_the_sweeper(owner, caplog):
         assert len(calls) >= 3                       # it kept sweeping after the first failure
         failures = [r for r in caplog.records if "background flush failed" in r.getMessage()]
         assert failures and failures[0].exc_info[0] is RuntimeError
-    finally:
-        outbox.close()
 
 
 def test_the_sweeper_leaves_a_queue_that_is_not_due_alone(owner):
     """A look that finds nothing due takes neither the session's lock nor calls flush_due."""
-    outbox = _outbox(owner, linger=60)
-    try:
+    with _outbox(owner, linger=60) as outbox:
         with owner.lock:  # held: a sweeper that took it now would block here, not return
             outbox.add(BOB, _cmd(0))
             deadline = time.monotonic() + 0.2
             while time.monotonic() < deadline:  # several looks of the sweeper
                 threading.Event().wait(0.01)
         assert owner.sweeps == 0
-    finally:
-        outbox.close()
