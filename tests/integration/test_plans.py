@@ -230,7 +230,7 @@ def test_safe_worker_refuses_plans_and_keeps_serving(safe_worker):
     finally:
         safe_worker.session._safe_modes[safe_worker.ref.incarnation] = True
     torch.testing.assert_close((x_ptr * 2).get(), torch.arange(3.0) * 2)
-    del x_ptr
+    del x_ptr, info  # the error's traceback holds the frames that held x_ptr
     gc.collect()
     assert safe_worker.object_count() == 0
 
