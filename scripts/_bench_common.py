@@ -37,6 +37,7 @@ class Config:
 
     quick: bool
     reps_small: int            # cases 1 and 5: sub-millisecond measurements
+    reps_memcpy: int           # case 3's memcpy floor
     reps_pipelined: int
     pipelined_ops: int
     reps_bulk: int             # cases 3 and 4
@@ -62,12 +63,12 @@ IDLE_FLEET_TARGET_BYTES = 4 << 30
 
 
 # QUICK stays under a minute on a busy two-core machine (most of it is spawning processes).
-QUICK = Config(quick=True, reps_small=15, reps_pipelined=3, pipelined_ops=2_000, reps_bulk=3,
+QUICK = Config(quick=True, reps_small=50, reps_memcpy=15, reps_pipelined=3, pipelined_ops=2_000, reps_bulk=3,
                bulk_mib=(1, 64), move_mib=64, chain_depths=(1, 2, 4), fedavg_workers=(2, 4),
                fedavg_reps=2, memory_big_mib=256, memory_big_tensors=64,
                memory_small_tensors=5_000, syftzmq_timeout_s=20, deadline_s=240,
                part6_images=1_280, part6_reps=1, start_workers=4, idle_workers_target=64)
-FULL = Config(quick=False, reps_small=30, reps_pipelined=5, pipelined_ops=10_000, reps_bulk=5,
+FULL = Config(quick=False, reps_small=500, reps_memcpy=30, reps_pipelined=5, pipelined_ops=10_000, reps_bulk=5,
               bulk_mib=(1, 64, 256), move_mib=256, chain_depths=(1, 2, 4, 8),
               fedavg_workers=(2, 4, 8), fedavg_reps=5, memory_big_mib=1024,
               memory_big_tensors=256, memory_small_tensors=100_000, syftzmq_timeout_s=60,

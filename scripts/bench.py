@@ -61,7 +61,7 @@ def memcpy_floor(config: Config, cases: frozenset[int], results: Results) -> Non
     ``destination.copy_(source)`` on one thread, into a tensor allocated and written once before
     the samples: a copy into fresh pages would mostly measure the kernel's page faults (about
     110 ms instead of 12 ms for 256 MiB on a quiet machine here), which a transport that keeps
-    its buffers mapped does not pay. Cheap enough to repeat as often as the small cases.
+    its buffers mapped does not pay.
     """
     if 3 not in cases:
         return
@@ -69,7 +69,7 @@ def memcpy_floor(config: Config, cases: frozenset[int], results: Results) -> Non
         source = torch.rand(mib * MiB // 4)
         destination = torch.zeros_like(source)  # zeros_like writes every page: mapped, touched
         with one_thread():
-            samples = timings(lambda: destination.copy_(source), config.reps_small)
+            samples = timings(lambda: destination.copy_(source), config.reps_memcpy)
         for direction in ("send", "get"):
             results.add(Measurement(3, bulk_name(direction, mib), MEMCPY, samples,
                                     work=mib * MiB, work_unit="B",
