@@ -13,6 +13,12 @@ from syftzmq.wire import Signer, dumps, pack, unpack
 from syftzmq.wire.notice import decode_notice
 
 
+# How long a raw peer waits for an answer it is owed: a hang deadline, not a speed claim. A
+# worker with a backlog of thousands of fuzzed messages on a loaded machine (the suite runs in
+# parallel) can take several seconds to reach the last one.
+ANSWER_DEADLINE_MS = 30_000
+
+
 class RawPeer:
     """Sends hand-made frames to a worker and reads its replies (unpickled without checks:
     the worker is ours). Its routing identity is its own, so it renews nobody's lease."""
@@ -33,7 +39,7 @@ class RawPeer:
     def send(self, msg: dict) -> None:
         self.sock.send_multipart(pack(self.signer, *dumps(msg)))
 
-    def reply(self, timeout_ms: int = 5000) -> dict | None:
+    def reply(self, timeout_ms: int = ANSWER_DEADLINE_MS) -> dict | None:
         """The next reply (rejection notices met on the way are kept in :attr:`notices`)."""
         while self.sock.poll(timeout_ms):
             frames = self.sock.recv_multipart()
@@ -45,7 +51,7 @@ class RawPeer:
             return pickle.loads(header, buffers=buffers)
         return None
 
-    def ask(self, msg: dict, timeout_ms: int = 5000) -> dict:
+    def ask(self, msg: dict, timeout_ms: int = ANSWER_DEADLINE_MS) -> dict:
         """Send ``msg`` (which must carry a ``req``) and return the reply to it, skipping others."""
         self.send(msg)
         while True:
