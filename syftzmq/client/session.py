@@ -295,11 +295,15 @@ class ClientSession:
             wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
             snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)
         msg = message(CMD, origin=self.ref.incarnation, op=wire_op, args=wire_args,
-                      kwargs=wire_kwargs, results=result_ids, metas=metas)
+                      kwargs=wire_kwargs, results=result_ids)
         if not torch.is_grad_enabled():
             msg["grad"] = False
-        if location.incarnation in self._chains and result_ids:
-            self._results_next_to_chains(location, args, kwargs, result_ids)
+        if location.incarnation in self._chains:
+            # Only a chain holder stores a pointer record per result, and its record needs the
+            # result's meta (an ``INFO``, a get of the record); elsewhere it would go unread.
+            msg["metas"] = metas
+            if result_ids:
+                self._results_next_to_chains(location, args, kwargs, result_ids)
         if snapshot:
             self._queue(location, msg)
         else:  # it holds objects the caller may change next: pickle it (and the queue) now
