@@ -18,12 +18,13 @@ from torch.utils import _pytree as pytree
 from ..core import argtree
 from ..core.failures import Failure
 from ..core.ids import new_id
-from ..core.messages import CMD, message
+from ..core.messages import CMD, IDS_AT, message
 from ..core.ops import resolve_op
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..core.allowlist import check_reference_attribute
-from ..errors import WorkerMismatchError
+from ..errors import ProtocolError, WorkerMismatchError
 from .store import ObjectStore
+from .validate import short
 
 
 class DependencyFailed(Exception):
@@ -66,8 +67,9 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     return value
 
 
-def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
-    """Replace every :class:`Ref` by the object it names; also return those objects.
+def _resolve(store: ObjectStore, args: Any, ids_at: Any = None) -> tuple[Any, list[Any]]:
+    """Replace every :class:`Ref`, and every plain id at a position ``ids_at`` names (see
+    :data:`~syftzmq.core.messages.IDS_AT`), by the object it names; also return those objects.
     Nested arguments are measured first (:func:`argtree.check_budget`): a structure shared
     with itself would otherwise take forever to walk."""
     stored: list[Any] = []
@@ -79,12 +81,37 @@ def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
             return obj
         return value
 
+    def stored_under(object_id: Any) -> Any:
+        if type(object_id) is not int:
+            raise ProtocolError(f"{IDS_AT!r} names an argument that is no object id: "
+                                f"{short(object_id)}")
+        obj = store.get(object_id)
+        if isinstance(obj, Failure):
+            raise DependencyFailed(obj)
+        stored.append(obj)
+        return obj
+
     positional, named = args
     if argtree.is_flat(positional, named):  # the common case, without map_args's second look
+        if ids_at is not None:
+            at = _positions(ids_at, len(positional))
+            return (tuple([stored_under(value) if index in at else lookup(value)
+                           for index, value in enumerate(positional)]),
+                    {key: lookup(value) for key, value in named.items()}), stored
         return (tuple([lookup(value) for value in positional]),
                 {key: lookup(value) for key, value in named.items()}), stored
+    if ids_at is not None:
+        raise ProtocolError(f"{IDS_AT!r} is for flat arguments only")
     argtree.check_budget(*args)
     return argtree.map_args(lookup, *args), stored
+
+
+def _positions(ids_at: Any, count: int) -> Any:
+    """``ids_at`` checked: a list of argument positions (it is short: a list's ``in`` will do)."""
+    if not isinstance(ids_at, list) or not all(
+            type(index) is int and 0 <= index < count for index in ids_at):
+        raise ProtocolError(f"{IDS_AT!r} must be a list of argument positions, got {short(ids_at)}")
+    return ids_at
 
 
 def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
@@ -92,7 +119,7 @@ def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
     """Execute or forward ``msg``, whose operation, resolved (:func:`op_from_wire`), is ``op``;
     raises on failure (the caller stores the failure). A forwarded command names the
     operation as ``msg`` did: the next hop resolves it itself."""
-    (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]))
+    (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]), msg.get(IDS_AT))
     results: list[int] = msg["results"]
     pointers = [obj for obj in stored if isinstance(obj, ChainRef)]
     if pointers:
