@@ -81,37 +81,39 @@ def _resolve(store: ObjectStore, args: Any, ids_at: Any = None) -> tuple[Any, li
             return obj
         return value
 
-    def stored_under(object_id: Any) -> Any:
-        if type(object_id) is not int:
-            raise ProtocolError(f"{IDS_AT!r} names an argument that is no object id: "
-                                f"{short(object_id)}")
-        obj = store.get(object_id)
-        if isinstance(obj, Failure):
-            raise DependencyFailed(obj)
-        stored.append(obj)
-        return obj
-
     positional, named = args
     if argtree.is_flat(positional, named):  # the common case, without map_args's second look
-        if ids_at is not None:
-            at = _positions(ids_at, len(positional))
-            return (tuple([stored_under(value) if index in at else lookup(value)
-                           for index, value in enumerate(positional)]),
-                    {key: lookup(value) for key, value in named.items()}), stored
-        return (tuple([lookup(value) for value in positional]),
-                {key: lookup(value) for key, value in named.items()}), stored
+        resolved = [lookup(value) for value in positional]
+        if ids_at is not None:  # after the refs: an object found here is never looked up again
+            for index in _positions(ids_at, len(resolved)):
+                resolved[index] = _stored_under(store, resolved[index])
+                stored.append(resolved[index])
+        return (tuple(resolved), {key: lookup(value) for key, value in named.items()}), stored
     if ids_at is not None:
         raise ProtocolError(f"{IDS_AT!r} is for flat arguments only")
     argtree.check_budget(*args)
     return argtree.map_args(lookup, *args), stored
 
 
-def _positions(ids_at: Any, count: int) -> Any:
-    """``ids_at`` checked: a list of argument positions (it is short: a list's ``in`` will do)."""
-    if not isinstance(ids_at, list) or not all(
-            type(index) is int and 0 <= index < count for index in ids_at):
+def _positions(ids_at: Any, count: int) -> list[int]:
+    """``ids_at`` checked: a list of positions among ``count`` arguments."""
+    if type(ids_at) is not list:
         raise ProtocolError(f"{IDS_AT!r} must be a list of argument positions, got {short(ids_at)}")
+    for index in ids_at:
+        if type(index) is not int or not 0 <= index < count:
+            raise ProtocolError(f"{IDS_AT!r} names no argument position: {short(index)}")
     return ids_at
+
+
+def _stored_under(store: ObjectStore, object_id: Any) -> Any:
+    """The object an id argument names (a stored failure fails the command)."""
+    if type(object_id) is not int:
+        raise ProtocolError(f"{IDS_AT!r} names an argument that is no object id: "
+                            f"{short(object_id)}")
+    obj = store.get(object_id)
+    if isinstance(obj, Failure):
+        raise DependencyFailed(obj)
+    return obj
 
 
 def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
