@@ -422,8 +422,10 @@ class Handlers:
 
 
 def _small_tensor(obj: Any) -> bool:
-    """A tensor over memory too small ever to be shared: dropping it unmaps nothing."""
-    return type(obj) is torch.Tensor and obj.untyped_storage().nbytes() < shm.THRESHOLD
+    """A dense tensor over memory too small ever to be shared: dropping it unmaps nothing."""
+    if type(obj) is not torch.Tensor or obj.layout is not torch.strided or obj.is_quantized:
+        return False  # (a sparse tensor has no storage to ask)
+    return obj.untyped_storage().nbytes() < shm.THRESHOLD
 
 
 def _origin(msg: dict) -> str:
