@@ -25,6 +25,8 @@ SEND_HWM = 1000  # messages queued per worker before send blocks (backpressure)
 # segments are only mapped after the signed manifest naming them was verified. A limit here
 # only turned a large answer (``_objects`` of a worker holding gigabytes) into silence.
 REPLY_LIMIT = 1 << 62
+RCVTIMEO_SLACK_MS = 50  # how much shorter than asked a receive's bound may be (see receive)
+_RCVTIMEO = int(zmq.RCVTIMEO)
 
 
 class Connection:
@@ -52,6 +54,7 @@ class Connection:
         # what the worker accepts in one message (it says so in its PING answer); a larger
         # request is refused here, with the sizes, instead of vanishing at the worker
         self.max_request_bytes = MAX_MESSAGE_BYTES
+        self._receive_bound = -1  # the socket's RCVTIMEO in ms (-1: libzmq's default, none)
 
     def set_send_timeout(self, seconds: float) -> None:
         """How long a send may block on a full queue before it raises ``zmq.Again``."""
@@ -100,14 +103,20 @@ class Connection:
         """
         try:
             if wait_ms > 0:
-                self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
+                # Setting an option costs pyzmq an enum lookup and a call into libzmq: the
+                # bound set last serves while it is at most ``wait_ms`` and not much less (a
+                # receive that returns early is asked again, with what remains).
+                if not wait_ms - RCVTIMEO_SLACK_MS <= self._receive_bound <= wait_ms:
+                    self.socket.setsockopt(_RCVTIMEO, wait_ms)
+                    self._receive_bound = wait_ms
                 frames = recv_frames(self.socket)
             else:
                 frames = recv_frames(self.socket, NOBLOCK)
         except zmq.Again:
             return None
         if stats is not None:
-            stats.bytes_received += sum(len(f) for f in frames)
+            stats.bytes_received += len(frames[0]) if len(frames) == 1 else \
+                sum(len(f) for f in frames)
         try:
             msg = loads(*unpack(self.signer, frames, REPLY_LIMIT))
         except ProtocolError as exc:

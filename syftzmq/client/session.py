@@ -37,9 +37,9 @@ import zmq
 
 from ..core import argtree
 from ..core.ids import new_id, new_token
-from ..core.messages import (ADDRESSED_TO, CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE,
-                             MOVE_OUTCOME, OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN, STORE,
-                             message, needs_complete_flush, probe_destination)
+from ..core.messages import (ADDRESSED_TO, CLEAR, CMD, DEL, FLUSH, FORK, GET, IDS_AT, INFO,
+                             MOVE, MOVE_OUTCOME, OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN,
+                             STORE, message, needs_complete_flush, probe_destination)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
@@ -282,8 +282,10 @@ class ClientSession:
         """Send one operation; results are stored under ``result_ids``. Runs in this thread's
         grad mode (an optimizer's ``step`` runs without grad on the worker too)."""
         wire_op = op_to_wire(op)
+        ids_at: list[int] = []
         if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
-            wire_args = tuple([_to_ref(value) for value in args])
+            wire_args = tuple([_to_wire_arg(value, index, ids_at)
+                               for index, value in enumerate(args)])
             if kwargs:
                 wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
                 snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
@@ -295,11 +297,17 @@ class ClientSession:
             wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
             snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)
         msg = message(CMD, origin=self.ref.incarnation, op=wire_op, args=wire_args,
-                      kwargs=wire_kwargs, results=result_ids, metas=metas)
+                      kwargs=wire_kwargs, results=result_ids)
+        if ids_at:
+            msg[IDS_AT] = ids_at
         if not torch.is_grad_enabled():
             msg["grad"] = False
-        if location.incarnation in self._chains and result_ids:
-            self._results_next_to_chains(location, args, kwargs, result_ids)
+        if location.incarnation in self._chains:
+            # Only a chain holder stores a pointer record per result, and its record needs the
+            # result's meta (an ``INFO``, a get of the record); elsewhere it would go unread.
+            msg["metas"] = metas
+            if result_ids:
+                self._results_next_to_chains(location, args, kwargs, result_ids)
         if snapshot:
             self._queue(location, msg)
         else:  # it holds objects the caller may change next: pickle it (and the queue) now
@@ -779,3 +787,12 @@ def _to_ref(value: Any) -> Any:
     if isinstance(value, PointerTensor):
         return Ref(value.id_at_location, value._attr)
     return value
+
+
+def _to_wire_arg(value: Any, index: int, ids_at: list[int]) -> Any:
+    """A positional argument as it travels: a pointer to a whole object as its plain id,
+    its position noted in ``ids_at`` (see :data:`~syftzmq.core.messages.IDS_AT`)."""
+    if isinstance(value, PointerTensor) and value._attr is None:
+        ids_at.append(index)
+        return value.id_at_location
+    return _to_ref(value)

@@ -61,6 +61,11 @@ RELEASES = "release"
 # the worker kept them until then (see :mod:`syftzmq.worker.deliveries`).
 CONFIRMS = "confirm"
 
+# A ``CMD`` may carry ``ids_at``: the positions in ``args`` of arguments that are object ids
+# stored on the receiver, sent as plain ints (a :class:`~syftzmq.core.refs.Ref` costs a
+# reduction to pickle and an object to unpickle; an int costs neither). Other positions hold
+# values; a ``Ref`` elsewhere (an attribute, a nested or keyword argument) still names an object.
+IDS_AT = "ids_at"
 # A ``STORE`` may also carry ``tags`` (a set of str) and ``description`` (a str): the worker
 # indexes them for ``SEARCH`` and a ``MOVE`` carries them on. A ``SEARCH`` answers a list of
 # records, one dict per match: ``id``, ``meta`` (a TensorMeta), ``tags`` (a sorted list),

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator
 PENDING, DONE, FAILED, CANCELLED = "pending", "done", "failed", "cancelled"
 MOVE_LOG_LIMIT = 4096  # move outcomes kept (oldest finished ones go first)
+_NONE = object()
 
 
 class Unconfirmed:
@@ -51,11 +52,18 @@ class Unconfirmed:
 
     def confirm(self, requester: str, object_ids: Any) -> int:
         """``requester`` has these objects (or no longer wants them): drop them; how many."""
-        dropped = 0
+        return len(self.take(requester, object_ids))
+
+    def take(self, requester: str, object_ids: Any) -> list[Any]:
+        """Like :meth:`confirm`, but the dropped objects are returned: the caller chooses
+        where their last reference goes (see :func:`syftzmq.wire.shm_map.deferred_unmaps`)."""
+        taken = []
         for object_id in object_ids or ():
-            if type(object_id) is int and self._held.pop((requester, object_id), None) is not None:
-                dropped += 1
-        return dropped
+            if type(object_id) is int:
+                obj = self._held.pop((requester, object_id), _NONE)
+                if obj is not _NONE:
+                    taken.append(obj)
+        return taken
 
     def requesters(self) -> set[str]:
         """Everyone something waits here for (they count as owners for leases)."""

@@ -18,12 +18,13 @@ from torch.utils import _pytree as pytree
 from ..core import argtree
 from ..core.failures import Failure
 from ..core.ids import new_id
-from ..core.messages import CMD, message
+from ..core.messages import CMD, IDS_AT, message
 from ..core.ops import resolve_op
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..core.allowlist import check_reference_attribute
-from ..errors import WorkerMismatchError
+from ..errors import ProtocolError, WorkerMismatchError
 from .store import ObjectStore
+from .validate import short
 
 
 class DependencyFailed(Exception):
@@ -66,8 +67,9 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     return value
 
 
-def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
-    """Replace every :class:`Ref` by the object it names; also return those objects.
+def _resolve(store: ObjectStore, args: Any, ids_at: Any = None) -> tuple[Any, list[Any]]:
+    """Replace every :class:`Ref`, and every plain id at a position ``ids_at`` names (see
+    :data:`~syftzmq.core.messages.IDS_AT`), by the object it names; also return those objects.
     Nested arguments are measured first (:func:`argtree.check_budget`): a structure shared
     with itself would otherwise take forever to walk."""
     stored: list[Any] = []
@@ -81,10 +83,37 @@ def _resolve(store: ObjectStore, args: Any) -> tuple[Any, list[Any]]:
 
     positional, named = args
     if argtree.is_flat(positional, named):  # the common case, without map_args's second look
-        return (tuple([lookup(value) for value in positional]),
-                {key: lookup(value) for key, value in named.items()}), stored
+        resolved = [lookup(value) for value in positional]
+        if ids_at is not None:  # after the refs: an object found here is never looked up again
+            for index in _positions(ids_at, len(resolved)):
+                resolved[index] = _stored_under(store, resolved[index])
+                stored.append(resolved[index])
+        return (tuple(resolved), {key: lookup(value) for key, value in named.items()}), stored
+    if ids_at is not None:
+        raise ProtocolError(f"{IDS_AT!r} is for flat arguments only")
     argtree.check_budget(*args)
     return argtree.map_args(lookup, *args), stored
+
+
+def _positions(ids_at: Any, count: int) -> list[int]:
+    """``ids_at`` checked: a list of positions among ``count`` arguments."""
+    if type(ids_at) is not list:
+        raise ProtocolError(f"{IDS_AT!r} must be a list of argument positions, got {short(ids_at)}")
+    for index in ids_at:
+        if type(index) is not int or not 0 <= index < count:
+            raise ProtocolError(f"{IDS_AT!r} names no argument position: {short(index)}")
+    return ids_at
+
+
+def _stored_under(store: ObjectStore, object_id: Any) -> Any:
+    """The object an id argument names (a stored failure fails the command)."""
+    if type(object_id) is not int:
+        raise ProtocolError(f"{IDS_AT!r} names an argument that is no object id: "
+                            f"{short(object_id)}")
+    obj = store.get(object_id)
+    if isinstance(obj, Failure):
+        raise DependencyFailed(obj)
+    return obj
 
 
 def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
@@ -92,7 +121,7 @@ def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
     """Execute or forward ``msg``, whose operation, resolved (:func:`op_from_wire`), is ``op``;
     raises on failure (the caller stores the failure). A forwarded command names the
     operation as ``msg`` did: the next hop resolves it itself."""
-    (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]))
+    (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]), msg.get(IDS_AT))
     results: list[int] = msg["results"]
     pointers = [obj for obj in stored if isinstance(obj, ChainRef)]
     if pointers:

@@ -33,6 +33,7 @@ from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import MessageTooLarge, OperationRefused, ProtocolError, WorkerUnavailable
+from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from ..wire.shm_map import deferred_unmaps
 from .deliveries import MoveLog, Unconfirmed
@@ -140,8 +141,10 @@ class Handlers:
             self.unconfirmed.confirm(sender, ids)  # a pointer died before its get was confirmed
         confirmed = msg.get(CONFIRMS)
         if confirmed:
-            with deferred_unmaps():  # the request they rode on must not wait for the freeing
-                self.unconfirmed.confirm(sender, object_ids(confirmed))
+            dropped = self.unconfirmed.take(sender, object_ids(confirmed))
+            if not all(_small_tensor(obj) for obj in dropped):
+                with deferred_unmaps():  # the request they rode on must not wait for the freeing
+                    dropped.clear()
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
@@ -416,6 +419,13 @@ class Handlers:
     def on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
         self.send_reply(identity, reply(msg["req"], value=True))
         self.stop(f"shutdown requested by {sender}")
+
+
+def _small_tensor(obj: Any) -> bool:
+    """A dense tensor over memory too small ever to be shared: dropping it unmaps nothing."""
+    if type(obj) is not torch.Tensor or obj.layout is not torch.strided or obj.is_quantized:
+        return False  # (a sparse tensor has no storage to ask)
+    return obj.untyped_storage().nbytes() < shm.THRESHOLD
 
 
 def _origin(msg: dict) -> str:

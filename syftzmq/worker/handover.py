@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..wire import serde
+from ..wire import serde, shm
 from ..wire.shm_map import Mapping, mapping_at
 from .store import ObjectStore
 
@@ -30,9 +30,12 @@ def offer(store: ObjectStore, object_id: int) -> Any:
     in :class:`~syftzmq.wire.serde.Lent` if its pages may be handed over, else as it is.
 
     Call it while the store holds the object and the caller holds no reference of its own.
+    A tensor below the shared-memory threshold is sent as it is without looking further:
+    copying its few bytes is what a hand-over would save, and checking costs more.
     """
     obj = store.get(object_id)  # the store's reference and this one
-    if type(obj) not in _PLAIN or not _sole(obj, 2):
+    if type(obj) not in _PLAIN or obj.numel() * obj.element_size() < shm.THRESHOLD \
+            or not _sole(obj, 2):
         return obj
     return serde.Lent(obj)
 

@@ -265,9 +265,11 @@ class WorkerServer:
     def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:
         """Handle up to :data:`READ_BATCH` messages waiting on ``sock``."""
         routed = sock is self.router  # a ROUTER adds the sender's identity as frame 0
-        for _ in range(READ_BATCH):
-            if not sock.get(_EVENTS) & _POLLIN:
-                return  # asking is cheaper than the exception an empty read raises
+        for turn in range(READ_BATCH):
+            # the poll said the socket is readable; after a message, asking is cheaper than
+            # the exception an empty read raises
+            if turn and not sock.get(_EVENTS) & _POLLIN:
+                return
             try:
                 frames = read_message(sock, MAX_FRAMES + routed, self.max_message_bytes)
             except zmq.Again:

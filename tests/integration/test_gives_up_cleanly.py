@@ -198,3 +198,14 @@ def test_a_move_asked_about_before_it_arrived_is_cancelled_and_refused(bob, alic
                                          new_ids=[new_id()], move_id=move_id))
     assert list(bob._objects) == [x.id_at_location] and alice._objects == {}
     assert torch.equal(x.get(), torch.ones(2))
+
+
+def test_confirming_fetched_small_sparse_and_large_tensors_fails_nothing(bob):
+    """The confirmation of a get rides on the next message; whatever was fetched (a small dense
+    tensor, a sparse one, one above the shared-memory threshold), that message still succeeds."""
+    large = torch.arange(float(1 << 18))
+    for value in (torch.ones(4), torch.ones(4).to_sparse(), large):
+        fetched = value.send(bob).get()
+        assert torch.equal(fetched.to_dense(), value.to_dense())
+        x = torch.full((3,), 2.0).send(bob)
+        assert torch.equal((x * 2).get(), torch.full((3,), 4.0))  # carries the confirmation

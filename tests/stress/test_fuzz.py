@@ -227,8 +227,9 @@ class FieldMutator:
             STORE: lambda: {"id": r.choice(ids), "obj": torch.ones(4)},
             CMD: lambda: {"op": r.choice([("method", "add"), ("func", "torch.mul"),
                                           ("op", "aten::add.Tensor")]),
-                          "args": (Ref(r.choice(ids)), 1), "kwargs": {},
-                          "results": [r.choice(ids)]},
+                          "kwargs": {}, "results": [r.choice(ids)],
+                          **r.choice([{"args": (Ref(r.choice(ids)), 1)},
+                                      {"args": (r.choice(ids), 1), "ids_at": [0]}])},
             GET: lambda: {"refs": [Ref(r.choice(ids))]},
             INFO: lambda: {"ref": Ref(r.choice(ids))},
             DEL: lambda: {"ids": [r.choice(ids)]},
@@ -247,7 +248,7 @@ class FieldMutator:
         for _ in range(r.choice((1, 1, 1, 2))):
             field = r.choice([*msg, "before", "release", "shm", "timeout", "complete", "metas",
                               "grad", "tags", "description", "count_only", "liveness",
-                              "confirm", "move_id"])
+                              "confirm", "move_id", "ids_at"])
             action = r.random()
             if action < 0.15 and field in msg and field != "to":
                 del msg[field]
