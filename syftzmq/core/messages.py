@@ -27,6 +27,7 @@ MOVE = "move"          # send objects to another worker, delete them here once s
 FLUSH = "flush"        # answer once everything forwarded so far has been applied
 SEARCH = "search"      # records of the tensors matching a query of tags / ids (``query``: AND)
 CLEAR = "clear"        # drop every object the requester owns here; answers their ids
+MOVE_IN = "move_in"    # a move's objects at its destination: every one stored, or none; one answer
 MOVE_OUTCOME = "move_outcome"  # did the move with this id happen? (asked after a wait gave up)
 PING = "ping"          # who are you?
 SHUTDOWN = "shutdown"  # stop serving
@@ -40,11 +41,11 @@ READY_PREFIX = "SYFTZMQ-READY "
 
 OBSERVATIONS = frozenset({GET, OBJECTS, INFO, MOVE, FLUSH, PING, SHUTDOWN, SEARCH, CLEAR,
                           MOVE_OUTCOME})
-FIRE_AND_FORGET = frozenset({STORE, CMD, DEL, FORK, RENEW, BATCH})
+FIRE_AND_FORGET = frozenset({STORE, MOVE_IN, CMD, DEL, FORK, RENEW, BATCH})
 # Any request may carry ``before``: fire-and-forget messages the sender queued for this worker
 # (see :mod:`syftzmq.client.outbox`), applied in order before the request itself.
 BEFORE = "before"
-BATCHABLE = frozenset({STORE, CMD, DEL, FORK})
+BATCHABLE = frozenset({STORE, MOVE_IN, CMD, DEL, FORK})
 # Messages carry ``to``: the incarnation (``WorkerRef.incarnation``) they are meant for. A worker
 # restarted under the same id and address is a new incarnation and refuses them; a worker of
 # another id drops them unanswered (a message captured on its way to one worker and replayed to
@@ -74,6 +75,7 @@ IDS_AT = "ids_at"
 # The fields each kind of request must carry, and their types.
 REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     STORE: {"id": int},
+    MOVE_IN: {"ids": list, "objs": list, "owners": list, "labels": list},
     CMD: {"op": tuple, "args": (tuple, list), "kwargs": dict, "results": list},
     DEL: {"ids": list},
     FORK: {"id": int, "old_owner": str, "new_owner": str},

@@ -108,25 +108,62 @@ class _CallArguments:
 
 
 def _split_arguments(args: tuple, kwargs: dict) -> _CallArguments:
+    pointers: list[PointerTensor] = []
+    signature: list[Hashable] = []
+    try:
+        arguments = _split_plain((args, kwargs), pointers, signature)
+    except _NotPlain:  # a namedtuple, an OrderedDict, a registered node: pytree knows them
+        return _split_with_pytree(args, kwargs)
+    return _CallArguments(arguments, pointers, tuple(signature))
+
+
+class _NotPlain(Exception):
+    """Raised by :func:`_split_plain` at a container other than a list, tuple or dict."""
+
+
+def _split_plain(value: Any, pointers: list[PointerTensor], signature: list[Hashable]) -> Any:
+    """``value`` with every remote operand replaced as :func:`_split_with_pytree` does, for
+    arguments nested in plain lists, tuples and dicts only (the common case, several times
+    cheaper than a pytree walk); the structure goes into ``signature`` in pre-order."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        signature.append((kind, len(value)))
+        return kind([_split_plain(item, pointers, signature) for item in value])
+    if kind is dict:
+        signature.append((dict, tuple(value)))
+        return {key: _split_plain(item, pointers, signature) for key, item in value.items()}
+    if kind not in _LEAVES and not isinstance(value, (PointerTensor, torch.Tensor, nn.Module)) \
+            and not pytree.tree_is_leaf(value):
+        raise _NotPlain
+    return _split_leaf(value, pointers, signature)
+
+
+_LEAVES = frozenset({int, float, bool, str, bytes, complex, type(None), torch.dtype})
+
+
+def _split_with_pytree(args: tuple, kwargs: dict) -> _CallArguments:
     leaves, spec = pytree.tree_flatten((args, kwargs))
     pointers: list[PointerTensor] = []
-    wire: list[Any] = []
     signature: list[Hashable] = [spec]
-    for leaf in leaves:
-        pointer = _pointer_of(leaf)
-        if pointer is not None:
-            wire.append(Slot(len(pointers)))
-            signature.append(("p", _pointer_key(pointer)))
-            pointers.append(pointer)
-        elif isinstance(leaf, nn.Module) and _has_remote_state(leaf):
-            argument = _module_argument(leaf, pointers)
-            wire.append(argument)
-            signature.append(("m", type(leaf), tuple(_pointer_key(pointers[s.index])
-                                                     for s in argument.slots)))
-        else:
-            wire.append(leaf)
-            signature.append(_value_key(leaf))
+    wire = [_split_leaf(leaf, pointers, signature) for leaf in leaves]
     return _CallArguments(pytree.tree_unflatten(wire, spec), pointers, tuple(signature))
+
+
+def _split_leaf(leaf: Any, pointers: list[PointerTensor], signature: list[Hashable]) -> Any:
+    """What one argument leaf travels as (a :class:`Slot`, a :class:`ModuleArgument`, or
+    itself), its remote operands appended to ``pointers`` and its key to ``signature``."""
+    pointer = _pointer_of(leaf)
+    if pointer is not None:
+        signature.append(("p", _pointer_key(pointer)))
+        pointers.append(pointer)
+        return Slot(len(pointers) - 1)
+    if isinstance(leaf, nn.Module) and _has_remote_state(leaf):
+        argument = _module_argument(leaf, pointers)
+        signature.append(("m", type(leaf), tuple(_pointer_key(pointers[s.index])
+                                                 for s in argument.slots)))
+        return argument
+    signature.append(_value_key(leaf))
+    return leaf
 
 
 def _pointer_of(value: Any) -> PointerTensor | None:

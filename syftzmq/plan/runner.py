@@ -125,7 +125,17 @@ def run_plan(function: Callable, template: Template, *operands: Any) -> Any:
             return rebuild_module(leaf, operands)
         return leaf
 
-    args, kwargs = pytree.tree_map(fill, template.arguments)
+    def fill_plain(value: Any) -> Any:  # lists, tuples and dicts without a pytree walk
+        kind = type(value)
+        if kind is list or kind is tuple:
+            return kind([fill_plain(item) for item in value])
+        if kind is dict:
+            return {key: fill_plain(item) for key, item in value.items()}
+        if kind is Slot or kind is ModuleArgument or pytree.tree_is_leaf(value):
+            return fill(value)
+        return pytree.tree_map(fill, value)  # a namedtuple, an OrderedDict...
+
+    args, kwargs = fill_plain(template.arguments)
     value = function(*args, **kwargs)
     if template.outputs is None:
         return [Held(value), report_of(value)]

@@ -6,8 +6,8 @@ the requesting process (incarnation), ``identity`` the routing identity to reply
 calls :meth:`Handlers.handle`, which applies what the request carries first (queued messages in
 ``before``, piggybacked deletes in ``release``) and then the request itself.
 
-Fire-and-forget kinds (``STORE``, ``CMD``, ``DEL``, ``FORK``, ``RENEW``, ``BATCH``) change the
-store and answer nothing (unless asked with a ``req``). Observations (``GET``, ``OBJECTS``,
+Fire-and-forget kinds (``STORE``, ``MOVE_IN``, ``CMD``, ``DEL``, ``FORK``, ``RENEW``,
+``BATCH``) change the store and answer nothing (unless asked with a ``req``). Observations (``GET``, ``OBJECTS``,
 ``INFO``, ``MOVE``, ``FLUSH``, ``SEARCH``, ``CLEAR``) go through :meth:`Handlers._observe`: flush downstream first
 (:mod:`syftzmq.worker.downstream`), then fail with whatever the requester's earlier commands
 left in the failure record (:mod:`syftzmq.worker.failures`), else act and reply.
@@ -27,17 +27,18 @@ from ..core.allowlist import check_reference_attribute
 from ..core.failures import Failure
 from ..core.ids import new_id
 from ..core.messages import (BATCH, BATCHABLE, BEFORE, CLEAR, CMD, CONFIRMS, DEL, FLUSH, FORK,
-                             GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING, RELEASES, RENEW, SEARCH,
+                             GET, INFO, MOVE, MOVE_IN, MOVE_OUTCOME, OBJECTS, PING, RELEASES, RENEW, SEARCH,
                              SHUTDOWN, STORE, check_fields, message, reply)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import MessageTooLarge, OperationRefused, ProtocolError, WorkerUnavailable
+from ..errors import (IdCollisionError, MessageTooLarge, OperationRefused, ProtocolError,
+                      WorkerUnavailable)
 from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
 from ..wire.shm_map import deferred_unmaps
 from .deliveries import MoveLog, Unconfirmed
-from .downstream import Downstream, Join, Waiters, peer_timeout, requested_liveness
+from .downstream import Downstream, Waiters, peer_timeout, requested_liveness
 from .execute import DependencyFailed, resolve_ref, run_command
 from . import handover
 from .failures import FailureRecord, raise_if_failed
@@ -84,7 +85,7 @@ class Handlers:
             GET: self.on_get, OBJECTS: self.on_objects, INFO: self.on_info, MOVE: self.on_move,
             FLUSH: self.on_flush, PING: self.on_ping, SHUTDOWN: self.on_shutdown,
             RENEW: self.on_renew, SEARCH: self.on_search, CLEAR: self.on_clear,
-            MOVE_OUTCOME: self.on_move_outcome,
+            MOVE_IN: self.on_move_in, MOVE_OUTCOME: self.on_move_outcome,
             BATCH: lambda sender, identity, msg: None}  # its content came in ``before``
 
     # ------------------------------------------------------------------ dispatch
@@ -148,17 +149,24 @@ class Handlers:
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
-        object_ids([msg["id"]])
-        tags, description = check_tags(msg.get("tags")), check_description(msg.get("description"))
-        if (tags or description is not None) and not isinstance(msg.get("obj"), torch.Tensor):
-            raise ProtocolError(f"tags and a description apply to tensors only; the object "
-                                f"stored under id {msg['id']} is a {type(msg.get('obj')).__name__}")
-        owner = check_owner(msg.get("owner")) or sender
-        self.store.put(msg["id"], check_received(msg["obj"]), owner)
-        self.store.tags.add(msg["id"], tags, description)
-        self.leases.adopt(owner)
+        self._put(*self._admitted(sender, msg["id"], msg.get("obj"), msg.get("owner"), msg))
         if msg.get("req"):
             self.send_reply(identity, reply(msg["req"], value=True))
+
+    def _admitted(self, sender: str, object_id: Any, obj: Any, owner: Any, labels: dict) -> tuple:
+        """``obj`` checked for storing under ``object_id``, as :meth:`_put`'s arguments:
+        (id, object, owner — ``sender`` unless one is named —, tags, description)."""
+        object_ids([object_id])
+        tags, description = check_tags(labels.get("tags")), check_description(labels.get("description"))
+        if (tags or description is not None) and not isinstance(obj, torch.Tensor):
+            raise ProtocolError(f"tags and a description apply to tensors only; the object "
+                                f"stored under id {object_id} is a {type(obj).__name__}")
+        return object_id, check_received(obj), check_owner(owner) or sender, tags, description
+
+    def _put(self, object_id: int, obj: Any, owner: str, tags: frozenset, description: Any) -> None:
+        self.store.put(object_id, obj, owner)
+        self.store.tags.add(object_id, tags, description)
+        self.leases.adopt(owner)
 
     def on_command(self, sender: str, identity: bytes, msg: dict) -> None:
         self.counters["commands"] += 1
@@ -356,39 +364,56 @@ class Handlers:
     def _send_moved(self, sender: str, respond: Callable[[dict], None], msg: dict,
                     ids: list[int], new_ids: list[int], objects: list[Any],
                     offers: list[Any]) -> None:
-        """Store ``objects`` on the move's destination, each confirmed (or timed out) alone;
-        ``offers`` are the objects as they travel (pages lent where :mod:`.handover` allows)."""
+        """Store ``objects`` on the move's destination: one ``MOVE_IN`` carries them all, and
+        its one answer (or its timeout) settles the move; ``offers`` are the objects as they
+        travel (pages lent where :mod:`.handover` allows)."""
         dest: WorkerRef = msg["dest"]
-        deadline = time.monotonic() + peer_timeout(msg)
-        acks: list[dict] = []
         owners = [self.store.owner(object_id) or sender for object_id in ids]
         lent = [weakref.ref(mapping) for mapping in map(handover.mapping_of, offers) if mapping]
-        join = Join(len(ids), lambda: self._move_stored(respond, msg, objects, owners, acks, lent))
-        for object_id, new_object_id, obj, owner in zip(ids, new_ids, offers, owners):
-            req = new_id()
-            self.downstream.peers.queue(dest, message(STORE, req=req, origin=msg.get("origin", ""),
-                                                      id=new_object_id, obj=obj, owner=owner,
-                                                      **self.store.tags.labels_of(object_id)))
-            self.waiters.expect(req, deadline,
-                                lambda ack: (acks.append(ack), join.arrive()),
-                                lambda *_: (acks.append({"error": self._move_failure(dest)}),
-                                            join.arrive()), dest, requested_liveness(msg))
+        req = new_id()
+        self.downstream.peers.queue(dest, message(
+            MOVE_IN, req=req, origin=msg.get("origin", ""), ids=new_ids, objs=offers,
+            owners=owners, labels=[self.store.tags.labels_of(object_id) for object_id in ids]))
+        self.waiters.expect(
+            req, time.monotonic() + peer_timeout(msg),
+            lambda ack: self._move_stored(respond, msg, objects, owners, ack, lent),
+            lambda *_: self._move_stored(respond, msg, objects, owners,
+                                         {"error": self._move_failure(dest)}, lent),
+            dest, requested_liveness(msg))
+
+    def on_move_in(self, sender: str, identity: bytes, msg: dict) -> None:
+        """A move's objects, from its source: every one is stored here, or none is (the source
+        deletes its copies only once this answered that all of them are)."""
+        ids, objs, owners, labels = msg["ids"], msg["objs"], msg["owners"], msg["labels"]
+        if not ids or not len(ids) == len(objs) == len(owners) == len(labels) \
+                or not all(isinstance(label, dict) for label in labels):
+            raise ProtocolError(f"a move's objects need an object, an owner and labels (a dict) "
+                                f"per id, at least one; got {len(ids)} ids, {len(objs)} objects, "
+                                f"{len(owners)} owners and {len(labels)} labels")
+        admitted = [self._admitted(sender, *fields) for fields in zip(ids, objs, owners, labels)]
+        taken = [object_id for object_id in ids if object_id in self.store]
+        if taken or len(set(ids)) != len(ids):
+            raise IdCollisionError(f"a move's objects name ids already used here "
+                                   f"({taken or 'twice in the move'}); nothing was stored")
+        for entry in admitted:
+            self._put(*entry)
+        if msg.get("req"):
+            self.send_reply(identity, reply(msg["req"], value=True))
 
     def _move_stored(self, respond: Callable[[dict], None], msg: dict, objects: list[Any],
-                     owners: list[str], acks: list[dict], lent: list) -> None:
-        """Every store was confirmed or timed out: finish the move, or take it back.
+                     owners: list[str], ack: dict, lent: list) -> None:
+        """The destination answered (``ack``) or timed out: finish the move, or take it back.
 
         A failed move leaves the data here, and deletes, on its owners' behalf, whatever copies
-        reached the destination; that delete travels behind the stores on the same connection,
-        so a destination that was only frozen applies it after them and keeps no orphan. An
+        reached the destination; that delete travels behind the ``MOVE_IN`` on one connection,
+        so a destination that was only frozen applies it after the objects and keeps no orphan. An
         object its owner deleted while it moved is deleted at the destination the same way.
         """
         dest: WorkerRef = msg["dest"]
-        errors = [ack["error"] for ack in acks if ack.get("error")]
-        if errors:  # nothing is deleted here: the data stays where it was
+        if ack.get("error"):  # nothing is deleted here: the data stays where it was
             for new_object_id, owner in zip(msg["new_ids"], owners):
                 self.downstream.peers.queue(dest, message(DEL, ids=[new_object_id], owner=owner))
-            respond(reply(msg["req"], error=errors[0]))
+            respond(reply(msg["req"], error=ack["error"]))
             return
         for object_id, new_object_id, obj, owner in zip(msg["ids"], msg["new_ids"], objects, owners):
             if object_id in self.store and self.store.get(object_id) is obj:

@@ -51,6 +51,9 @@ class Peers:
         self._sockets: OrderedDict[str, zmq.Socket] = OrderedDict()  # least recently used first
         self._answered: set[str] = set()  # peers that replied on their current socket
         self.refs: dict[str, WorkerRef] = {}
+        # whether bulk bytes to a peer may go through shared memory, decided when its socket
+        # opens (its address and filesystem do not change for an incarnation)
+        self._same_host: dict[str, bool] = {}
         self._queued: dict[str, tuple[WorkerRef, list[dict]]] = {}
         self.evicted = 0
 
@@ -68,6 +71,8 @@ class Peers:
                            curve=self._curve)
         self._sockets[peer.incarnation] = sock
         self.refs[peer.incarnation] = peer
+        self._same_host[peer.incarnation] = is_loopback(peer.address) and \
+            shm.shared_with(peer.shm)
         self._poller.register(sock, zmq.POLLIN)
         log.info("connected to peer %s at %s", peer.id, peer.address)
         return sock
@@ -83,6 +88,7 @@ class Peers:
                 self._queued.pop(incarnation, None)
         sock = self._sockets.pop(incarnation)
         self.refs.pop(incarnation, None)
+        self._same_host.pop(incarnation, None)
         self._close(incarnation, sock)
         self._answered.discard(incarnation)
         self.evicted += 1
@@ -125,8 +131,8 @@ class Peers:
             msg[BEFORE] = queued[1]
         msg[ADDRESSED_TO] = peer.incarnation
         header, buffers = dumps(msg)
-        same_host = bool(peer.address) and is_loopback(peer.address) and shm.shared_with(peer.shm)
-        frames = pack(self._signer, header, buffers, same_host, peer.incarnation)
+        frames = pack(self._signer, header, buffers, self._same_host[peer.incarnation],
+                      peer.incarnation)
         try:
             sock.send_multipart(frames, copy=False)
         except BaseException:

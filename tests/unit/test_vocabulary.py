@@ -19,6 +19,7 @@ BOB = WorkerRef("bob", "tcp://127.0.0.1:5555", "bob#0a1b2c3d")
 # A valid message of every request kind (the fields each must carry, correctly typed).
 VALID = {
     m.STORE: {"id": 1},
+    m.MOVE_IN: {"ids": [1], "objs": [2], "owners": ["me#1"], "labels": [{}]},
     m.CMD: {"op": ("method", "add"), "args": (Ref(1), 2), "kwargs": {}, "results": [3]},
     m.DEL: {"ids": [1, 2]},
     m.FORK: {"id": 1, "old_owner": "me#1", "new_owner": "alice#2"},
