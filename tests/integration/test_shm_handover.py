@@ -17,7 +17,7 @@ import torch
 
 import syftzmq as sy
 from support.hostile import RawPeer
-from support.processes import wait_until
+from support.processes import EXIT_DEADLINE, wait_for_exit, wait_until
 from syftzmq.client.handles import default_session
 from syftzmq.wire import shm
 
@@ -110,6 +110,10 @@ def test_killing_the_lender_mid_move_leaves_nothing_behind(hook):
     try:
         wait_until(lambda: _lent_while_moving(source) == lent + 1, 10, "the source lent the pages")
         os.kill(source.process.pid, signal.SIGKILL)
+        # kill returns while the lender is still exiting, and until its files are closed its
+        # descriptors can still be opened (the pages are intact: a destination that got there
+        # first holds a correct copy, which the pointer, in doubt, deletes when it dies)
+        assert wait_for_exit(source.process.pid, EXIT_DEADLINE)
     finally:
         os.kill(dest.process.pid, signal.SIGCONT)
     with pytest.raises(sy.WorkerUnavailable):      # the move's failure, at the next observation
