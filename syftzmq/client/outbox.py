@@ -8,6 +8,10 @@ commands are queued here and leave together, as one message, when the first of t
   first), so ``(p + p).get()`` is a single message;
 - the queue holds ``max_queued`` commands (``SYFTZMQ_BATCH``);
 - a command joins a queue whose oldest command has waited ``linger`` (``SYFTZMQ_LINGER_MS``);
+- a command that gives the worker real work joins it (:func:`starts_real_work`: a result of at
+  least :data:`BUSY_ELEMENTS` elements, or ``backward``): waiting would leave the worker idle
+  while the client issues the next commands, so a training step's forward pass runs on the
+  worker while the client is still issuing the rest of it, instead of after;
 - a background thread finds a queue older than that (it looks every :data:`SWEEP_SECONDS`), so
   a command never waits for the client's next operation to start running.
 
@@ -37,8 +41,29 @@ from ..core.refs import WorkerRef
 log = logging.getLogger("syftzmq.client")
 
 SWEEP_SECONDS = 0.005
+# A command with results this large (elements) keeps a worker busy for longer than a message
+# costs it (about a hundred microseconds): worth sending at once. A pipelined burst of small
+# operations stays batched.
+BUSY_ELEMENTS = 1 << 16
+_BUSY_METHODS = frozenset({"backward"})
 BUSY_SWEEP_SECONDS = 0.02  # the longest pause between looks while the client keeps queueing
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
+
+
+def starts_real_work(msg: dict) -> bool:
+    """Whether command ``msg`` keeps its worker busy long enough to leave without waiting:
+    ``backward``, or results of :data:`BUSY_ELEMENTS` elements or more (their metas say)."""
+    op = msg.get("op")
+    if op is not None and op[0] == "method" and op[1] in _BUSY_METHODS:
+        return True
+    metas = msg.get("metas")
+    if not metas:
+        return False
+    elements = 0
+    for meta in metas:
+        if meta is not None:
+            elements += meta.shape.numel()
+    return elements >= BUSY_ELEMENTS
 
 
 class Outbox:
@@ -64,7 +89,8 @@ class Outbox:
         self._flush_due = weakref.WeakMethod(flush_due)
 
     def add(self, location: WorkerRef, msg: dict) -> bool:
-        """Queue ``msg``; true when the queue is full and should leave now."""
+        """Queue ``msg``; true when the queue should leave now (full, old enough, or ``msg``
+        starts real work: see the module docstring)."""
         self._added += 1
         queue = self._queues.get(location.incarnation)
         if queue is None:
@@ -74,10 +100,11 @@ class Outbox:
             if not self._sweeping:
                 self._start_sweeping()
             queue.append(msg)
-            return False
+            return starts_real_work(msg)
         queue.append(msg)
         return (len(queue) >= self.max_queued
-                or time.monotonic() - self._oldest[location.incarnation] >= self.linger)
+                or time.monotonic() - self._oldest[location.incarnation] >= self.linger
+                or starts_real_work(msg))
 
     def take(self, incarnation: str) -> list[dict]:
         """Everything queued for ``incarnation`` (the queue empties)."""
