@@ -45,25 +45,22 @@ SWEEP_SECONDS = 0.005
 # costs it (about a hundred microseconds): worth sending at once. A pipelined burst of small
 # operations stays batched.
 BUSY_ELEMENTS = 1 << 16
-_BUSY_METHODS = frozenset({"backward"})
+_BACKWARD = ("method", "backward")  # its results are gradients, which no meta describes
 BUSY_SWEEP_SECONDS = 0.02  # the longest pause between looks while the client keeps queueing
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
 
 
 def starts_real_work(msg: dict) -> bool:
     """Whether command ``msg`` keeps its worker busy long enough to leave without waiting:
-    ``backward``, or results of :data:`BUSY_ELEMENTS` elements or more (their metas say)."""
-    op = msg.get("op")
-    if op is not None and op[0] == "method" and op[1] in _BUSY_METHODS:
-        return True
+    a result of :data:`BUSY_ELEMENTS` elements or more (its metas say), or ``backward``.
+    Called per queued command, so it looks at as little as it can."""
     metas = msg.get("metas")
-    if not metas:
+    if metas:
+        for meta in metas:
+            if meta is not None and meta.shape.numel() >= BUSY_ELEMENTS:
+                return True
         return False
-    elements = 0
-    for meta in metas:
-        if meta is not None:
-            elements += meta.shape.numel()
-    return elements >= BUSY_ELEMENTS
+    return msg.get("op") == _BACKWARD
 
 
 class Outbox:
