@@ -7,7 +7,8 @@ when the gradient is *private* — nothing but the parameter refers to it, so no
 it any more (:func:`syftzmq.tensor.modules.private_grad`) — and keeps it here. It then leaves, as an ordinary
 ``setattr`` command applied before anything else, with the first message to that worker that
 could see it: anything but setting a parameter's gradient to ``None``
-(:func:`clears_grad`), which forgets that parameter's kept gradient instead. Until then the
+(:func:`clears_grad`), which forgets that parameter's kept gradient instead — and is not sent
+at all, since the worker's parameter has no gradient to clear. Until then the
 parameter's pointer describes the gradient as present, as it would be on the worker.
 
 A kept gradient whose parameter's pointer is gone is dropped (the worker's object is being
@@ -56,13 +57,16 @@ class DeferredGrads:
     def locations(self) -> list[WorkerRef]:
         return [self._refs[incarnation] for incarnation in self._kept]
 
-    def forget(self, incarnation: str, object_id: int) -> None:
+    def forget(self, incarnation: str, object_id: int) -> bool:
+        """Forget the gradient kept for ``object_id``; whether there was one (then the
+        worker's parameter has no gradient: nothing has reached it since it was stored)."""
         kept = self._kept.get(incarnation)
-        if kept is not None:
-            kept.pop(object_id, None)
-            if not kept:
-                del self._kept[incarnation]
-                del self._refs[incarnation]
+        if kept is None or kept.pop(object_id, None) is None:
+            return False
+        if not kept:
+            del self._kept[incarnation]
+            del self._refs[incarnation]
+        return True
 
     def take(self, incarnation: str, origin: str) -> list[dict]:
         """The kept gradients of ``incarnation`` as ``setattr`` commands, in the order kept;

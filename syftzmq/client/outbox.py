@@ -9,9 +9,11 @@ commands are queued here and leave together, as one message, when the first of t
 - the queue holds ``max_queued`` commands (``SYFTZMQ_BATCH``);
 - a command joins a queue whose oldest command has waited ``linger`` (``SYFTZMQ_LINGER_MS``);
 - a command that gives the worker real work joins it (:func:`starts_real_work`: a result of at
-  least :data:`BUSY_ELEMENTS` elements, or ``backward``): waiting would leave the worker idle
-  while the client issues the next commands, so a training step's forward pass runs on the
-  worker while the client is still issuing the rest of it, instead of after;
+  least :data:`BUSY_ELEMENTS` elements, or ``backward``), unless the last such command left
+  less than :data:`BUSY_GAP_SECONDS` ago: waiting would leave the worker idle while the client
+  issues the next commands, so a training step's forward pass runs on the worker while the
+  client is still issuing the rest of it, instead of after; the gap keeps that to a few
+  messages a step (the worker still has the previous work to do meanwhile);
 - a background thread finds a queue older than that (it looks every :data:`SWEEP_SECONDS`), so
   a command never waits for the client's next operation to start running.
 
@@ -45,6 +47,7 @@ SWEEP_SECONDS = 0.005
 # costs it (about a hundred microseconds): worth sending at once. A pipelined burst of small
 # operations stays batched.
 BUSY_ELEMENTS = 1 << 16
+BUSY_GAP_SECONDS = 0.001  # after one real-work command left, the next waits this long at least
 _BACKWARD = ("method", "backward")  # its results are gradients, which no meta describes
 BUSY_SWEEP_SECONDS = 0.02  # the longest pause between looks while the client keeps queueing
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
@@ -77,6 +80,7 @@ class Outbox:
         self._queues: dict[str, list[dict]] = {}
         self._refs: dict[str, WorkerRef] = {}
         self._oldest: dict[str, float] = {}
+        self._busy_since: dict[str, float] = {}  # when the last real-work command asked to leave
         self._lock = lock
         self._wake = threading.Event()
         self._closed = False
@@ -97,11 +101,20 @@ class Outbox:
             if not self._sweeping:
                 self._start_sweeping()
             queue.append(msg)
-            return starts_real_work(msg)
+            return starts_real_work(msg) and self._worker_needs_work(location.incarnation)
         queue.append(msg)
         return (len(queue) >= self.max_queued
                 or time.monotonic() - self._oldest[location.incarnation] >= self.linger
-                or starts_real_work(msg))
+                or (starts_real_work(msg) and self._worker_needs_work(location.incarnation)))
+
+    def _worker_needs_work(self, incarnation: str) -> bool:
+        """Whether real work for ``incarnation`` should leave now: none left in the last
+        :data:`BUSY_GAP_SECONDS` (then the worker is probably still on it). Records it."""
+        now = time.monotonic()
+        if now - self._busy_since.get(incarnation, -BUSY_GAP_SECONDS) < BUSY_GAP_SECONDS:
+            return False
+        self._busy_since[incarnation] = now
+        return True
 
     def take(self, incarnation: str) -> list[dict]:
         """Everything queued for ``incarnation`` (the queue empties)."""
@@ -132,6 +145,7 @@ class Outbox:
 
     def discard(self, incarnation: str) -> None:
         self.take(incarnation)
+        self._busy_since.pop(incarnation, None)
 
     def __contains__(self, incarnation: str) -> bool:
         return incarnation in self._queues

@@ -101,25 +101,26 @@ class Sender:
 
     def queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command; it leaves now if its queue is full or its oldest waited enough."""
-        if self.deferred_grads:
-            self._release_grads(location, msg)
+        if self.deferred_grads and self._release_grads(location, msg):
+            return  # it clears a gradient the worker does not have
         self._pending.queued(location.incarnation)
         if self.outbox.add(location, msg):
             self.flush(location.incarnation)
 
-    def _release_grads(self, location: WorkerRef, msg: dict) -> None:
+    def _release_grads(self, location: WorkerRef, msg: dict) -> bool:
         """Before ``msg`` goes to ``location``: the gradients kept for it are queued first,
-        unless all ``msg`` does is clear one parameter's gradient (that one is forgotten)."""
+        unless all ``msg`` does is clear one parameter's gradient: that one is forgotten, and
+        if it was kept, ``msg`` changes nothing there (True: it need not be sent)."""
         incarnation = location.incarnation
         if incarnation not in self.deferred_grads:
-            return
+            return False
         cleared = clears_grad(msg)
         if cleared is not None:
-            self.deferred_grads.forget(incarnation, cleared)
-            return
+            return self.deferred_grads.forget(incarnation, cleared)
         for command in self.deferred_grads.take(incarnation, self._origin):
             self._pending.queued(incarnation)
             self.outbox.add(location, command)
+        return False
 
     def flush(self, incarnation: str, flags: int = 0) -> None:
         """Send what is queued for ``incarnation`` now, as one message."""
