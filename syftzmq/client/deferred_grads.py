@@ -88,3 +88,9 @@ class DeferredGrads:
 
     def __bool__(self) -> bool:
         return bool(self._kept)
+
+    @property
+    def kept(self) -> dict:
+        """The kept gradients by incarnation: a plain dict, so that the sender's test per
+        message (is anything kept?) costs no call."""
+        return self._kept

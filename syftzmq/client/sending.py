@@ -57,6 +57,7 @@ class Sender:
         self.confirmations = Confirmations()
         # gradients ``model.send`` kept back; they leave before anything that could see them
         self.deferred_grads = DeferredGrads()
+        self._kept_grads = self.deferred_grads.kept  # tested per message: a plain dict
         self._when_blocked = when_blocked
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
@@ -70,7 +71,7 @@ class Sender:
         connection = self._connections.get(location)
         if not location.incarnation.startswith(PROBE):
             msg[ADDRESSED_TO] = location.incarnation  # a restarted worker refuses it
-        if self.deferred_grads and msg["kind"] != BATCH:  # a batch carries what was checked
+        if self._kept_grads and msg["kind"] != BATCH:  # a batch carries what was checked
             self._release_grads(location, msg)
         queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
         if queued:
@@ -101,7 +102,7 @@ class Sender:
 
     def queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command; it leaves now if its queue is full or its oldest waited enough."""
-        if self.deferred_grads and self._release_grads(location, msg):
+        if self._kept_grads and self._release_grads(location, msg):
             return  # it clears a gradient the worker does not have
         self._pending.queued(location.incarnation)
         if self.outbox.add(location, msg):
