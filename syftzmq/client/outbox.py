@@ -8,6 +8,12 @@ commands are queued here and leave together, as one message, when the first of t
   first), so ``(p + p).get()`` is a single message;
 - the queue holds ``max_queued`` commands (``SYFTZMQ_BATCH``);
 - a command joins a queue whose oldest command has waited ``linger`` (``SYFTZMQ_LINGER_MS``);
+- a command that gives the worker real work joins it (:func:`starts_real_work`: a result of at
+  least :data:`BUSY_ELEMENTS` elements, or ``backward``), unless the last such command left
+  less than :data:`BUSY_GAP_SECONDS` ago: waiting would leave the worker idle while the client
+  issues the next commands, so a training step's forward pass runs on the worker while the
+  client is still issuing the rest of it, instead of after; the gap keeps that to a few
+  messages a step (the worker still has the previous work to do meanwhile);
 - a background thread finds a queue older than that (it looks every :data:`SWEEP_SECONDS`), so
   a command never waits for the client's next operation to start running.
 
@@ -37,8 +43,27 @@ from ..core.refs import WorkerRef
 log = logging.getLogger("syftzmq.client")
 
 SWEEP_SECONDS = 0.005
+# A command with results this large (elements) keeps a worker busy for longer than a message
+# costs it (about a hundred microseconds): worth sending at once. A pipelined burst of small
+# operations stays batched.
+BUSY_ELEMENTS = 1 << 16
+BUSY_GAP_SECONDS = 0.001  # after one real-work command left, the next waits this long at least
+_BACKWARD = ("method", "backward")  # its results are gradients, which no meta describes
 BUSY_SWEEP_SECONDS = 0.02  # the longest pause between looks while the client keeps queueing
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
+
+
+def starts_real_work(msg: dict) -> bool:
+    """Whether command ``msg`` keeps its worker busy long enough to leave without waiting:
+    a result of :data:`BUSY_ELEMENTS` elements or more (its metas say), or ``backward``.
+    Called per queued command, so it looks at as little as it can."""
+    metas = msg.get("metas")
+    if metas:
+        for meta in metas:
+            if meta is not None and meta.shape.numel() >= BUSY_ELEMENTS:
+                return True
+        return False
+    return msg.get("op") == _BACKWARD
 
 
 class Outbox:
@@ -55,6 +80,7 @@ class Outbox:
         self._queues: dict[str, list[dict]] = {}
         self._refs: dict[str, WorkerRef] = {}
         self._oldest: dict[str, float] = {}
+        self._busy_since: dict[str, float] = {}  # when the last real-work command asked to leave
         self._lock = lock
         self._wake = threading.Event()
         self._closed = False
@@ -64,7 +90,8 @@ class Outbox:
         self._flush_due = weakref.WeakMethod(flush_due)
 
     def add(self, location: WorkerRef, msg: dict) -> bool:
-        """Queue ``msg``; true when the queue is full and should leave now."""
+        """Queue ``msg``; true when the queue should leave now (full, old enough, or ``msg``
+        starts real work: see the module docstring)."""
         self._added += 1
         queue = self._queues.get(location.incarnation)
         if queue is None:
@@ -74,10 +101,20 @@ class Outbox:
             if not self._sweeping:
                 self._start_sweeping()
             queue.append(msg)
-            return False
+            return starts_real_work(msg) and self._worker_needs_work(location.incarnation)
         queue.append(msg)
         return (len(queue) >= self.max_queued
-                or time.monotonic() - self._oldest[location.incarnation] >= self.linger)
+                or time.monotonic() - self._oldest[location.incarnation] >= self.linger
+                or (starts_real_work(msg) and self._worker_needs_work(location.incarnation)))
+
+    def _worker_needs_work(self, incarnation: str) -> bool:
+        """Whether real work for ``incarnation`` should leave now: none left in the last
+        :data:`BUSY_GAP_SECONDS` (then the worker is probably still on it). Records it."""
+        now = time.monotonic()
+        if now - self._busy_since.get(incarnation, -BUSY_GAP_SECONDS) < BUSY_GAP_SECONDS:
+            return False
+        self._busy_since[incarnation] = now
+        return True
 
     def take(self, incarnation: str) -> list[dict]:
         """Everything queued for ``incarnation`` (the queue empties)."""
@@ -108,6 +145,7 @@ class Outbox:
 
     def discard(self, incarnation: str) -> None:
         self.take(incarnation)
+        self._busy_since.pop(incarnation, None)
 
     def __contains__(self, incarnation: str) -> bool:
         return incarnation in self._queues

@@ -23,6 +23,7 @@ from ..core.refs import WorkerRef
 from ..errors import WorkerUnavailable
 from .chains import ChainHolders
 from .connections import PROBE, Connections
+from .deferred_grads import DeferredGrads, clears_grad
 from .deliveries import CONFIRM_CARRIERS, Confirmations
 from .outbox import Outbox
 from .round_trip import Pending
@@ -54,6 +55,9 @@ class Sender:
         self.on_sent: Callable[[WorkerRef, dict], None] | None = None
         # received gets to confirm; they ride on the next message to their worker
         self.confirmations = Confirmations()
+        # gradients ``model.send`` kept back; they leave before anything that could see them
+        self.deferred_grads = DeferredGrads()
+        self._kept_grads = self.deferred_grads.kept  # tested per message: a plain dict
         self._when_blocked = when_blocked
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
@@ -67,6 +71,8 @@ class Sender:
         connection = self._connections.get(location)
         if not location.incarnation.startswith(PROBE):
             msg[ADDRESSED_TO] = location.incarnation  # a restarted worker refuses it
+        if self._kept_grads and msg["kind"] != BATCH:  # a batch carries what was checked
+            self._release_grads(location, msg)
         queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
         if queued:
             msg[BEFORE] = queued
@@ -96,9 +102,26 @@ class Sender:
 
     def queue(self, location: WorkerRef, msg: dict) -> None:
         """Queue a command; it leaves now if its queue is full or its oldest waited enough."""
+        if self._kept_grads and self._release_grads(location, msg):
+            return  # it clears a gradient the worker does not have
         self._pending.queued(location.incarnation)
         if self.outbox.add(location, msg):
             self.flush(location.incarnation)
+
+    def _release_grads(self, location: WorkerRef, msg: dict) -> bool:
+        """Before ``msg`` goes to ``location``: the gradients kept for it are queued first,
+        unless all ``msg`` does is clear one parameter's gradient: that one is forgotten, and
+        if it was kept, ``msg`` changes nothing there (True: it need not be sent)."""
+        incarnation = location.incarnation
+        if incarnation not in self.deferred_grads:
+            return False
+        cleared = clears_grad(msg)
+        if cleared is not None:
+            return self.deferred_grads.forget(incarnation, cleared)
+        for command in self.deferred_grads.take(incarnation, self._origin):
+            self._pending.queued(incarnation)
+            self.outbox.add(location, command)
+        return False
 
     def flush(self, incarnation: str, flags: int = 0) -> None:
         """Send what is queued for ``incarnation`` now, as one message."""
@@ -128,6 +151,9 @@ class Sender:
         """Send every queue without blocking: queued commands may change objects others can
         see. A worker that cannot take them is logged, not waited for."""
         self.outbox.close()
+        for location in self.deferred_grads.locations():  # another client may look there
+            for command in self.deferred_grads.take(location.incarnation, self._origin):
+                self.outbox.add(location, command)
         for incarnation in self.outbox.incarnations():
             try:
                 self.flush(incarnation, zmq.NOBLOCK)
@@ -137,6 +163,7 @@ class Sender:
 
     def forget(self, incarnation: str) -> None:
         self.outbox.discard(incarnation)
+        self.deferred_grads.discard(incarnation)
         self.confirmations.discard(incarnation)
         self._stalled.discard(incarnation)
 

@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -349,17 +350,30 @@ class ClientSession:
                                  **labels))
         return self.new_pointer(dest, object_id, meta=describe(tensor))
 
-    def store_tensors(self, dest: WorkerRef, tensors: list["torch.Tensor"]) -> list[PointerTensor]:
+    def store_tensors(self, dest: WorkerRef, tensors: list["torch.Tensor"], *,
+                      kept_grads: "list[torch.Tensor | None] | None" = None) -> list[PointerTensor]:
         """Store several tensors on ``dest`` in one message (a model's parameters); pointers
-        to them. They are pickled before this returns, so the caller may change them next."""
+        to them. They are pickled before this returns, so the caller may change them next.
+
+        ``kept_grads``, per tensor: a private gradient (see
+        :mod:`syftzmq.client.deferred_grads`) that is not in the message: it is sent before
+        anything that could see it, and the pointer describes it as present already."""
         ids = [new_id() for _ in tensors]
+        metas = [describe(tensor) for tensor in tensors]
+        if kept_grads is not None:
+            metas = [meta if grad is None else replace(meta, grad=describe(grad))
+                     for meta, grad in zip(metas, kept_grads)]
         with self._lock:
             for object_id, tensor in zip(ids, tensors):
                 self._queue(dest, message(STORE, origin=self.ref.incarnation, id=object_id,
                                           obj=tensor))
             self._sender.flush(dest.incarnation)
-        return [self.new_pointer(dest, object_id, meta=describe(tensor))
-                for object_id, tensor in zip(ids, tensors)]
+            pointers = [self.new_pointer(dest, object_id, meta=meta)
+                        for object_id, meta in zip(ids, metas)]
+            for pointer, grad in zip(pointers, kept_grads or ()):
+                if grad is not None:
+                    self._sender.deferred_grads.keep(pointer, grad)
+        return pointers
 
     def store_object(self, dest: WorkerRef, obj: Any) -> PointerTensor:
         """Store any picklable object on ``dest`` (a plan's function); a pointer to it."""

@@ -13,6 +13,7 @@ their parameter now lives, so one optimizer can serve a model that visits severa
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any, Callable
 
 import torch
@@ -101,6 +102,36 @@ def _buffers(module: nn.Module) -> list[tuple[nn.Module, str, Any]]:
             for name, buf in owner._buffers.items() if buf is not None]
 
 
+def _references(grad: torch.Tensor) -> tuple[int, int]:
+    """References to ``grad`` and to its memory, counted the same way for every caller."""
+    return sys.getrefcount(grad), torch._C._storage_Use_Count(grad.untyped_storage()._cdata)
+
+
+def _baseline() -> tuple[int, int]:
+    param = torch.nn.Parameter(torch.zeros(2))
+    param.grad = torch.zeros(2)
+    grad = param.grad  # held the way :func:`private_grad` holds it
+    return _references(grad)
+
+
+_PRIVATE = _baseline()  # what a gradient held by its parameter alone shows
+
+
+def private_grad(param: torch.Tensor) -> torch.Tensor | None:
+    """``param``'s gradient if nothing else refers to it or to its memory (no other variable,
+    view, numpy array or autograd graph), so it cannot change before it is sent; else None."""
+    grad = param.grad
+    if grad is None or type(grad) is not torch.Tensor or grad.requires_grad \
+            or grad.grad_fn is not None or grad.layout != torch.strided \
+            or grad.device.type != "cpu" or grad.is_conj() or grad.is_neg():
+        return None
+    refs = _references(grad)
+    if refs[0] > _PRIVATE[0] or refs[1] > _PRIVATE[1]:
+        return None
+    return grad
+
+
+
 def module_send(module: nn.Module, worker: Any) -> nn.Module:
     """Send the module's parameters and buffers to ``worker``, in place; returns the module."""
     session = session_of(worker)
@@ -117,9 +148,22 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
             owner._buffers[name] = buf.send(dest)
         else:
             buffers.append((owner, name, buf))
-    # every local tensor in one message, pickled before any parameter gives up its data
+    # every local tensor in one message, pickled before any parameter gives up its data; a
+    # gradient nothing else refers to stays out of it until the worker could see it (a
+    # training loop clears it first: see :mod:`syftzmq.client.deferred_grads`)
     params = list(local.values())
-    pointers = session.store_tensors(dest, params + [buf for _, _, buf in buffers])
+    kept = [private_grad(param) for param in params]
+    for param, grad in zip(params, kept):
+        if grad is not None:
+            param.grad = None
+    try:
+        pointers = session.store_tensors(dest, params + [buf for _, _, buf in buffers],
+                                         kept_grads=kept + [None] * len(buffers))
+    except BaseException:
+        for param, grad in zip(params, kept):
+            if grad is not None:
+                param.grad = grad
+        raise
     for param, pointer in zip(params, pointers):
         make_remote(param, pointer)
     for (owner, name, _), pointer in zip(buffers, pointers[len(local):]):

@@ -62,3 +62,23 @@ def test_queued_commands_to_a_killed_worker_fail_the_next_observation(victim, sh
     with pytest.raises(sy.WorkerUnavailable, match="victim"):
         y.get()
     assert time.monotonic() - start < short_timeout + 2
+
+
+def test_a_command_with_large_results_leaves_before_the_call_returns(bob):
+    """A command that gives the worker real work (here a result of ``BUSY_ELEMENTS``
+    elements) does not wait in the outbox: the worker starts on it while the client goes on.
+    Small commands queued before it leave with it, in order."""
+    from syftzmq.client.outbox import BUSY_ELEMENTS
+    session = bob.session
+    x = torch.arange(BUSY_ELEMENTS, dtype=torch.float32).send(bob)
+    small = torch.zeros(2).send(bob)
+    bob.ping()
+    sent = session.stats.messages_sent
+    small.add_(3)               # small: may wait for the linger
+    y = x * 2                   # large: it leaves now, carrying ``add_`` before it
+    assert session.stats.messages_sent > sent
+    assert bob.ref.incarnation not in session._sender.outbox  # nothing waits after it
+    y = y + small.sum()
+    expected = torch.arange(BUSY_ELEMENTS, dtype=torch.float32) * 2 + 6
+    assert torch.equal(y.get(), expected)
+    assert torch.equal(small.get(), torch.full((2,), 3.0))

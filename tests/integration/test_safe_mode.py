@@ -144,3 +144,17 @@ def test_operations_travel_by_name():
         with pytest.raises(OperationRefused):
             op_from_wire(refused, safe=True)
     assert op_from_wire(("func", print), safe=False) == ("func", print)  # default mode: code runs
+
+
+def test_a_model_with_kept_gradients_trains_on_a_safe_worker(safe_pair):
+    """The gradients ``model.send`` keeps back arrive as a ``setattr`` of a tensor, which a
+    safe worker accepts like any other gradient assignment."""
+    bob, _ = safe_pair
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    model(torch.ones(4, 3)).sum().backward()
+    expected = [p.grad * 2 for p in model.parameters()]
+    model.send(bob)
+    model(torch.ones(4, 3).send(bob)).sum().backward()   # adds to the kept gradients
+    model.get()
+    assert all(torch.allclose(p.grad, g) for p, g in zip(model.parameters(), expected))
