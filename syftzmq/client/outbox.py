@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Callable
+from typing import Any, Callable
 
 from ..core.refs import WorkerRef
 
@@ -53,17 +53,17 @@ BUSY_SWEEP_SECONDS = 0.02  # the longest pause between looks while the client ke
 IDLE_SECONDS = 1.0  # the thread sleeps after this long without queued work
 
 
-def starts_real_work(msg: dict) -> bool:
-    """Whether command ``msg`` keeps its worker busy long enough to leave without waiting:
-    a result of :data:`BUSY_ELEMENTS` elements or more (its metas say), or ``backward``.
-    Called per queued command, so it looks at as little as it can."""
-    metas = msg.get("metas")
+def starts_real_work(op: Any, metas: "list | None") -> bool:
+    """Whether a command (its wire ``op`` and its results' ``metas``) keeps its worker busy
+    long enough to leave without waiting: a result of :data:`BUSY_ELEMENTS` elements or more,
+    or ``backward``. The session asks it per command, from the metas it inferred (they travel
+    only to chain holders), so it looks at as little as it can."""
     if metas:
         for meta in metas:
             if meta is not None and meta.shape.numel() >= BUSY_ELEMENTS:
                 return True
         return False
-    return msg.get("op") == _BACKWARD
+    return op == _BACKWARD
 
 
 class Outbox:
@@ -89,9 +89,9 @@ class Outbox:
         self._added = 0  # commands queued so far: the thread tells an active client by it
         self._flush_due = weakref.WeakMethod(flush_due)
 
-    def add(self, location: WorkerRef, msg: dict) -> bool:
+    def add(self, location: WorkerRef, msg: dict, real_work: bool = False) -> bool:
         """Queue ``msg``; true when the queue should leave now (full, old enough, or ``msg``
-        starts real work: see the module docstring)."""
+        starts ``real_work``: see the module docstring and :func:`starts_real_work`)."""
         self._added += 1
         queue = self._queues.get(location.incarnation)
         if queue is None:
@@ -101,11 +101,11 @@ class Outbox:
             if not self._sweeping:
                 self._start_sweeping()
             queue.append(msg)
-            return starts_real_work(msg) and self._worker_needs_work(location.incarnation)
+            return real_work and self._worker_needs_work(location.incarnation)
         queue.append(msg)
         return (len(queue) >= self.max_queued
                 or time.monotonic() - self._oldest[location.incarnation] >= self.linger
-                or (starts_real_work(msg) and self._worker_needs_work(location.incarnation)))
+                or (real_work and self._worker_needs_work(location.incarnation)))
 
     def _worker_needs_work(self, incarnation: str) -> bool:
         """Whether real work for ``incarnation`` should leave now: none left in the last

@@ -100,12 +100,13 @@ class Sender:
         if self.on_sent is not None:
             self.on_sent(location, msg)
 
-    def queue(self, location: WorkerRef, msg: dict) -> None:
-        """Queue a command; it leaves now if its queue is full or its oldest waited enough."""
+    def queue(self, location: WorkerRef, msg: dict, real_work: bool = False) -> None:
+        """Queue a command; it leaves now if its queue is full or its oldest waited enough,
+        or if it starts ``real_work`` (:func:`~syftzmq.client.outbox.starts_real_work`)."""
         if self._kept_grads and self._release_grads(location, msg):
             return  # it clears a gradient the worker does not have
         self._pending.queued(location.incarnation)
-        if self.outbox.add(location, msg):
+        if self.outbox.add(location, msg, real_work):
             self.flush(location.incarnation)
 
     def _release_grads(self, location: WorkerRef, msg: dict) -> bool:

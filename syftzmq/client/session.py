@@ -54,6 +54,7 @@ from .connections import Connections
 from .deliveries import MoveDoubt
 from .move_settling import MoveSettler
 from .moves import Following, MoveInFlight, MovesInFlight
+from .outbox import starts_real_work
 from .diagnose import no_answer
 from .heartbeat import Heartbeat
 from .live import LivePointers
@@ -310,7 +311,7 @@ class ClientSession:
             if result_ids:
                 self._results_next_to_chains(location, args, kwargs, result_ids)
         if snapshot:
-            self._queue(location, msg)
+            self._queue(location, msg, starts_real_work(wire_op, metas))
         else:  # it holds objects the caller may change next: pickle it (and the queue) now
             self._send(location, msg)
 
@@ -324,7 +325,7 @@ class ClientSession:
                    for leaf in argtree.leaves(args, kwargs)):
                 self._chains.stored(incarnation, result_ids)
 
-    def _queue(self, location: WorkerRef, msg: dict) -> None:
+    def _queue(self, location: WorkerRef, msg: dict, real_work: bool = False) -> None:
         """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
         with self._lock:
             if self._moves.flying:
@@ -333,7 +334,7 @@ class ClientSession:
             self._connections.get(location)  # an unknown or closed worker raises now, not later
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
-            self._sender.queue(location, msg)
+            self._sender.queue(location, msg, real_work)
 
     def store_tensor(self, dest: WorkerRef, tensor: "torch.Tensor", *,
                      tags: "set[str] | None" = None,

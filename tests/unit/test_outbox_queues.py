@@ -73,44 +73,45 @@ def test_a_queue_whose_oldest_waited_the_linger_asks_to_leave(owner):
         assert outbox.add(BOB, _cmd(1)) is True
 
 
-def _op(op: tuple, *shapes: tuple) -> dict:
-    return {"kind": "cmd", "op": op, "metas": [TensorMeta(torch.Size(s), torch.float32) for s in shapes]}
+def _metas(*shapes: tuple) -> list:
+    return [TensorMeta(torch.Size(s), torch.float32) for s in shapes]
 
 
 def test_a_command_with_large_results_or_a_backward_starts_real_work():
     big = (BUSY_ELEMENTS // 64, 64)
-    assert starts_real_work(_op(("func", "torch.conv2d"), big))
-    assert starts_real_work(_op(("func", "torch.max"), (4,), (BUSY_ELEMENTS,)))
-    assert starts_real_work({"kind": "cmd", "op": ("method", "backward"), "metas": None})
-    assert not starts_real_work(_op(("func", "torch.add"), (4,)))
-    assert not starts_real_work(_op(("func", "torch.add"), (BUSY_ELEMENTS - 1,)))
-    assert not starts_real_work({"kind": "cmd", "op": ("method", "add_"), "metas": None})
-    assert not starts_real_work({"kind": "store", "id": 1, "obj": None})
+    assert starts_real_work(("func", "torch.conv2d"), _metas(big))
+    assert starts_real_work(("func", "torch.max"), _metas((4,), (BUSY_ELEMENTS,)))
+    assert starts_real_work(("method", "backward"), None)
+    assert not starts_real_work(("func", "torch.add"), _metas((4,)))
+    assert not starts_real_work(("func", "torch.add"), _metas((BUSY_ELEMENTS - 1,)))
+    assert not starts_real_work(("method", "add_"), None)
 
 
 def test_a_command_that_starts_real_work_asks_to_leave_at_once(owner):
     """The first of its queue too: the worker works while the client issues the next ones."""
     with _outbox(owner, linger=60) as outbox:
-        assert outbox.add(BOB, _op(("func", "torch.conv2d"), (BUSY_ELEMENTS,))) is True
+        assert outbox.add(BOB, {"kind": "cmd", "op": ("func", "torch.conv2d")}, True) is True
         assert [m["op"] for m in outbox.take("bob#1")] == [("func", "torch.conv2d")]
-        assert outbox.add(ALICE, {"kind": "cmd", "op": ("method", "backward")}) is True
+        assert outbox.add(ALICE, {"kind": "cmd", "op": ("method", "backward")}, True) is True
+        assert outbox.add(ALICE, _cmd(1)) is False   # not real work: it waits with the queue
 
 
 def test_real_work_right_after_real_work_waits_the_gap(owner):
     """The worker is still on the first: the second joins the queue, and leaves by the usual
     rules or as real work once the gap has passed."""
+    backward = {"kind": "cmd", "op": ("method", "backward")}
     with _outbox(owner, linger=60) as outbox:
-        assert outbox.add(BOB, _op(("func", "torch.conv2d"), (BUSY_ELEMENTS,))) is True
+        assert outbox.add(BOB, {"kind": "cmd", "op": ("func", "torch.conv2d")}, True) is True
         outbox.take("bob#1")
         started = time.monotonic()
-        second = outbox.add(BOB, {"kind": "cmd", "op": ("method", "backward")})
+        second = outbox.add(BOB, dict(backward), True)
         if time.monotonic() - started < BUSY_GAP_SECONDS:  # (a slow machine may take longer)
             assert second is False
             assert outbox.add(BOB, _cmd(1)) is False
             deadline = time.monotonic() + 10
             while time.monotonic() - started < BUSY_GAP_SECONDS and time.monotonic() < deadline:
                 time.sleep(BUSY_GAP_SECONDS / 4)  # the gap is the condition waited on
-            assert outbox.add(BOB, {"kind": "cmd", "op": ("method", "backward")}) is True
+            assert outbox.add(BOB, dict(backward), True) is True
 
 
 def test_put_back_goes_before_what_was_queued_since(owner):
