@@ -87,10 +87,13 @@ TORCH = "torch.rpc"
 MEMCPY = "memcpy"
 LOCAL = "local sequential"
 LEAN = "lean Python"                 # the least Python that does the job: signed, pickled
+# The same floor measured in syftzmq's phase, blocks of the two alternating: a ratio of two
+# phases minutes apart also measures how the machine's wake-up latency drifted meanwhile
+LEAN_INTERLEAVED = "lean Python, interleaved"
 RAY = "Ray"
 RAY_ZERO_COPY = "Ray zero-copy"      # RAY_ENABLE_ZERO_COPY_TORCH_TENSORS=1
 # table order in a case
-SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, LEAN, RAW_ZMQ, TORCH, RAY, RAY_ZERO_COPY,
+SYSTEMS = (SYFT, SYFT_PLAN, SYFT_SEND, SYFT_DERIVED, LEAN_INTERLEAVED, LEAN, RAW_ZMQ, TORCH, RAY, RAY_ZERO_COPY,
            MEMCPY, LOCAL)
 RUN_MARK_VAR = "SYFTZMQ_BENCH_RUN"  # inherited by every process a run starts, to find them
 ROUND_TRIP = "(p + p).get(), 4 floats"

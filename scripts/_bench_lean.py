@@ -21,6 +21,7 @@ shared memory), so it is a floor, not a rival: it is written plainly, not tuned 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -28,7 +29,7 @@ import os
 import pickle
 import secrets
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import zmq
@@ -197,6 +198,13 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
     """Cases 1 and 2 against one server process."""
     if not cases & {1, 2}:
         return
+    with serving(watchdog) as client:
+        _run_cases(client, config, cases, results)
+
+
+@contextlib.contextmanager
+def serving(watchdog: Watchdog) -> Iterator[LeanClient]:
+    """A lean server process and a client connected to it, both closed at the end."""
     key = secrets.token_bytes(32)
     popen = spawn_helper("_bench_lean", "serve", watchdog=watchdog, env={KEY_VAR: key.hex()})
     try:
@@ -205,11 +213,18 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
             raise RuntimeError(f"lean server said {label!r}")
         client = LeanClient(int(port), key)
         try:
-            _run_cases(client, config, cases, results)
+            yield client
         finally:
             client.close()
     finally:
         stop_helper(popen, watchdog)
+
+
+def round_trip(client: LeanClient) -> Callable[[], torch.Tensor]:
+    """Case 1's job, ``(p + p).get()``, as a callable on a freshly stored tensor (checked once)."""
+    stored = client.put(torch.ones(4))
+    _check(torch.equal(client.op_returned("add", stored, stored), torch.full((4,), 2.0)), "p + p")
+    return lambda: client.op_returned("add", stored, stored)
 
 
 def _check(condition: bool, what: str) -> None:
@@ -220,10 +235,7 @@ def _check(condition: bool, what: str) -> None:
 def _run_cases(client: LeanClient, config: Config, cases: set[int], results: Results) -> None:
     stored = client.put(torch.ones(4))
     if 1 in cases:
-        _check(torch.equal(client.op_returned("add", stored, stored), torch.full((4,), 2.0)),
-               "p + p")
-        results.add(Measurement(1, ROUND_TRIP, LEAN, timings(
-            lambda: client.op_returned("add", stored, stored), config.reps_small),
+        results.add(Measurement(1, ROUND_TRIP, LEAN, timings(round_trip(client), config.reps_small),
             note="one signed pickled op; the server adds and returns raw bytes; "
                  "verified and rebuilt"))
     if 2 in cases:

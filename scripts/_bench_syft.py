@@ -7,6 +7,7 @@ guarantees the work was done: ``get`` where the spec says so, and ``worker.ping(
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -14,10 +15,11 @@ import torch
 import time
 
 import _bench_fedavg as fedavg
+import _bench_lean as lean
 import _bench_fleet as fleet
 import _bench_part6 as part6
 import syftzmq as sy
-from _bench_common import (LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_PLAN, SYFT_SEND,
+from _bench_common import (LEAN_INTERLEAVED, LOCAL, MEMORY_IDLE, ROUND_TRIP, SYFT, SYFT_PLAN, SYFT_SEND,
                            ClientTraffic, Config, Measurement, MiB, Results, Watchdog, bulk_name, chain_name,
                            fedavg_name, memory_stored_name, move_name, one_thread, overhead_name,
                            part6_name, pipelined_name, rss_bytes, sample, stopwatch, timings, traffic_name)
@@ -33,7 +35,7 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
         try:
             for case in pooled:
                 _guarded(case, results,
-                         lambda case=case: POOL_CASES[case](workers, config, results))
+                         lambda case=case: _pool_case(case, watchdog)(workers, config, results))
         finally:
             _shutdown(workers)
     if cases & {9, 10}:
@@ -42,6 +44,14 @@ def run(config: Config, cases: set[int], results: Results, watchdog: Watchdog) -
     if 7 in cases:
         _guarded(7, results, lambda: _memory(hook, config, results))
     sy.default_session().close()  # the last phase: also ends the worker template, if any
+
+
+def _pool_case(case: int, watchdog: Watchdog) -> Callable[[Sequence[Any], Config, Results], None]:
+    """What measures ``case`` on the pool; case 1 also runs the lean floor's server, which the
+    run's watchdog adopts."""
+    if case == 1:
+        return functools.partial(_round_trip, watchdog=watchdog)
+    return POOL_CASES[case]
 
 
 def _pool_size(config: Config, cases: set[int]) -> int:
@@ -98,11 +108,24 @@ def _send_stored(tensor: torch.Tensor, worker: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- cases 1-3
-def _round_trip(workers: Sequence[Any], config: Config, results: Results) -> None:
+INTERLEAVED_BLOCKS = 5  # case 1: syftzmq and the lean floor take turns this many times
+def _round_trip(workers: Sequence[Any], config: Config, results: Results,
+                watchdog: Watchdog) -> None:
+    """syftzmq's round trip, and the lean floor's in blocks alternating with it (the ratio
+    the target is judged on: both see the machine as it is at the time)."""
     pointer = torch.ones(4).send(workers[0])
     _check(torch.equal((pointer + pointer).get(), torch.full((4,), 2.0)), "p + p")
-    results.add(Measurement(1, ROUND_TRIP, SYFT,
-                            timings(lambda: (pointer + pointer).get(), config.reps_small)))
+    mine: list[float] = []
+    floor: list[float] = []
+    per_block = max(1, config.reps_small // INTERLEAVED_BLOCKS)
+    with lean.serving(watchdog) as client:
+        lean_once = lean.round_trip(client)
+        for _ in range(INTERLEAVED_BLOCKS):
+            mine += timings(lambda: (pointer + pointer).get(), per_block)
+            floor += timings(lean_once, per_block)
+    results.add(Measurement(1, ROUND_TRIP, SYFT, mine),
+                Measurement(1, ROUND_TRIP, LEAN_INTERLEAVED, floor,
+                            note="the lean floor again, in blocks alternating with syftzmq's"))
 
 
 def _pipelined(workers: Sequence[Any], config: Config, results: Results) -> None:
@@ -377,5 +400,5 @@ def _store_small(worker: Any, config: Config) -> list[Measurement]:
                         unit="B", note="RSS growth / count - 16 payload bytes")]
 
 
-POOL_CASES: dict[int, Callable[[Sequence[Any], Config, Results], None]] = {
+POOL_CASES: dict[int, Callable[..., None]] = {
     1: _round_trip, 2: _pipelined, 3: _bulk, 4: _move, 5: _chains, 6: _fedavg, 8: _part6}
