@@ -52,9 +52,7 @@ def resolve_ref(store: ObjectStore, ref: Ref) -> Any:
     attr = ref.attr
     if attr is not None:
         check_reference_attribute(attr)  # .grad or .data, never a free attribute lookup
-    obj = store.get(ref.id)
-    if isinstance(obj, Failure):
-        raise DependencyFailed(obj)
+    obj = _stored(store, ref.id)
     if attr is None:
         return obj
     if isinstance(obj, ChainRef):
@@ -110,6 +108,11 @@ def _stored_under(store: ObjectStore, object_id: Any) -> Any:
     if type(object_id) is not int:
         raise ProtocolError(f"{IDS_AT!r} names an argument that is no object id: "
                             f"{short(object_id)}")
+    return _stored(store, object_id)
+
+
+def _stored(store: ObjectStore, object_id: int) -> Any:
+    """The object stored under ``object_id``; a stored failure fails the command using it."""
     obj = store.get(object_id)
     if isinstance(obj, Failure):
         raise DependencyFailed(obj)
