@@ -131,7 +131,6 @@ def private_grad(param: torch.Tensor) -> torch.Tensor | None:
     return grad
 
 
-
 def module_send(module: nn.Module, worker: Any) -> nn.Module:
     """Send the module's parameters and buffers to ``worker``, in place; returns the module."""
     session = session_of(worker)
