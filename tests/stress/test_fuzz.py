@@ -18,8 +18,8 @@ import zmq
 
 from support.workers import started_workers
 from support.hostile import RawPeer
-from syftzmq.core.messages import (CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, OBJECTS, PING,
-                                  SEARCH, STORE, message)
+from syftzmq.core.messages import (CLEAR, CMD, DEL, FLUSH, FORK, GET, INFO, MOVE, MOVE_IN,
+                                  OBJECTS, PING, SEARCH, STORE, message)
 from syftzmq.core.refs import ChainRef, Ref, WorkerRef
 from syftzmq.wire import PROTOCOL, Signer, dumps, pack
 from support.walkthrough import run_walkthrough
@@ -200,7 +200,7 @@ class FieldMutator:
     """Well-formed, signed messages of every kind, addressed to the worker, each with one field
     (or two) replaced, removed or added: what a buggy or hostile key holder sends."""
 
-    KINDS = (STORE, CMD, GET, INFO, DEL, FORK, OBJECTS, FLUSH, PING, MOVE, SEARCH, CLEAR)
+    KINDS = (STORE, MOVE_IN, CMD, GET, INFO, DEL, FORK, OBJECTS, FLUSH, PING, MOVE, SEARCH, CLEAR)
 
     def __init__(self, rng: random.Random, worker) -> None:
         self.rng = rng
@@ -225,6 +225,8 @@ class FieldMutator:
         r, ids = self.rng, self.ids
         fields = {
             STORE: lambda: {"id": r.choice(ids), "obj": torch.ones(4)},
+            MOVE_IN: lambda: {"ids": r.sample(ids, 2), "objs": [torch.ones(4), torch.zeros(2)],
+                              "owners": [None, None], "labels": [{}, {"tags": ["#a"]}]},
             CMD: lambda: {"op": r.choice([("method", "add"), ("func", "torch.mul"),
                                           ("op", "aten::add.Tensor")]),
                           "kwargs": {}, "results": [r.choice(ids)],
@@ -247,6 +249,7 @@ class FieldMutator:
         msg = self.valid(r.choice(self.KINDS))
         for _ in range(r.choice((1, 1, 1, 2))):
             field = r.choice([*msg, "before", "release", "shm", "timeout", "complete", "metas",
+                              "objs", "owners", "labels",
                               "grad", "tags", "description", "count_only", "liveness",
                               "confirm", "move_id", "ids_at"])
             action = r.random()
