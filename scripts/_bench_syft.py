@@ -108,7 +108,7 @@ def _send_stored(tensor: torch.Tensor, worker: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- cases 1-3
-INTERLEAVED_BLOCKS = 5  # case 1: syftzmq and the lean floor take turns this many times
+INTERLEAVED_BLOCKS = 5  # cases 1 and 5: the systems (depths) measured take turns this often
 def _round_trip(workers: Sequence[Any], config: Config, results: Results,
                 watchdog: Watchdog) -> None:
     """syftzmq's round trip, and the lean floor's in blocks alternating with it (the ratio
@@ -217,13 +217,20 @@ def _chains(workers: Sequence[Any], config: Config, results: Results) -> None:
 
     The answer is the next pointer of the chain (the data itself at depth 1); the worker's
     flush-before-answer rule guarantees the addition was applied at every hop before it replies.
+    The depths take turns in blocks (as case 1's two systems do), so the growth per hop, a
+    ratio between depths, is not also a drift of the machine between them.
     """
-    for depth in config.chain_depths:
-        chain = _chain(workers, depth)
+    chains = {depth: _chain(workers, depth) for depth in config.chain_depths}
+    for depth, chain in chains.items():
         _check(torch.equal(_unwrap((chain + 1).get(), depth - 1), torch.full((4,), 2.0)),
                f"chain of depth {depth}")
-        results.add(Measurement(5, chain_name(depth), SYFT,
-                                timings(lambda: (chain + 1).get(), config.reps_small),
+    samples: dict[int, list[float]] = {depth: [] for depth in chains}
+    per_block = max(1, config.reps_small // INTERLEAVED_BLOCKS)
+    for _ in range(INTERLEAVED_BLOCKS):
+        for depth, chain in chains.items():
+            samples[depth] += timings(lambda: (chain + 1).get(), per_block)
+    for depth in chains:
+        results.add(Measurement(5, chain_name(depth), SYFT, samples[depth],
                                 note="get returns the next pointer; the op reached the data"))
 
 
