@@ -58,9 +58,17 @@ class Lent:
         self.tensor = tensor
 
 
+_STRIDED = torch.strided
+
+
 def _plain_cpu(tensor: torch.Tensor) -> bool:
     return (type(tensor) in (torch.Tensor, torch.nn.Parameter) and tensor.is_cpu
-            and tensor.layout is torch.strided and not tensor.is_quantized)
+            and tensor.layout is _STRIDED and not tensor.is_quantized)
+
+
+def _in_band(data: torch.Tensor, nbytes: int) -> bytes:
+    """The ``nbytes`` of dense ``data`` as bytes, to travel inside the pickle."""
+    return ctypes.string_at(data.data_ptr(), nbytes) if nbytes else b""
 
 
 def _shaped(flat: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -120,8 +128,8 @@ def _reduce_tensor(obj: torch.Tensor, lend: bool = False) -> tuple:
     nbytes = data.numel() * data.element_size()
     # Small tensors travel in the pickle as bytes (one small copy, no buffer callback); larger
     # ones as a buffer over their memory, which leaves the pickle as a frame of its own.
-    payload = (ctypes.string_at(data.data_ptr(), nbytes) if nbytes else b"") \
-        if nbytes < INLINE_LIMIT else pickle.PickleBuffer(tensor_memory(data, lend))
+    payload = _in_band(data, nbytes) if nbytes < INLINE_LIMIT \
+        else pickle.PickleBuffer(tensor_memory(data, lend))
     return rebuild_tensor, (payload, obj.dtype, tuple(obj.shape),
                             obj.requires_grad, obj.grad if obj.is_leaf else None,
                             isinstance(obj, torch.nn.Parameter))
@@ -136,12 +144,9 @@ def _reduce_any_tensor(obj: torch.Tensor) -> Any:
             and obj.is_contiguous() and not (obj._is_zerotensor() or obj.is_conj() or obj.is_neg())):
         nbytes = obj.numel() * obj.element_size()
         if nbytes < INLINE_LIMIT:
-            return rebuild_tensor, (ctypes.string_at(obj.data_ptr(), nbytes) if nbytes else b"",
-                                    obj.dtype, tuple(obj.shape), False, None, False)
+            return rebuild_tensor, (_in_band(obj, nbytes), obj.dtype, tuple(obj.shape),
+                                    False, None, False)
     return _reduce_tensor(obj) if _plain_cpu(obj) else obj.__reduce_ex__(PROTOCOL)
-
-
-_STRIDED = torch.strided
 
 
 def _reduce_lent(obj: Lent) -> Any:
