@@ -115,8 +115,7 @@ class Connection:
         except zmq.Again:
             return None
         if stats is not None:
-            stats.bytes_received += len(frames[0]) if len(frames) == 1 else \
-                sum(len(f) for f in frames)
+            stats.bytes_received += sum(map(len, frames))
         try:
             msg = loads(*unpack(self.signer, frames, REPLY_LIMIT))
         except ProtocolError as exc:
