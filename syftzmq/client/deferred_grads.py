@@ -86,9 +86,6 @@ class DeferredGrads:
     def __contains__(self, incarnation: str) -> bool:
         return incarnation in self._kept
 
-    def __bool__(self) -> bool:
-        return bool(self._kept)
-
     @property
     def kept(self) -> dict:
         """The kept gradients by incarnation: a plain dict, so that the sender's test per

@@ -119,10 +119,17 @@ class Sender:
         cleared = clears_grad(msg)
         if cleared is not None:
             return self.deferred_grads.forget(incarnation, cleared)
-        for command in self.deferred_grads.take(incarnation, self._origin):
-            self._pending.queued(incarnation)
-            self.outbox.add(location, command)
+        self._queue_kept_grads(location)
         return False
+
+    def _queue_kept_grads(self, location: WorkerRef) -> None:
+        """The gradients kept for ``location``, queued as ``setattr`` commands (they leave
+        with the next message to it, before what it carries)."""
+        commands = self.deferred_grads.take(location.incarnation, self._origin)
+        if commands:
+            self._pending.queued(location.incarnation)
+        for command in commands:
+            self.outbox.add(location, command)
 
     def flush(self, incarnation: str, flags: int = 0) -> None:
         """Send what is queued for ``incarnation`` now, as one message."""
@@ -153,8 +160,7 @@ class Sender:
         see. A worker that cannot take them is logged, not waited for."""
         self.outbox.close()
         for location in self.deferred_grads.locations():  # another client may look there
-            for command in self.deferred_grads.take(location.incarnation, self._origin):
-                self.outbox.add(location, command)
+            self._queue_kept_grads(location)
         for incarnation in self.outbox.incarnations():
             try:
                 self.flush(incarnation, zmq.NOBLOCK)
