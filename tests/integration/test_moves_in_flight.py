@@ -36,14 +36,21 @@ def test_two_overlapping_moves_then_an_average_equal_to_local(bob, alice, charli
     del on_bob, on_alice
 
 
+def _moved_to_a_killed_worker(data: torch.Tensor, source, victim):
+    """A pointer to ``data`` on ``source``, moved to ``victim`` after it was killed (the move
+    returns at once; nothing has waited for it yet)."""
+    x = data.send(source)
+    os.kill(victim.process.pid, signal.SIGKILL)
+    assert wait_for_exit(victim.process.pid, 5)
+    x.move(victim)
+    return x
+
+
 def test_a_move_to_a_killed_destination_raises_at_the_moved_pointers_next_use(victim, bob,
                                                                                short_timeout):
     data = torch.arange(6.0)
-    x = data.send(bob)
-    os.kill(victim.process.pid, signal.SIGKILL)
-    assert wait_for_exit(victim.process.pid, 5)
-    x.move(victim)                                   # nothing waits: the pointer names victim
-    assert x.location == victim
+    x = _moved_to_a_killed_worker(data, bob, victim)
+    assert x.location == victim                      # nothing waited: the pointer names victim
     with pytest.raises(sy.WorkerUnavailable) as caught:
         x * 2
     assert caught.value.worker == "victim" and "the data stays on 'bob'" in str(caught.value)
@@ -56,10 +63,7 @@ def test_a_move_to_a_killed_destination_raises_at_the_moved_pointers_next_use(vi
 def test_a_failed_move_nobody_uses_surfaces_at_the_next_observation_once(victim, bob,
                                                                           short_timeout):
     data = torch.ones(3)
-    x = data.send(bob)
-    os.kill(victim.process.pid, signal.SIGKILL)
-    assert wait_for_exit(victim.process.pid, 5)
-    x.move(victim)
+    x = _moved_to_a_killed_worker(data, bob, victim)
     with pytest.raises(sy.WorkerUnavailable, match="victim"):
         bob.ping()                                   # an observation of anything
     assert bob.ping()["ref"].id == "bob"             # once: the next one is answered
