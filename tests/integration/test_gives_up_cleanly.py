@@ -32,22 +32,60 @@ def frozen(worker):
         os.kill(worker.process.pid, signal.SIGCONT)
 
 
-def interrupt_once_waiting() -> threading.Thread:
-    """Deliver SIGINT (Ctrl-C) to the main thread as soon as it has sent its next blocking
-    request, so the KeyboardInterrupt arrives while it waits for the answer."""
+@contextmanager
+def ctrl_c_while_waiting():
+    """Press Ctrl-C (SIGINT to the main thread) once the block has sent its next blocking
+    request, so the KeyboardInterrupt arrives while it waits for the answer; the block must end
+    by raising it.
+
+    Python runs a signal's handler wherever the main thread happens to be, and a
+    KeyboardInterrupt raised inside a finalizer (a pointer's, run by the garbage collector) is
+    swallowed. So, as a user would, this presses again (every second) until the interrupt has
+    come out of the wait. The handler raises only while armed and disarms as it raises: a
+    second press never lands in the clean-up of the first. Where each press landed is kept for
+    the failure message."""
     stats = sy.default_session().stats
     start = stats.round_trips
     main = threading.main_thread().ident
+    armed = threading.Event()
+    out = threading.Event()
+    turn = threading.Lock()  # a press and the end of the block never interleave
+    landed: list[str] = []
 
-    def run() -> None:
+    def handler(_signum, frame) -> None:
+        landed.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})"
+                      if frame is not None else "?")
+        if armed.is_set():
+            armed.clear()
+            raise KeyboardInterrupt
+
+    def press() -> None:
         deadline = time.monotonic() + 30
         while stats.round_trips == start and time.monotonic() < deadline:
-            threading.Event().wait(0.001)  # polling a counter, with a deadline
-        signal.pthread_kill(main, signal.SIGINT)
+            out.wait(0.001)  # polling a counter, with a deadline
+        while time.monotonic() < deadline:
+            with turn:
+                if out.is_set():
+                    return
+                armed.set()
+                signal.pthread_kill(main, signal.SIGINT)
+            out.wait(1.0)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    previous = signal.signal(signal.SIGINT, handler)
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    except BaseException as exc:
+        raise AssertionError(f"no KeyboardInterrupt came out of the wait; Ctrl-C landed in "
+                             f"{landed or 'nothing (never pressed)'}") from exc
+    finally:
+        with turn:
+            out.set()
+            armed.clear()
+        presser.join(5)
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_get_that_timed_out_leaves_the_data_and_a_retry_returns_it(victim):
@@ -72,10 +110,8 @@ def test_a_get_interrupted_by_ctrl_c_can_be_retried(victim):
     y = x * 2
     assert victim.object_count() == 2
     with frozen(victim):
-        interrupter = interrupt_once_waiting()
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_while_waiting():
             y.get()
-        interrupter.join(5)
     assert torch.equal(y.get(), data * 2)
     assert torch.equal(x.get(), data)
     assert victim._objects == {}
@@ -180,10 +216,8 @@ def test_a_move_interrupted_by_ctrl_c_is_settled_at_the_next_use(victim, alice):
     assert victim.object_count() == 1
     with frozen(victim):
         x.move(alice)
-        interrupter = interrupt_once_waiting()
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_while_waiting():
             x * 1                                           # interrupted while awaiting the move
-        interrupter.join(5)
     assert torch.equal(x.get(), data)
     assert victim._objects == {} and alice._objects == {}
 
