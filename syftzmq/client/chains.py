@@ -3,7 +3,9 @@
 A worker that stores a pointer this client put there (``x.send(alice).send(bob)``: bob holds a
 record pointing into alice) forwards every command that names it. What it forwards must reach
 alice *after* what this client queued for alice itself, so before anything goes to a chain
-holder every other queue leaves first (see :class:`syftzmq.client.sending.Sender`). That costs
+holder every other queue leaves first (see :class:`syftzmq.client.sending.Sender`), and the
+message says how many messages each other worker was sent, so that alice holds back a forward
+that overtook them on the way (:mod:`syftzmq.worker.arrival_order`). That costs
 a flush of the other queues per message, so a worker is a chain holder only while it has a
 reason to be: this client still has, stored there, a record or something computed from one.
 

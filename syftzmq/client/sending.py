@@ -4,7 +4,10 @@ Fire-and-forget commands wait in the :class:`~syftzmq.client.outbox.Outbox` and 
 or ride on the next message to the same worker (``before``, applied first). One rule keeps that
 invisible: before anything goes to a chain holder (:mod:`syftzmq.client.chains`), every other
 worker's queue leaves first — the holder may forward work to them, and it must arrive after
-what this client queued for them. Keeping that rule, and the record of what each worker has
+what this client queued for them. Leaving first is not arriving first (ZeroMQ orders each
+connection, not two paths), so every message is numbered per worker and a message to a holder
+names the last number each other worker was sent (``after``, see
+:mod:`syftzmq.worker.arrival_order`). Keeping those rules, and the record of what each worker has
 received (:class:`~syftzmq.client.round_trip.Pending`), in this one method is what lets every
 other part of the client send without thinking about order.
 """
@@ -18,7 +21,7 @@ from typing import Callable
 
 import zmq
 
-from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, CONFIRMS, message
+from ..core.messages import ADDRESSED_TO, AFTER, BATCH, BEFORE, CONFIRMS, SEQ, message
 from ..core.refs import WorkerRef
 from ..errors import WorkerUnavailable
 from .chains import ChainHolders
@@ -59,6 +62,8 @@ class Sender:
         self.deferred_grads = DeferredGrads()
         self._kept_grads = self.deferred_grads.kept  # tested per message: a plain dict
         self._when_blocked = when_blocked
+        # per worker incarnation: how many messages went there (each carries its number)
+        self._sent: dict[str, int] = {}
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first).
@@ -69,8 +74,10 @@ class Sender:
         """
         self._connections.check_current(location)
         connection = self._connections.get(location)
-        if not location.incarnation.startswith(PROBE):
-            msg[ADDRESSED_TO] = location.incarnation  # a restarted worker refuses it
+        incarnation = location.incarnation
+        numbered = not incarnation.startswith(PROBE)
+        if numbered:
+            msg[ADDRESSED_TO] = incarnation  # a restarted worker refuses it
         if self._kept_grads and msg["kind"] != BATCH:  # a batch carries what was checked
             self._release_grads(location, msg)
         queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
@@ -81,8 +88,13 @@ class Sender:
         if confirmed:
             msg[CONFIRMS] = confirmed
         try:
-            if location.incarnation in self._chains:
+            if incarnation in self._chains:
                 self._release_queues_for(location)
+                after = self._unanswered(incarnation)
+                if after:
+                    msg[AFTER] = after
+            if numbered:
+                seq = msg[SEQ] = self._sent.get(incarnation, 0) + 1
             still_waiting = None if self._when_blocked is None else (
                 lambda: self._when_blocked(location))
             self._stats.bytes_sent += connection.send(msg, flags, still_waiting)
@@ -94,11 +106,23 @@ class Sender:
                                         f"its queue stayed full for "
                                         f"{self._connections.send_timeout:.1f} s") from None
             raise
-        self._stalled.discard(location.incarnation)
+        if numbered:
+            self._sent[incarnation] = seq
+        self._stalled.discard(incarnation)
         self._stats.messages_sent += 1
         self._pending.sent(location.incarnation, msg["kind"], queued)
         if self.on_sent is not None:
             self.on_sent(location, msg)
+
+    def _unanswered(self, holder: str) -> dict[str, int]:
+        """For a message to chain ``holder``: the number of the last message each other worker
+        was sent and has not answered since. What the holder forwards there waits for it
+        (ZeroMQ orders each connection, not the two paths; see
+        :mod:`syftzmq.worker.arrival_order`)."""
+        sent = self._sent
+        return {incarnation: sent[incarnation]
+                for incarnation in self._pending.dirty | self._pending.deletes
+                if incarnation != holder and incarnation in sent}
 
     def queue(self, location: WorkerRef, msg: dict, real_work: bool = False) -> None:
         """Queue a command; it leaves now if its queue is full or its oldest waited enough,
@@ -169,6 +193,7 @@ class Sender:
                             exc_info=True)
 
     def forget(self, incarnation: str) -> None:
+        self._sent.pop(incarnation, None)
         self.outbox.discard(incarnation)
         self.deferred_grads.discard(incarnation)
         self.confirmations.discard(incarnation)

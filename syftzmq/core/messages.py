@@ -67,6 +67,13 @@ CONFIRMS = "confirm"
 # reduction to pickle and an object to unpickle; an int costs neither). Other positions hold
 # values; a ``Ref`` elsewhere (an attribute, a nested or keyword argument) still names an object.
 IDS_AT = "ids_at"
+# Every message a client sends a worker carries ``seq``: its number among the client's messages
+# to that worker (1, 2, ...). A message to a chain holder carries ``after`` (incarnation ->
+# seq): what each other worker must have received from this client before what the holder
+# forwards applies there; the holder passes it on with what it forwards. See
+# :mod:`syftzmq.worker.arrival_order`.
+SEQ = "seq"
+AFTER = "after"
 # A ``STORE`` may also carry ``tags`` (a set of str) and ``description`` (a str): the worker
 # indexes them for ``SEARCH`` and a ``MOVE`` carries them on. A ``SEARCH`` answers a list of
 # records, one dict per match: ``id``, ``meta`` (a TensorMeta), ``tags`` (a sorted list),

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from ..core.failures import Failure
 from ..core.ids import new_id
-from ..core.messages import DEL, FLUSH, FORK, message, needs_complete_flush
+from ..core.messages import AFTER, DEL, FLUSH, FORK, message, needs_complete_flush
 from ..core.refs import ChainRef, WorkerRef
 from ..errors import WorkerUnavailable
 from .failures import FailureRecord
@@ -171,6 +171,9 @@ class Downstream:
         self.failures = failures
         self._max_origins = max_origins
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        # the ``after`` of the message being handled: what it causes here carries it on
+        # (see :mod:`syftzmq.worker.arrival_order`); set by the handlers
+        self.after: Any = None
 
     def pending(self, origin: str) -> _Pending:
         """``origin``'s record (made if new; it becomes the most recently active)."""
@@ -190,6 +193,8 @@ class Downstream:
     # ------------------------------------------------------------------ sending
     def send(self, peer: WorkerRef, msg: dict) -> None:
         """Queue a fire-and-forget ``msg`` for ``peer``; its origin's next flush waits for it."""
+        if self.after is not None:
+            msg[AFTER] = self.after
         self.peers.queue(peer, msg)
         pending = self.pending(msg.get("origin", ""))
         if msg["kind"] not in (DEL, FORK):

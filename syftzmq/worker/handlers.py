@@ -26,7 +26,7 @@ import torch
 from ..core.allowlist import check_reference_attribute
 from ..core.failures import Failure
 from ..core.ids import new_id
-from ..core.messages import (BATCH, BATCHABLE, BEFORE, CLEAR, CMD, CONFIRMS, DEL, FLUSH, FORK,
+from ..core.messages import (AFTER, BATCH, BATCHABLE, BEFORE, CLEAR, CMD, CONFIRMS, DEL, FLUSH, FORK,
                              GET, INFO, MOVE, MOVE_IN, MOVE_OUTCOME, OBJECTS, PING, RELEASES, RENEW, SEARCH,
                              SHUTDOWN, STORE, check_fields, message, reply)
 from ..core.meta import TensorMeta, describe
@@ -90,14 +90,21 @@ class Handlers:
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, sender: str, identity: bytes, msg: dict) -> None:
-        """Apply ``msg`` and what it carries; any failure becomes a reply or a record."""
+        """Apply ``msg`` and what it carries; any failure becomes a reply or a record.
+
+        What this worker forwards meanwhile carries the message's ``after`` on (see
+        :mod:`syftzmq.worker.arrival_order`)."""
+        outer = msg.get(AFTER)
         try:
-            self._apply_queued(sender, identity, msg)
+            self._apply_queued(sender, identity, msg, outer)
+            self.downstream.after = outer
             check_fields(msg)
             self._apply_piggybacked_releases(sender, msg)
             self.table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self.fail(identity, msg, exc)
+        finally:
+            self.downstream.after = None
 
     def fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -105,7 +112,7 @@ class Handlers:
         if answer is not None:
             self.send_reply(identity, answer)
 
-    def _apply_queued(self, sender: str, identity: bytes, msg: dict) -> None:
+    def _apply_queued(self, sender: str, identity: bytes, msg: dict, after: Any = None) -> None:
         """The fire-and-forget messages the sender queued before ``msg`` (``before``), in order.
 
         Each is handled exactly as if it had come alone: its own failure is recorded for the
@@ -123,6 +130,7 @@ class Handlers:
                     f"a queued message must be one of {sorted(BATCHABLE)}; got {kind}"))
                 continue
             try:
+                self.downstream.after = inner.get(AFTER, after)
                 check_fields(inner)
                 self._apply_piggybacked_releases(sender, inner)
                 self.table[inner["kind"]](sender, identity, inner)

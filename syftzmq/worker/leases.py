@@ -38,6 +38,10 @@ class Leases:
         """``incarnation`` is alive (it sent a message, or it just became an owner here)."""
         self._last_seen[incarnation] = time.monotonic() if now is None else now
 
+    def last_heard(self, incarnation: str) -> float | None:
+        """When ``incarnation`` was last heard from (``None``: never, or forgotten)."""
+        return self._last_seen.get(incarnation)
+
     def adopt(self, incarnation: str) -> None:
         """A new owner starts with a full lease (it may not have spoken to us yet)."""
         if incarnation not in self._last_seen:

@@ -47,6 +47,7 @@ from ..wire.safe import SafeUnpickler
 from ..wire.sockets import NOBLOCK, send_frames
 from .addressing import ELSEWHERE, STALE, WRONG_ID, Addressing
 from .advertise import advertised_address
+from .arrival_order import ArrivalOrder
 from .downstream import Downstream, Waiters
 from .failures import FailureRecord
 from .handlers import Handlers
@@ -152,6 +153,8 @@ class WorkerServer:
         self.handlers.max_message_bytes = self.max_message_bytes
         self.lease_ticks = LeaseTicks(self.leases, self.store, self.failures, self.downstream,
                                       self.counters, unconfirmed=self.handlers.unconfirmed)
+        self.arrival_order = ArrivalOrder(self.ref.incarnation, self.handlers.handle,
+                                          self.leases.last_heard, lease_seconds, self.counters)
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -202,6 +205,7 @@ class WorkerServer:
             except BlockingIOError:
                 pass
         self.counters["errors"] += self.waiters.expire()
+        self._guarded("forwarded messages waiting for their client's", self.arrival_order.expire)
         self._guarded("the peers' liveness", self._check_peers)
         now = time.monotonic()
         self._guarded("the lease tick", self.lease_ticks.tick, now)
@@ -246,7 +250,8 @@ class WorkerServer:
 
     def _poll_timeout_ms(self) -> int:
         soonest = min(self.lease_ticks.next_tick, self.requesters.next_pass)
-        for awaited in (self.waiters.soonest(), self.peer_liveness.next_due()):
+        for awaited in (self.waiters.soonest(), self.peer_liveness.next_due(),
+                        self.arrival_order.next_due()):
             if awaited is not None:
                 soonest = min(soonest, awaited)
         return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
@@ -323,7 +328,7 @@ class WorkerServer:
         if self._addressed_elsewhere(identity, msg):
             return
         self.requesters.note(identity, msg)
-        self.handlers.handle(sender, identity, msg)
+        self.arrival_order.admit(sender, identity, msg)
 
     def _addressed_elsewhere(self, identity: bytes, msg: dict) -> bool:
         """Whether ``msg`` is not for this worker (see :mod:`~syftzmq.worker.addressing`):
