@@ -310,10 +310,31 @@ class ClientSession:
             msg["metas"] = metas
             if result_ids:
                 self._results_next_to_chains(location, args, kwargs, result_ids)
+        if self._chains and self._pending.dirty and _names_a_view(args, kwargs):
+            self._flush_holders_before_view(location)
         if snapshot:
             self._queue(location, msg, starts_real_work(wire_op, metas))
         else:  # it holds objects the caller may change next: pickle it (and the queue) now
             self._send(location, msg)
+
+    def _flush_holders_before_view(self, location: WorkerRef) -> None:
+        """A command through a non-owning view (``x`` after ``x.send(alice)``) names an object a
+        chain holder can change too, by forwarding to ``location``: the holders sent something
+        since they last answered are flushed first, so the command applies after what was
+        issued through the chain (two paths to one worker keep no order by themselves)."""
+        with self._lock:
+            holders = {incarnation for incarnation in self._pending.dirty
+                       if incarnation in self._chains and incarnation != location.incarnation}
+            self._flush(holders)
+
+    def _flush(self, incarnations: set[str]) -> None:
+        """One round trip of ``FLUSH`` to ``incarnations``: each has applied what it was sent,
+        and what it forwarded (if it holds chains), once this returns."""
+        if incarnations:
+            self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation)
+                              for incarnation in incarnations},
+                             {incarnation: self._ref_for_incarnation(incarnation)
+                              for incarnation in incarnations}, self.timeout)
 
     def _results_next_to_chains(self, location: WorkerRef, args: tuple, kwargs: dict,
                                 result_ids: list[int]) -> None:
@@ -630,11 +651,7 @@ class ClientSession:
             moved = True
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
-            if holders:
-                self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation)
-                                  for incarnation in holders},
-                                 {incarnation: self._ref_for_incarnation(incarnation)
-                                  for incarnation in holders}, self.timeout)
+            self._flush(holders)
             msg["origin"] = self.ref.incarnation
             self._heartbeat.ensure_running()
             awaiting = self._round_trips.start({location.incarnation: msg},
@@ -777,6 +794,13 @@ class ClientSession:
 
 # Values a queued command may hold unpickled: nothing the caller can change after the call.
 _IMMUTABLE = PLAIN_VALUES | {Ref, torch.Size}
+
+
+def _names_a_view(args: tuple, kwargs: dict) -> bool:
+    """Whether an operand is a pointer that does not own its target (a view of something
+    handed on, or an attribute)."""
+    return any(isinstance(leaf, PointerTensor) and not leaf._owning
+               for leaf in argtree.leaves(args, kwargs))
 
 
 def _is_snapshot(op: tuple, args: tuple, kwargs: dict) -> bool:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from contextlib import contextmanager
 
 import pytest
 import torch
 
+import syftzmq as sy
 from support.hostile import RawPeer
 from support.processes import wait_until
 from support.workers import started_workers
@@ -210,3 +212,42 @@ def test_work_waiting_for_a_client_that_went_silent_runs_after_its_lease(hook):
         finally:
             client.close()
             holder.close()
+
+
+def test_a_command_through_a_view_applies_after_what_went_through_the_chain(trio):
+    """``x`` stays a (non-owning) view of charlie's tensor after ``x.send(alice)``: an in-place
+    update through the chain and then one through ``x`` must apply in that order, though the
+    first travels client -> alice -> charlie and the second client -> charlie. Charlie is
+    stopped until alice's forward waits at it and the client has either sent its own command
+    (which must then not overtake) or is waiting for alice to flush first."""
+    _, alice, charlie = trio
+    stats = sy.default_session().stats
+    for _ in range(8):
+        x = torch.ones(3).send(charlie)
+        p = x.send(alice)
+        charlie.ping()
+        alice.ping()
+        sent, waits = stats.messages_sent, stats.round_trips
+        resumer = threading.Thread(target=_resume_once_both_paths_are_in,
+                                   args=(charlie, alice, stats, sent, waits), daemon=True)
+        with frozen(charlie):
+            resumer.start()
+            p.add_(1)                                        # via alice: 2
+            wait_until(lambda: alice.process.pid in unread_from(charlie, [alice.process.pid]),
+                       30, "alice's forward waiting at charlie")
+            x.mul_(2)                                        # directly: 4, not 3
+            resumer.join(60)
+        assert torch.equal((x * 1).get(), torch.full((3,), 4.0))
+        del x, p
+
+
+def _resume_once_both_paths_are_in(charlie, alice, stats, sent, waits) -> None:
+    """SIGCONT charlie once the client's direct command is in its socket too, or the client
+    waits (a flush) instead of sending it."""
+    try:
+        wait_until(lambda: stats.round_trips > waits or (
+            stats.messages_sent > sent + 1
+            and os.getpid() in unread_from(charlie, [os.getpid()])), 30,
+            "the client's command at charlie, or the client waiting for alice")
+    finally:
+        os.kill(charlie.process.pid, signal.SIGCONT)
