@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from contextlib import contextmanager
 
 import pytest
 import torch
 
 import syftzmq as sy
 from support.hostile import RawPeer
-from support.processes import wait_until
+from support.processes import frozen, wait_until
 from support.workers import started_workers
 from syftzmq.core.ids import new_id
 from syftzmq.core.messages import AFTER, CLEAR, CMD, DEL, FLUSH, GET, SEQ, STORE, message
@@ -31,15 +30,6 @@ from syftzmq.worker.arrival_order import MAX_WAITING
 def trio(hook):
     with started_workers(hook, "order_bob", "order_alice", "order_charlie") as workers:
         yield workers
-
-
-@contextmanager
-def frozen(worker):
-    os.kill(worker.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(worker.process.pid, signal.SIGCONT)
 
 
 def _socket_inodes(pid: int) -> set[str]:

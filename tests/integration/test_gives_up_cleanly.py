@@ -5,7 +5,6 @@ follows the data, and no orphan copy is left on the destination."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -17,20 +16,10 @@ import torch
 
 import syftzmq as sy
 from support.hostile import RawPeer
-from support.processes import wait_until
+from support.processes import frozen, wait_until
 from syftzmq.core.ids import new_id
 from syftzmq.core.messages import GET, MOVE, STORE, message
 from syftzmq.core.refs import Ref
-
-
-@contextmanager
-def frozen(worker):
-    """SIGSTOP ``worker``'s process for the block; SIGCONT whatever happens."""
-    os.kill(worker.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(worker.process.pid, signal.SIGCONT)
 
 
 @contextmanager

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import select
+import signal
 import subprocess
 import time
+from contextlib import contextmanager
 
 # How long a worker may take to exit after SIGTERM before a test calls it hung: a guard against
 # a hang, not a timing claim (a loaded machine makes a prompt exit take seconds).
@@ -90,3 +91,13 @@ def spawned_cluster(cluster_file, count: int):
         script.send_signal(signal.SIGINT)
         assert script.wait(15) == 0
     assert all(wait_for_exit(pid, timeout=5) for pid in pids)
+
+
+@contextmanager
+def frozen(worker):
+    """SIGSTOP ``worker``'s process for the block; SIGCONT whatever happens."""
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
