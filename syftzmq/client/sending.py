@@ -67,21 +67,23 @@ class Sender:
         :class:`WorkerUnavailable`), or raises ``zmq.Again`` at once with ``zmq.NOBLOCK``;
         whatever it carried is queued again then.
         """
-        self._connections.check_current(location)
-        connection = self._connections.get(location)
-        if not location.incarnation.startswith(PROBE):
-            msg[ADDRESSED_TO] = location.incarnation  # a restarted worker refuses it
-        if self._kept_grads and msg["kind"] != BATCH:  # a batch carries what was checked
+        connection = self._connections.current(location)
+        incarnation = location.incarnation
+        kind = msg["kind"]
+        if not incarnation.startswith(PROBE):
+            msg[ADDRESSED_TO] = incarnation  # a restarted worker refuses it
+        if self._kept_grads and kind != BATCH:  # a batch carries what was checked
             self._release_grads(location, msg)
-        queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
+        # first: releasing others must not come back
+        queued = self.outbox.take(incarnation)
         if queued:
             msg[BEFORE] = queued
-        confirmed = self.confirmations.take(location.incarnation) \
-            if self.confirmations and msg["kind"] in CONFIRM_CARRIERS else None
+        confirmed = self.confirmations.take(incarnation) \
+            if self.confirmations and kind in CONFIRM_CARRIERS else None
         if confirmed:
             msg[CONFIRMS] = confirmed
         try:
-            if location.incarnation in self._chains:
+            if incarnation in self._chains:
                 self._release_queues_for(location)
             still_waiting = None if self._when_blocked is None else (
                 lambda: self._when_blocked(location))
@@ -94,9 +96,9 @@ class Sender:
                                         f"its queue stayed full for "
                                         f"{self._connections.send_timeout:.1f} s") from None
             raise
-        self._stalled.discard(location.incarnation)
+        self._stalled.discard(incarnation)
         self._stats.messages_sent += 1
-        self._pending.sent(location.incarnation, msg["kind"], queued)
+        self._pending.sent(incarnation, kind, queued)
         if self.on_sent is not None:
             self.on_sent(location, msg)
 

@@ -92,9 +92,11 @@ class Handlers:
     def handle(self, sender: str, identity: bytes, msg: dict) -> None:
         """Apply ``msg`` and what it carries; any failure becomes a reply or a record."""
         try:
-            self._apply_queued(sender, identity, msg)
+            if BEFORE in msg:
+                self._apply_queued(sender, identity, msg)
             check_fields(msg)
-            self._apply_piggybacked_releases(sender, msg)
+            if RELEASES in msg or CONFIRMS in msg:
+                self._apply_piggybacked_releases(sender, msg)
             self.table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self.fail(identity, msg, exc)
@@ -124,7 +126,8 @@ class Handlers:
                 continue
             try:
                 check_fields(inner)
-                self._apply_piggybacked_releases(sender, inner)
+                if RELEASES in inner or CONFIRMS in inner:
+                    self._apply_piggybacked_releases(sender, inner)
                 self.table[inner["kind"]](sender, identity, inner)
             except Exception as exc:
                 self.fail(identity, inner, exc)
@@ -203,26 +206,36 @@ class Handlers:
             self.send_reply(identity, reply(msg["req"], value=self.leases.lease_seconds))
 
     # ------------------------------------------------------------------ observations
-    def _observe(self, identity: bytes, msg: dict, action: Callable[[], Any],
+    def _observe(self, identity: bytes, msg: dict, action: Callable[..., Any], *args: Any,
                  respond: Callable[[dict], None] | None = None) -> None:
-        """Flush downstream, then perform ``action`` and reply — unless earlier commands failed.
-        Replies go through ``respond`` when given (a move records its outcome there)."""
-        respond = respond or (lambda answer: self.send_reply(identity, answer))
+        """Flush downstream, then perform ``action(*args)`` and reply — unless earlier commands
+        failed. Replies go through ``respond`` when given (a move records its outcome there).
 
-        def finish() -> None:
-            failed = self.failures.failed_reply(msg["req"], msg.get("origin", ""))
-            if failed is not None:
-                respond(failed)
-                return
+        With nothing to flush (the common case) the answer is made at once, without the
+        closure a deferred answer needs."""
+        if self.downstream.has_pending(msg.get("origin", "")):
+            self.downstream.flush(msg, lambda: self._answer(identity, msg, respond, action, args))
+        else:
+            self._answer(identity, msg, respond, action, args)
+
+    def _answer(self, identity: bytes, msg: dict, respond: Callable[[dict], None] | None,
+                action: Callable[..., Any], args: tuple) -> None:
+        """The answer to the observation ``msg``: the failures its origin's earlier commands
+        left, else the value of ``action(*args)`` (or its error)."""
+        answer = self.failures.failed_reply(msg["req"], msg.get("origin", ""))
+        if answer is None:
             try:
-                value = action()
+                value = action(*args)
             except Exception as exc:
-                respond(self.failures.error_reply(msg["req"], exc))
-                return
-            if value is not _DEFERRED:
-                respond(reply(msg["req"], value=value))
-
-        self.downstream.flush(msg, finish)
+                answer = self.failures.error_reply(msg["req"], exc)
+            else:
+                if value is _DEFERRED:
+                    return
+                answer = reply(msg["req"], value=value)
+        if respond is None:
+            self.send_reply(identity, answer)
+        else:
+            respond(answer)
 
     def on_flush(self, sender: str, identity: bytes, msg: dict) -> None:
         self._observe(identity, msg, lambda: True)
@@ -233,32 +246,34 @@ class Handlers:
         A taken object is held until the requester confirms receipt (see
         :mod:`syftzmq.worker.deliveries`): a retry of a get whose answer was lost finds it there.
         """
-        def held(ref: Ref) -> Any:
-            if ref.attr is not None or ref.id in self.store:
-                return _MISSING
-            return self.unconfirmed.find(sender, ref.id, _MISSING)
+        self._observe(identity, msg, self._take_all, sender, msg)
 
-        def fetch(ref: Ref) -> Any:
-            if ref.attr is not None:
-                return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
-            again = held(ref)
-            if again is not _MISSING:  # a retry: the first answer never reached the requester
-                return again
-            sent = handover.offer(self.store, ref.id)  # held below, out of every command's reach
-            obj = raise_if_failed(self.store.take(ref.id))
-            if isinstance(obj, ChainRef):
-                # the next hop now belongs to the requester
-                self.downstream.hand_over(obj, sender, _origin(msg))
-            self.unconfirmed.hold(sender, ref.id, obj)
-            return sent
+    def _held(self, sender: str, ref: Ref) -> Any:
+        """What a get of ``ref`` by ``sender`` already took and was not confirmed, else _MISSING."""
+        if ref.attr is not None or ref.id in self.store:
+            return _MISSING
+        return self.unconfirmed.find(sender, ref.id, _MISSING)
 
-        def take_all() -> Any:
-            refs = msg["refs"]
-            for ref in refs:  # check everything first: an error must not lose what was taken
-                if held(ref) is _MISSING:
-                    raise_if_failed(self.store.get(ref.id))
-            return [fetch(ref) for ref in refs]
-        self._observe(identity, msg, take_all)
+    def _take_all(self, sender: str, msg: dict) -> list[Any]:
+        refs = msg["refs"]
+        for ref in refs:  # check everything first: an error must not lose what was taken
+            if self._held(sender, ref) is _MISSING:
+                raise_if_failed(self.store.get(ref.id))
+        return [self._fetch(sender, msg, ref) for ref in refs]
+
+    def _fetch(self, sender: str, msg: dict, ref: Ref) -> Any:
+        if ref.attr is not None:
+            return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
+        again = self._held(sender, ref)
+        if again is not _MISSING:  # a retry: the first answer never reached the requester
+            return again
+        sent = handover.offer(self.store, ref.id)  # held below, out of every command's reach
+        obj = raise_if_failed(self.store.take(ref.id))
+        if isinstance(obj, ChainRef):
+            # the next hop now belongs to the requester
+            self.downstream.hand_over(obj, sender, _origin(msg))
+        self.unconfirmed.hold(sender, ref.id, obj)
+        return sent
 
     def on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
         """A snapshot of the store (``ids``: of those ids only, the ones present), with what gets
@@ -352,7 +367,7 @@ class Handlers:
             _check_move_size(objects, self.max_message_bytes)
             self._send_moved(sender, respond, msg, ids, new_ids, objects, offers)
             return _DEFERRED
-        self._observe(identity, msg, start, respond)
+        self._observe(identity, msg, start, respond=respond)
 
     def on_move_outcome(self, sender: str, identity: bytes, msg: dict) -> None:
         """Whether the move ``move_id`` happened (``done``, with the new ids), did not

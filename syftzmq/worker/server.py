@@ -63,6 +63,7 @@ log = logging.getLogger("syftzmq.worker")
 
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs calls
 READ_BATCH = 256  # messages read from one socket before looking at the others
+MAX_SENDERS_REMEMBERED = 4096  # routing identity -> incarnation, forgotten all at once when full
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
 # Requests buffered per sender while the loop computes. Beyond it ZMQ stops reading the
 # connection, TCP pushes back, and the sender's own queue (SNDHWM) fills: it blocks, up to its
@@ -139,6 +140,7 @@ class WorkerServer:
     def _assemble(self, lease_seconds: float, liveness_timeout: float) -> None:
         """The parts the loop drives: store, failure record, peers, downstream, handlers, leases."""
         self.store = ObjectStore()
+        self._senders: dict[bytes, str] = {}  # see _sender_of
         self.leases = Leases(lease_seconds)
         self.failures = FailureRecord(self.ref.id)
         self.waiters = Waiters()
@@ -304,7 +306,7 @@ class WorkerServer:
             self.rejections.record(reason_of(str(exc)), identity, str(exc))
             self.notices.rejected(identity, reason_of(str(exc)), str(exc))
             return
-        sender = sender_incarnation(identity)
+        sender = self._sender_of(identity)
         if header[:1] == b"{":  # a liveness probe (JSON) at the main socket: a probe socket that
             # reconnected to a port this worker now holds. Not the sender's mistake to report.
             self.rejections.record("misaddressed", identity, "a liveness probe reached the "
@@ -364,11 +366,21 @@ class WorkerServer:
             return
         self.waiters.answered(msg)
 
+    def _sender_of(self, identity: bytes) -> str:
+        """The process behind a routing identity (:func:`sender_incarnation`), remembered:
+        every request and every reply asks it of the same few identities."""
+        sender = self._senders.get(identity)
+        if sender is None:
+            if len(self._senders) >= MAX_SENDERS_REMEMBERED:
+                self._senders.clear()
+            sender = self._senders[identity] = sender_incarnation(identity)
+        return sender
+
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> bool:
         """Send ``msg`` to the requester ``identity``, addressed to it; whether it left. A reply
         that cannot leave takes its shared-memory segments with it."""
-        msg[ADDRESSED_TO] = sender_incarnation(identity)
+        msg[ADDRESSED_TO] = self._sender_of(identity)
         header, buffers = dumps(msg)
         frames = pack(self.signer, header, buffers, identity in self.requesters, identity)
         try:
