@@ -91,15 +91,23 @@ class Handlers:
     # ------------------------------------------------------------------ dispatch
     def handle(self, sender: str, identity: bytes, msg: dict) -> None:
         """Apply ``msg`` and what it carries; any failure becomes a reply or a record."""
+        confirmed_later = None
         try:
             if BEFORE in msg:
                 self._apply_queued(sender, identity, msg)
             check_fields(msg)
-            if RELEASES in msg or CONFIRMS in msg:
+            if msg["kind"] == GET and CONFIRMS in msg and RELEASES not in msg:
+                # A get's answer cannot depend on the objects it confirms (ids are never
+                # reused, a fetched pointer never fetches again): they are dropped once the
+                # answer has left, not before it. Checked now, so an error still fails the get.
+                confirmed_later = object_ids(msg[CONFIRMS] or [])
+            elif RELEASES in msg or CONFIRMS in msg:
                 self._apply_piggybacked_releases(sender, msg)
             self.table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self.fail(identity, msg, exc)
+        if confirmed_later:
+            self._drop_confirmed(sender, confirmed_later)
 
     def fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -145,7 +153,12 @@ class Handlers:
             self.unconfirmed.confirm(sender, ids)  # a pointer died before its get was confirmed
         confirmed = msg.get(CONFIRMS)
         if confirmed:
-            dropped = self.unconfirmed.take(sender, object_ids(confirmed))
+            self._drop_confirmed(sender, object_ids(confirmed))
+
+    def _drop_confirmed(self, sender: str, confirmed: list[int]) -> None:
+        """``sender`` has received these objects: the copies held for a retry go."""
+        if confirmed:
+            dropped = self.unconfirmed.take(sender, confirmed)
             if not all(_small_tensor(obj) for obj in dropped):
                 with deferred_unmaps():  # the request they rode on must not wait for the freeing
                     dropped.clear()

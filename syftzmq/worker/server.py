@@ -206,9 +206,11 @@ class WorkerServer:
         self.counters["errors"] += self.waiters.expire()
         self._guarded("the peers' liveness", self._check_peers)
         now = time.monotonic()
-        self._guarded("the lease tick", self.lease_ticks.tick, now)
-        self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
-                      self._still_connected)
+        if now >= self.lease_ticks.next_tick:  # (each step says when it is due next)
+            self._guarded("the lease tick", self.lease_ticks.tick, now)
+        if now >= self.requesters.next_pass:
+            self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
+                          self._still_connected)
 
     def _guarded(self, what: str, step: Callable, *args: Any) -> None:
         try:
@@ -322,7 +324,9 @@ class WorkerServer:
             self.failures.record(sender, failure)  # raised at the sender's next observation
             return
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
-        if self._addressed_elsewhere(identity, msg):
+        addressed = msg.get(ADDRESSED_TO)
+        if addressed is not None and addressed != self.ref.incarnation \
+                and self._addressed_elsewhere(identity, msg):  # (for us: nothing to judge)
             return
         self.requesters.note(identity, msg)
         self.handlers.handle(sender, identity, msg)
@@ -382,7 +386,8 @@ class WorkerServer:
         that cannot leave takes its shared-memory segments with it."""
         msg[ADDRESSED_TO] = self._sender_of(identity)
         header, buffers = dumps(msg)
-        frames = pack(self.signer, header, buffers, identity in self.requesters, identity)
+        frames = pack(self.signer, header, buffers, bool(buffers) and identity in self.requesters,
+                      identity)
         try:
             send_frames(self.router, [identity, *frames], NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads
