@@ -127,6 +127,15 @@ class Connections:
                 f"worker {location.id!r} was restarted (now {replacement.incarnation!r}); "
                 f"objects of its earlier incarnation {location.incarnation!r} are gone")
 
+    def current(self, location: WorkerRef) -> Connection:
+        """:meth:`check_current`, then :meth:`get`: what every message to a worker asks first,
+        in one call."""
+        incarnation = location.incarnation
+        if incarnation in self.shut_down or self.gone.replacement(incarnation) is not None:
+            self.check_current(location)  # raises, saying which
+        connection = self._open.get(incarnation)
+        return connection if connection is not None else self.get(location)
+
     def get(self, location: WorkerRef) -> Connection:
         """The connection to ``location``, opened now if this client has none yet."""
         connection = self._open.get(location.incarnation)

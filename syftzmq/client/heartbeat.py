@@ -53,6 +53,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._wake = threading.Event()  # a new target may need a shorter interval: look now
         self._thread: threading.Thread | None = None
+        self._ended = False  # the thread ran and ended (set by the thread itself)
         self.renewals = 0
         self.failures = 0  # rounds or renewals that raised (each one logged)
         self.restarts = 0  # times a dead thread was started again
@@ -85,6 +86,8 @@ class Heartbeat:
     def ensure_running(self) -> None:
         """Start the thread again if it died: called before every observation, so a dead
         heartbeat is noticed (and logged) while the leases it should renew are still valid."""
+        if not self._ended:  # a plain flag: asking the thread costs a lock per observation
+            return
         thread = self._thread
         if thread is None or thread.is_alive() or self._stop.is_set():
             return
@@ -100,10 +103,19 @@ class Heartbeat:
             self._thread.join(timeout)
 
     def _start(self) -> None:
+        self._ended = False
         self._thread = threading.Thread(target=self._run, name="syftzmq-heartbeat", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        """Rounds until stopped; however the thread ends, it says so (``_ended``)."""
+        try:
+            self._rounds()
+        finally:
+            if threading.current_thread() is self._thread:
+                self._ended = True
+
+    def _rounds(self) -> None:
         """Rounds until stopped; a round that raises is logged and the next starts afresh."""
         while not self._stop.is_set():
             sockets: dict[str, tuple[zmq.Socket, Signer]] = {}

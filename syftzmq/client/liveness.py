@@ -55,6 +55,8 @@ class ClientLiveness:
         self._probes: dict[str, Probe] = {}
         self.interval = interval
         self.timeout = timeout
+        self._timed: tuple[float, float] | None = None  # (timeout, interval) behind:
+        self._first_interval = interval                  # ... timing()'s interval of them
         self.set_timeout(timeout)
         self._stats = stats  # a Stats: liveness_probes, liveness_answers
 
@@ -68,7 +70,10 @@ class ClientLiveness:
     def first_wait(self, bound: float | None) -> float:
         """How long a round trip waits plainly before probing: one interval, or half its
         bound (so a bounded call has been probed when its bound runs out)."""
-        interval, _ = timing(self.timeout, self.interval)
+        if self._timed != (self.timeout, self.interval):  # asked per round trip: remembered
+            self._timed = (self.timeout, self.interval)
+            self._first_interval = timing(self.timeout, self.interval)[0]
+        interval = self._first_interval
         return interval if bound is None else min(interval, bound / 2)
 
     def wait(self, refs: dict[str, WorkerRef], missing: Callable[[], list[str]],

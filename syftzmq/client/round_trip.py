@@ -26,6 +26,9 @@ from .liveness import ClientLiveness
 from .stats import Stats
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class Pending:
     """Which workers have received something since they last answered.
 
@@ -51,9 +54,11 @@ class Pending:
         elif incarnation not in self.unresponsive:
             self.deletes.add(incarnation)
 
-    def to_flush(self, incarnation: str, complete: bool) -> set[str]:
+    def to_flush(self, incarnation: str, complete: bool) -> "set[str] | frozenset[str]":
         """The other workers an observation of ``incarnation`` must flush first."""
         pending = self.dirty | self.deletes if complete else self.dirty
+        if not pending or (len(pending) == 1 and incarnation in pending):
+            return _NONE  # the common case: only the observed worker has work in flight
         return {other for other in pending if other != incarnation}
 
     def answered(self, incarnation: str) -> None:
@@ -133,6 +138,16 @@ class RoundTrips:
         awaiting = self.start(requests, refs, timeout)
         return self._results(self.wait(awaiting, refs, timeout))
 
+    def run_one(self, location: WorkerRef, msg: dict, timeout: float | None) -> Any:
+        """:meth:`run` of one request: the value of ``location``'s reply to ``msg``."""
+        incarnation = location.incarnation
+        refs = {incarnation: location}
+        replies = self.wait(self.start({incarnation: msg}, refs, timeout), refs, timeout)
+        answer = replies[incarnation]
+        if answer.get("error") is not None:
+            raise answer["error"].to_exception()
+        return answer["value"]
+
     def start(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
               timeout: float | None) -> Awaiting:
         """Send one request per worker; their replies are :meth:`wait`-ed for (a move's
@@ -157,7 +172,7 @@ class RoundTrips:
             self._wait_one(awaiting, asked[0], plain)
         else:
             self._wait_many(awaiting, asked, plain)
-        if not awaiting.complete:
+        if len(awaiting.replies) != len(asked):  # not complete
             try:
                 self.liveness.wait(refs, awaiting.missing, lambda until, extra: self._wait_many(
                     awaiting, awaiting.missing(), until, extra), started, timeout)
@@ -172,7 +187,8 @@ class RoundTrips:
 
     def _wait_one(self, awaiting: Awaiting, incarnation: str, deadline: float) -> None:
         connection = self._connections[incarnation]
-        while not awaiting.complete:
+        replies = awaiting.replies
+        while incarnation not in replies:  # the one reply awaited
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -72,19 +72,20 @@ class Sender:
         :class:`WorkerUnavailable`), or raises ``zmq.Again`` at once with ``zmq.NOBLOCK``;
         whatever it carried is queued again then.
         """
-        self._connections.check_current(location)
-        connection = self._connections.get(location)
+        connection = self._connections.current(location)
         incarnation = location.incarnation
+        kind = msg["kind"]
         numbered = not incarnation.startswith(PROBE)
         if numbered:
             msg[ADDRESSED_TO] = incarnation  # a restarted worker refuses it
-        if self._kept_grads and msg["kind"] != BATCH:  # a batch carries what was checked
+        if self._kept_grads and kind != BATCH:  # a batch carries what was checked
             self._release_grads(location, msg)
-        queued = self.outbox.take(location.incarnation)  # first: releasing others must not come back
+        # first: releasing others must not come back
+        queued = self.outbox.take(incarnation)
         if queued:
             msg[BEFORE] = queued
-        confirmed = self.confirmations.take(location.incarnation) \
-            if self.confirmations and msg["kind"] in CONFIRM_CARRIERS else None
+        confirmed = self.confirmations.take(incarnation) \
+            if self.confirmations and kind in CONFIRM_CARRIERS else None
         if confirmed:
             msg[CONFIRMS] = confirmed
         try:
@@ -110,7 +111,7 @@ class Sender:
             self._sent[incarnation] = seq
         self._stalled.discard(incarnation)
         self._stats.messages_sent += 1
-        self._pending.sent(location.incarnation, msg["kind"], queued)
+        self._pending.sent(incarnation, kind, queued)
         if self.on_sent is not None:
             self.on_sent(location, msg)
 

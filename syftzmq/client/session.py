@@ -286,15 +286,25 @@ class ClientSession:
         wire_op = op_to_wire(op)
         ids_at: list[int] = []
         if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
-            wire_args = tuple([_to_wire_arg(value, index, ids_at)
-                               for index, value in enumerate(args)])
+            # A pointer to a whole object travels as its plain id, its position noted in
+            # ``ids_at`` (see syftzmq.core.messages.IDS_AT); an attribute pointer as a Ref.
+            wire = list(args)
+            snapshot = isinstance(wire_op[1], str)
+            for index, value in enumerate(wire):
+                if isinstance(value, PointerTensor):
+                    if value._attr is None:
+                        ids_at.append(index)
+                        wire[index] = value.id_at_location
+                    else:
+                        wire[index] = Ref(value.id_at_location, value._attr)
+                elif snapshot and type(value) not in _IMMUTABLE:
+                    snapshot = _immutable((value,))
+            wire_args = tuple(wire)
             if kwargs:
                 wire_kwargs = {key: _to_ref(value) for key, value in kwargs.items()}
-                snapshot = isinstance(wire_op[1], str) and _immutable(wire_args) and \
-                    _immutable(wire_kwargs.values())
+                snapshot = snapshot and _immutable(wire_kwargs.values())
             else:
                 wire_kwargs = {}
-                snapshot = isinstance(wire_op[1], str) and _immutable(wire_args)
         else:
             wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
             snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)
@@ -351,8 +361,7 @@ class ClientSession:
         with self._lock:
             if self._moves.flying:
                 self._settler.before_message_to(location, self.timeout)
-            self._connections.check_current(location)
-            self._connections.get(location)  # an unknown or closed worker raises now, not later
+            self._connections.current(location)  # an unknown or closed worker raises now, not later
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             self._sender.queue(location, msg, real_work)
@@ -519,8 +528,8 @@ class ClientSession:
             self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation, **flush)
                               for incarnation in others}, refs, timeout)
         msg["origin"] = self.ref.incarnation
-        return self._round_trip({location.incarnation: msg}, {location.incarnation: location},
-                                timeout)[location.incarnation]
+        self._heartbeat.ensure_running()  # as _round_trip does
+        return self._round_trips.run_one(location, msg, timeout)
 
     def _round_trip(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
                     timeout: float | None) -> dict[str, Any]:
@@ -540,21 +549,28 @@ class ClientSession:
         keeps what it took until this client confirms receipt (the ids ride on the next
         message there): a retry returns it (see :mod:`syftzmq.client.deliveries`).
         """
+        if len(pointers) == 1:  # the common case: one worker, no grouping
+            return self._get_from(pointers[0]._location, pointers, timeout)
         by_location: dict[str, list[int]] = {}
         for index, pointer in enumerate(pointers):
             by_location.setdefault(pointer._location.incarnation, []).append(index)
         values: list[Any] = [None] * len(pointers)
         for indices in by_location.values():
-            location = pointers[indices[0]]._location
-            refs = [_to_ref(pointers[i]) for i in indices]
-            fetched = self.observe(location, message(GET, refs=refs), timeout)
-            taken = [pointers[i].id_at_location for i in indices if pointers[i]._attr is None]
-            with self._lock:  # a fetched target left its holder: it is no chain target there
-                self._chains.released(location.incarnation, taken)
-                self._sender.confirmations.add(location, taken)
-            for index, value in zip(indices, fetched):
-                values[index] = self._fetched(value)
+            group = [pointers[i] for i in indices]
+            for index, value in zip(indices, self._get_from(group[0]._location, group, timeout)):
+                values[index] = value
         return values
+
+    def _get_from(self, location: WorkerRef, group: list[PointerTensor],
+                  timeout: float | None) -> list[Any]:
+        """:meth:`get_many` of pointers that all point into ``location``: one round trip."""
+        fetched = self.observe(location, message(GET, refs=[_to_ref(p) for p in group]), timeout)
+        taken = [pointer.id_at_location for pointer in group if pointer._attr is None]
+        with self._lock:  # a fetched target left its holder: it is no chain target there
+            self._chains.released(location.incarnation, taken)
+            self._sender.confirmations.add(location, taken)
+        return [self._fetched(value) if isinstance(value, ChainRef) else value
+                for value in fetched]
 
     def _fetched(self, value: Any) -> Any:
         """A fetched value; a chain hop that came back becomes a pointer this client holds."""
@@ -828,10 +844,3 @@ def _to_ref(value: Any) -> Any:
     return value
 
 
-def _to_wire_arg(value: Any, index: int, ids_at: list[int]) -> Any:
-    """A positional argument as it travels: a pointer to a whole object as its plain id,
-    its position noted in ``ids_at`` (see :data:`~syftzmq.core.messages.IDS_AT`)."""
-    if isinstance(value, PointerTensor) and value._attr is None:
-        ids_at.append(index)
-        return value.id_at_location
-    return _to_ref(value)

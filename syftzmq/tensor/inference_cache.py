@@ -106,7 +106,10 @@ class InferenceCache:
         if "out" in kwargs:
             return None
         try:
-            key = (op, torch.is_grad_enabled(), _key(args), _key(kwargs) if kwargs else _NO_KWARGS)
+            # ``_key(args)``, one level less for the usual tuple
+            arguments = (tuple, tuple([_key(item) for item in args])) if type(args) is tuple \
+                else _key(args)
+            key = (op, torch.is_grad_enabled(), arguments, _key(kwargs) if kwargs else _NO_KWARGS)
             hash(key)
         except (_Uncacheable, TypeError):
             return None

@@ -56,17 +56,21 @@ class PointerTensor(PointerAPI, RemoteOperand):
         state["_built_mirror"] = mirror
         state["_pending_meta"] = meta if mirror is None else None
         state["_owning"] = owning and attr is None
-        state["_gone"] = None
         state["_session"] = session
         state["_owner"] = owner
         state["_attr"] = attr
-        # Set when code the mirrors did not see (a plan, a backward they could not follow, a
-        # graph cut by a mirror rebuilt from the worker) may have changed the target's .grad:
-        # its gradient is then asked of the worker.
-        state["_grad_unknown"] = False
-        # A move of the target whose wait raised: it may or may not have happened. The next
-        # use asks its source (see syftzmq.client.deliveries.MoveDoubt).
-        state["_move_doubt"] = None
+        # ``_gone``, ``_grad_unknown`` and ``_move_doubt`` start as the class's defaults below.
+
+    # State that nearly every pointer keeps at its default: written into the instance only
+    # when it changes (every operation makes a pointer; three stores fewer make it cheaper).
+    _gone: str | None = None  # why the target is out of reach (fetched, handed on), if it is
+    # Set when code the mirrors did not see (a plan, a backward they could not follow, a graph
+    # cut by a mirror rebuilt from the worker) may have changed the target's .grad: its
+    # gradient is then asked of the worker.
+    _grad_unknown = False
+    # A move of the target whose wait raised: it may or may not have happened. The next use
+    # asks its source (see syftzmq.client.deliveries.MoveDoubt).
+    _move_doubt: Any = None
 
     # ----------------------------------------------------------------- identity and display
     @property

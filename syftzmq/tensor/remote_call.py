@@ -108,13 +108,13 @@ def common_location(pointers: list[Any], name: str) -> Any:
     """The worker all ``pointers`` live on; :class:`WorkerMismatchError` if they differ."""
     for pointer in pointers:
         pointer._check_usable()
-    location = pointers[0]._location
-    stranger = next((p for p in pointers if p._location.incarnation != location.incarnation), None)
-    if stranger is not None:
-        raise WorkerMismatchError(
-            f"{name}() mixes pointers on worker {location.id!r} and worker "
-            f"{stranger._location.id!r}; nothing was sent. Move one operand first, "
-            f"e.g. ptr.move(...)")
+    location = pointers[0]._location  # read after the checks: settling a move changes it
+    for stranger in pointers:
+        if stranger._location.incarnation != location.incarnation:
+            raise WorkerMismatchError(
+                f"{name}() mixes pointers on worker {location.id!r} and worker "
+                f"{stranger._location.id!r}; nothing was sent. Move one operand first, "
+                f"e.g. ptr.move(...)")
     return location
 
 
@@ -123,11 +123,21 @@ def remote_call(op: tuple, name: str, call: Callable, args: tuple, kwargs: dict)
     if name in NEEDS_DATA:
         raise NeedsGetError(f"{name}() needs the data, which lives on a worker: call .get() first")
     if argtree.is_flat(args, kwargs):  # the common case: one pass, no tree walk
-        args = tuple([unwrap(value) for value in args])
+        pointers = []
+        unwrapped = None
+        for index, value in enumerate(args):
+            if isinstance(value, torch.Tensor):  # what unwrap() looks at
+                value = unwrap(value)
+                if unwrapped is None:
+                    unwrapped = list(args)
+                unwrapped[index] = value
+            if isinstance(value, RemoteOperand):
+                pointers.append(value)
+        if unwrapped is not None:
+            args = tuple(unwrapped)
         if kwargs:
             kwargs = {key: unwrap(value) for key, value in kwargs.items()}
-        pointers = [value for value in (*args, *kwargs.values())
-                    if isinstance(value, RemoteOperand)]
+            pointers += [value for value in kwargs.values() if isinstance(value, RemoteOperand)]
     else:
         args, kwargs = argtree.map_args(unwrap, args, kwargs)
         pointers = _pointers_in(args, kwargs)
@@ -233,6 +243,12 @@ def _send_with_results(session: Any, location: Any, op: tuple, args: tuple, kwar
     ``mirrors`` are the inferred meta results; without them (a cached inference) each pointer
     builds its mirror from its meta when first needed.
     """
+    if structure is None and len(metas) == 1:  # one tensor: no lists to build and zip
+        result_id = new_id()
+        session.command(location, op, args, kwargs, result_ids=[result_id], metas=metas)
+        if mirrors is None:
+            return session.new_pointer(location, result_id, meta=metas[0])
+        return session.new_pointer(location, result_id, mirror=mirrors[0])
     result_ids = [new_id() for _ in metas]
     session.command(location, op, args, kwargs, result_ids=result_ids, metas=metas)
     if mirrors is None:

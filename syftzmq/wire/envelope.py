@@ -72,7 +72,7 @@ class Signer:
         if self._keyed is None:
             return b""
         if protocol is PROTOCOL_COMPACT and len(frames) == 1:
-            return self._sign_compact(frames[0])
+            return self.sign_compact(frames[0])
         mac = self._keyed.copy()
         lengths = [_nbytes(frame) for frame in frames]
         mac.update(_layout(len(protocol), len(lengths)).pack(len(protocol), protocol,
@@ -81,10 +81,12 @@ class Signer:
             mac.update(frame)
         return mac.digest()
 
-    def _sign_compact(self, frame) -> bytes:
+    def sign_compact(self, frame) -> bytes:
         """:meth:`sign` of one frame under :data:`PROTOCOL_COMPACT` (the same bytes signed)."""
+        if self._compact is None:
+            return b""
         mac = self._compact.copy()
-        mac.update(_LENGTH.pack(_nbytes(frame)))
+        mac.update(_LENGTH.pack(frame.nbytes if isinstance(frame, memoryview) else len(frame)))
         mac.update(frame)
         return mac.digest()
 
@@ -96,7 +98,9 @@ class Signer:
             return
         if not signature:
             raise ProtocolError("unsigned message rejected: this cluster requires signatures")
-        if not hmac.compare_digest(signature, self.sign(protocol, frames)):
+        expected = self.sign_compact(frames[0]) if protocol is PROTOCOL_COMPACT \
+            and len(frames) == 1 else self.sign(protocol, frames)
+        if not hmac.compare_digest(signature, expected):
             raise ProtocolError("bad signature: message rejected")
         if signature in self._recent:
             raise ProtocolError("replayed message rejected")
@@ -119,6 +123,7 @@ def _layout(protocol_length: int, frames: int) -> struct.Struct:
 
 
 _LENGTH = struct.Struct("!Q")
+_LENGTH_BYTES = [bytes((n,)) for n in range(256)]  # a compact frame's signature length byte
 _COMPACT_PREFIX = struct.pack(f"!Q{len(PROTOCOL_COMPACT)}sQ", len(PROTOCOL_COMPACT), PROTOCOL_COMPACT, 1)
 
 
@@ -133,6 +138,9 @@ def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: b
     buffer, written at once) or ``None`` (a frame follows). ``destination``
     tags the segments (see :func:`shm.discard_tagged`).
     """
+    if not buffers:  # compact: one frame
+        signature = signer.sign_compact(header)
+        return [b"".join((PROTOCOL_COMPACT, _LENGTH_BYTES[len(signature)], signature, header))]
     if shared_memory and any(_nbytes(b) >= shm.THRESHOLD for b in buffers):
         manifest: list = []
         frames: list = []
@@ -151,9 +159,6 @@ def pack(signer: Signer, header: bytes, buffers: Sequence = (), shared_memory: b
             return pack(signer, header, buffers)
         body = [header, json.dumps(manifest).encode(), *frames]
         return [PROTOCOL_SHM, signer.sign(PROTOCOL_SHM, body), *body]
-    if not buffers:
-        signature = signer.sign(PROTOCOL_COMPACT, [header])
-        return [b"".join((PROTOCOL_COMPACT, bytes((len(signature),)), signature, header))]
     body = [header, *buffers]
     return [PROTOCOL, signer.sign(PROTOCOL, body), *body]
 
@@ -220,17 +225,22 @@ def _unknown_protocol(proto: bytes) -> ProtocolError:
 def _unpack_compact(signer: Signer, frame, max_bytes: int) -> bytes:
     """The header of a verified one-frame message (see the module docstring)."""
     view = frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
-    start = len(PROTOCOL_COMPACT)
-    if view.nbytes <= start or bytes(view[:start]) != PROTOCOL_COMPACT:
+    nbytes = view.nbytes
+    start = _COMPACT_START
+    if nbytes <= start or view[:start] != PROTOCOL_COMPACT:
         raise _unknown_protocol(bytes(view[:start]))
-    if view.nbytes > min(max_bytes, MAX_HEADER_BYTES + start + 256):
-        raise ProtocolError(f"message of {view.nbytes} bytes exceeds the limit")
+    if nbytes > max_bytes or nbytes > _COMPACT_MAX:
+        raise ProtocolError(f"message of {nbytes} bytes exceeds the limit")
     signature_end = start + 1 + view[start]
-    if signature_end > view.nbytes:
+    if signature_end > nbytes:
         raise ProtocolError("one-frame message truncated inside its signature (bad frames)")
     header = view[signature_end:]
     signer.verify(bytes(view[start + 1:signature_end]), PROTOCOL_COMPACT, [header])
     return bytes(header)
+
+
+_COMPACT_START = len(PROTOCOL_COMPACT)  # where a compact frame's signature length byte is
+_COMPACT_MAX = MAX_HEADER_BYTES + _COMPACT_START + 256  # a compact frame's largest size
 
 
 def _with_shared_memory(views: list, budget: int) -> list:

@@ -108,6 +108,10 @@ class ArrivalOrder:
     def waiting(self) -> int:
         return sum(len(queue) for queue in self._waiting.values())
 
+    def __bool__(self) -> bool:
+        """Whether anything waits (the loop looks at :meth:`expire` only then)."""
+        return bool(self._waiting)
+
     # ------------------------------------------------------------------ internals
     def _release(self, now: float) -> None:
         """Run, per peer and in order, every waiting message whose requirement is met (or

@@ -222,6 +222,11 @@ class Downstream:
                 new_owner=new_owner))
 
     # ------------------------------------------------------------------ flushing
+    def has_pending(self, origin: str) -> bool:
+        """Whether an observation by ``origin`` may have peers to flush first (else
+        :meth:`flush` would run its continuation at once)."""
+        return origin in self._pending
+
     def flush(self, msg: dict, then: Callable[[], None]) -> None:
         """Flush the peers ``msg``'s answer depends on, then run ``then`` (at once if none)."""
         origin = msg.get("origin", "")

@@ -71,6 +71,33 @@ def _resolve(store: ObjectStore, args: Any, ids_at: Any = None) -> tuple[Any, li
     Nested arguments are measured first (:func:`argtree.check_budget`): a structure shared
     with itself would otherwise take forever to walk."""
     stored: list[Any] = []
+    positional, named = args
+    if argtree.is_flat(positional, named):  # the common case: one pass, no closure, no tree walk
+        resolved = list(positional)
+        for index, value in enumerate(resolved):
+            if isinstance(value, Ref):
+                resolved[index] = obj = resolve_ref(store, value)
+                stored.append(obj)
+        if ids_at is not None:  # after the refs: an object found here is never looked up again
+            for index in _positions(ids_at, len(resolved)):
+                object_id = resolved[index]
+                if type(object_id) is not int:
+                    _stored_under(store, object_id)  # raises, saying why
+                obj = store.get(object_id)  # _stored_under, inlined: every command asks it
+                if isinstance(obj, Failure):
+                    raise DependencyFailed(obj)
+                resolved[index] = obj
+                stored.append(obj)
+        if named:
+            named = dict(named)
+            for key, value in named.items():
+                if isinstance(value, Ref):
+                    named[key] = obj = resolve_ref(store, value)
+                    stored.append(obj)
+        return (tuple(resolved), named), stored
+    if ids_at is not None:
+        raise ProtocolError(f"{IDS_AT!r} is for flat arguments only")
+    argtree.check_budget(*args)
 
     def lookup(value: Any) -> Any:
         if isinstance(value, Ref):
@@ -79,17 +106,6 @@ def _resolve(store: ObjectStore, args: Any, ids_at: Any = None) -> tuple[Any, li
             return obj
         return value
 
-    positional, named = args
-    if argtree.is_flat(positional, named):  # the common case, without map_args's second look
-        resolved = [lookup(value) for value in positional]
-        if ids_at is not None:  # after the refs: an object found here is never looked up again
-            for index in _positions(ids_at, len(resolved)):
-                resolved[index] = _stored_under(store, resolved[index])
-                stored.append(resolved[index])
-        return (tuple(resolved), {key: lookup(value) for key, value in named.items()}), stored
-    if ids_at is not None:
-        raise ProtocolError(f"{IDS_AT!r} is for flat arguments only")
-    argtree.check_budget(*args)
     return argtree.map_args(lookup, *args), stored
 
 
@@ -126,9 +142,10 @@ def run_command(store: ObjectStore, msg: dict, op: tuple, sender: str,
     operation as ``msg`` did: the next hop resolves it itself."""
     (args, kwargs), stored = _resolve(store, (msg["args"], msg["kwargs"]), msg.get(IDS_AT))
     results: list[int] = msg["results"]
-    pointers = [obj for obj in stored if isinstance(obj, ChainRef)]
-    if pointers:
-        return _forward(store, msg, args, kwargs, stored, pointers, sender, me)
+    for obj in stored:
+        if isinstance(obj, ChainRef):  # this worker holds pointers: pass the command on
+            pointers = [obj for obj in stored if isinstance(obj, ChainRef)]
+            return _forward(store, msg, args, kwargs, stored, pointers, sender, me)
 
     grad = msg.get("grad", True)
     if grad == torch.is_grad_enabled():  # the common case; the context manager costs microseconds

@@ -94,17 +94,27 @@ class Handlers:
 
         What this worker forwards meanwhile carries the message's ``after`` on (see
         :mod:`syftzmq.worker.arrival_order`)."""
+        confirmed_later = None
         outer = msg.get(AFTER)
         try:
-            self._apply_queued(sender, identity, msg, outer)
+            if BEFORE in msg:
+                self._apply_queued(sender, identity, msg, outer)
             self.downstream.after = outer
             check_fields(msg)
-            self._apply_piggybacked_releases(sender, msg)
+            if msg["kind"] == GET and CONFIRMS in msg and RELEASES not in msg:
+                # A get's answer cannot depend on the objects it confirms (ids are never
+                # reused, a fetched pointer never fetches again): they are dropped once the
+                # answer has left, not before it. Checked now, so an error still fails the get.
+                confirmed_later = object_ids(msg[CONFIRMS] or [])
+            elif RELEASES in msg or CONFIRMS in msg:
+                self._apply_piggybacked_releases(sender, msg)
             self.table[msg["kind"]](sender, identity, msg)
         except Exception as exc:
             self.fail(identity, msg, exc)
         finally:
             self.downstream.after = None
+        if confirmed_later:
+            self._drop_confirmed(sender, confirmed_later)
 
     def fail(self, identity: bytes, msg: dict, exc: BaseException) -> None:
         """Report a failed request: as a reply if one is awaited, else at the next observation."""
@@ -132,7 +142,8 @@ class Handlers:
             try:
                 self.downstream.after = inner.get(AFTER, after)
                 check_fields(inner)
-                self._apply_piggybacked_releases(sender, inner)
+                if RELEASES in inner or CONFIRMS in inner:
+                    self._apply_piggybacked_releases(sender, inner)
                 self.table[inner["kind"]](sender, identity, inner)
             except Exception as exc:
                 self.fail(identity, inner, exc)
@@ -150,7 +161,12 @@ class Handlers:
             self.unconfirmed.confirm(sender, ids)  # a pointer died before its get was confirmed
         confirmed = msg.get(CONFIRMS)
         if confirmed:
-            dropped = self.unconfirmed.take(sender, object_ids(confirmed))
+            self._drop_confirmed(sender, object_ids(confirmed))
+
+    def _drop_confirmed(self, sender: str, confirmed: list[int]) -> None:
+        """``sender`` has received these objects: the copies held for a retry go."""
+        if confirmed:
+            dropped = self.unconfirmed.take(sender, confirmed)
             if not all(_small_tensor(obj) for obj in dropped):
                 with deferred_unmaps():  # the request they rode on must not wait for the freeing
                     dropped.clear()
@@ -211,26 +227,36 @@ class Handlers:
             self.send_reply(identity, reply(msg["req"], value=self.leases.lease_seconds))
 
     # ------------------------------------------------------------------ observations
-    def _observe(self, identity: bytes, msg: dict, action: Callable[[], Any],
+    def _observe(self, identity: bytes, msg: dict, action: Callable[..., Any], *args: Any,
                  respond: Callable[[dict], None] | None = None) -> None:
-        """Flush downstream, then perform ``action`` and reply — unless earlier commands failed.
-        Replies go through ``respond`` when given (a move records its outcome there)."""
-        respond = respond or (lambda answer: self.send_reply(identity, answer))
+        """Flush downstream, then perform ``action(*args)`` and reply — unless earlier commands
+        failed. Replies go through ``respond`` when given (a move records its outcome there).
 
-        def finish() -> None:
-            failed = self.failures.failed_reply(msg["req"], msg.get("origin", ""))
-            if failed is not None:
-                respond(failed)
-                return
+        With nothing to flush (the common case) the answer is made at once, without the
+        closure a deferred answer needs."""
+        if self.downstream.has_pending(msg.get("origin", "")):
+            self.downstream.flush(msg, lambda: self._answer(identity, msg, respond, action, args))
+        else:
+            self._answer(identity, msg, respond, action, args)
+
+    def _answer(self, identity: bytes, msg: dict, respond: Callable[[dict], None] | None,
+                action: Callable[..., Any], args: tuple) -> None:
+        """The answer to the observation ``msg``: the failures its origin's earlier commands
+        left, else the value of ``action(*args)`` (or its error)."""
+        answer = self.failures.failed_reply(msg["req"], msg.get("origin", ""))
+        if answer is None:
             try:
-                value = action()
+                value = action(*args)
             except Exception as exc:
-                respond(self.failures.error_reply(msg["req"], exc))
-                return
-            if value is not _DEFERRED:
-                respond(reply(msg["req"], value=value))
-
-        self.downstream.flush(msg, finish)
+                answer = self.failures.error_reply(msg["req"], exc)
+            else:
+                if value is _DEFERRED:
+                    return
+                answer = reply(msg["req"], value=value)
+        if respond is None:
+            self.send_reply(identity, answer)
+        else:
+            respond(answer)
 
     def on_flush(self, sender: str, identity: bytes, msg: dict) -> None:
         self._observe(identity, msg, lambda: True)
@@ -241,32 +267,34 @@ class Handlers:
         A taken object is held until the requester confirms receipt (see
         :mod:`syftzmq.worker.deliveries`): a retry of a get whose answer was lost finds it there.
         """
-        def held(ref: Ref) -> Any:
-            if ref.attr is not None or ref.id in self.store:
-                return _MISSING
-            return self.unconfirmed.find(sender, ref.id, _MISSING)
+        self._observe(identity, msg, self._take_all, sender, msg)
 
-        def fetch(ref: Ref) -> Any:
-            if ref.attr is not None:
-                return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
-            again = held(ref)
-            if again is not _MISSING:  # a retry: the first answer never reached the requester
-                return again
-            sent = handover.offer(self.store, ref.id)  # held below, out of every command's reach
-            obj = raise_if_failed(self.store.take(ref.id))
-            if isinstance(obj, ChainRef):
-                # the next hop now belongs to the requester
-                self.downstream.hand_over(obj, sender, _origin(msg))
-            self.unconfirmed.hold(sender, ref.id, obj)
-            return sent
+    def _held(self, sender: str, ref: Ref) -> Any:
+        """What a get of ``ref`` by ``sender`` already took and was not confirmed, else _MISSING."""
+        if ref.attr is not None or ref.id in self.store:
+            return _MISSING
+        return self.unconfirmed.find(sender, ref.id, _MISSING)
 
-        def take_all() -> Any:
-            refs = msg["refs"]
-            for ref in refs:  # check everything first: an error must not lose what was taken
-                if held(ref) is _MISSING:
-                    raise_if_failed(self.store.get(ref.id))
-            return [fetch(ref) for ref in refs]
-        self._observe(identity, msg, take_all)
+    def _take_all(self, sender: str, msg: dict) -> list[Any]:
+        refs = msg["refs"]
+        for ref in refs:  # check everything first: an error must not lose what was taken
+            if self._held(sender, ref) is _MISSING:
+                raise_if_failed(self.store.get(ref.id))
+        return [self._fetch(sender, msg, ref) for ref in refs]
+
+    def _fetch(self, sender: str, msg: dict, ref: Ref) -> Any:
+        if ref.attr is not None:
+            return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
+        again = self._held(sender, ref)
+        if again is not _MISSING:  # a retry: the first answer never reached the requester
+            return again
+        sent = handover.offer(self.store, ref.id)  # held below, out of every command's reach
+        obj = raise_if_failed(self.store.take(ref.id))
+        if isinstance(obj, ChainRef):
+            # the next hop now belongs to the requester
+            self.downstream.hand_over(obj, sender, _origin(msg))
+        self.unconfirmed.hold(sender, ref.id, obj)
+        return sent
 
     def on_objects(self, sender: str, identity: bytes, msg: dict) -> None:
         """A snapshot of the store (``ids``: of those ids only, the ones present), with what gets
@@ -360,7 +388,7 @@ class Handlers:
             _check_move_size(objects, self.max_message_bytes)
             self._send_moved(sender, respond, msg, ids, new_ids, objects, offers)
             return _DEFERRED
-        self._observe(identity, msg, start, respond)
+        self._observe(identity, msg, start, respond=respond)
 
     def on_move_outcome(self, sender: str, identity: bytes, msg: dict) -> None:
         """Whether the move ``move_id`` happened (``done``, with the new ids), did not

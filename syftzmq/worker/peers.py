@@ -32,6 +32,7 @@ from ..security.netpolicy import is_loopback
 from ..wire import Signer, dumps, pack, shm
 from ..wire.dealer import LINGER_MS, open_dealer
 from ..wire.envelope import discard_unsent
+from ..wire.sockets import send_frames
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -134,7 +135,7 @@ class Peers:
         frames = pack(self._signer, header, buffers, self._same_host[peer.incarnation],
                       peer.incarnation)
         try:
-            sock.send_multipart(frames, copy=False)
+            send_frames(sock, frames)
         except BaseException:
             discard_unsent(frames)
             raise

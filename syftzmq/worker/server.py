@@ -64,6 +64,7 @@ log = logging.getLogger("syftzmq.worker")
 
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs calls
 READ_BATCH = 256  # messages read from one socket before looking at the others
+MAX_SENDERS_REMEMBERED = 4096  # routing identity -> incarnation, forgotten all at once when full
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
 # Requests buffered per sender while the loop computes. Beyond it ZMQ stops reading the
 # connection, TCP pushes back, and the sender's own queue (SNDHWM) fills: it blocks, up to its
@@ -140,6 +141,7 @@ class WorkerServer:
     def _assemble(self, lease_seconds: float, liveness_timeout: float) -> None:
         """The parts the loop drives: store, failure record, peers, downstream, handlers, leases."""
         self.store = ObjectStore()
+        self._senders: dict[bytes, str] = {}  # see _sender_of
         self.leases = Leases(lease_seconds)
         self.failures = FailureRecord(self.ref.id)
         self.waiters = Waiters()
@@ -205,12 +207,16 @@ class WorkerServer:
             except BlockingIOError:
                 pass
         self.counters["errors"] += self.waiters.expire()
-        self._guarded("forwarded messages waiting for their client's", self.arrival_order.expire)
+        if self.arrival_order:
+            self._guarded("forwarded messages waiting for their client's",
+                          self.arrival_order.expire)
         self._guarded("the peers' liveness", self._check_peers)
         now = time.monotonic()
-        self._guarded("the lease tick", self.lease_ticks.tick, now)
-        self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
-                      self._still_connected)
+        if now >= self.lease_ticks.next_tick:  # (each step says when it is due next)
+            self._guarded("the lease tick", self.lease_ticks.tick, now)
+        if now >= self.requesters.next_pass:
+            self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
+                          self._still_connected)
 
     def _guarded(self, what: str, step: Callable, *args: Any) -> None:
         try:
@@ -309,7 +315,7 @@ class WorkerServer:
             self.rejections.record(reason_of(str(exc)), identity, str(exc))
             self.notices.rejected(identity, reason_of(str(exc)), str(exc))
             return
-        sender = sender_incarnation(identity)
+        sender = self._sender_of(identity)
         if header[:1] == b"{":  # a liveness probe (JSON) at the main socket: a probe socket that
             # reconnected to a port this worker now holds. Not the sender's mistake to report.
             self.rejections.record("misaddressed", identity, "a liveness probe reached the "
@@ -325,7 +331,9 @@ class WorkerServer:
             self.failures.record(sender, failure)  # raised at the sender's next observation
             return
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
-        if self._addressed_elsewhere(identity, msg):
+        addressed = msg.get(ADDRESSED_TO)
+        if addressed is not None and addressed != self.ref.incarnation \
+                and self._addressed_elsewhere(identity, msg):  # (for us: nothing to judge)
             return
         self.requesters.note(identity, msg)
         self.arrival_order.admit(sender, identity, msg)
@@ -369,13 +377,24 @@ class WorkerServer:
             return
         self.waiters.answered(msg)
 
+    def _sender_of(self, identity: bytes) -> str:
+        """The process behind a routing identity (:func:`sender_incarnation`), remembered:
+        every request and every reply asks it of the same few identities."""
+        sender = self._senders.get(identity)
+        if sender is None:
+            if len(self._senders) >= MAX_SENDERS_REMEMBERED:
+                self._senders.clear()
+            sender = self._senders[identity] = sender_incarnation(identity)
+        return sender
+
     # ------------------------------------------------------------------ sending
     def _send_reply(self, identity: bytes, msg: dict) -> bool:
         """Send ``msg`` to the requester ``identity``, addressed to it; whether it left. A reply
         that cannot leave takes its shared-memory segments with it."""
-        msg[ADDRESSED_TO] = sender_incarnation(identity)
+        msg[ADDRESSED_TO] = self._sender_of(identity)
         header, buffers = dumps(msg)
-        frames = pack(self.signer, header, buffers, identity in self.requesters, identity)
+        frames = pack(self.signer, header, buffers, bool(buffers) and identity in self.requesters,
+                      identity)
         try:
             send_frames(self.router, [identity, *frames], NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: requester gone; EAGAIN: it never reads

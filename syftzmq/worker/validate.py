@@ -35,10 +35,16 @@ def short(value: Any) -> str:
 
 def object_ids(value: Any) -> list[int]:
     """``value`` as a list of object ids, or a :class:`ProtocolError` saying what is wrong."""
-    if not isinstance(value, (list, tuple)) or not all(
-            type(item) is int and 0 <= item < 1 << 64 for item in value):
+    if not isinstance(value, (list, tuple)):
         raise ProtocolError(f"object ids must be a list of non-negative 64-bit ints, got {short(value)}")
+    for item in value:  # a loop, not all(...): most lists hold one or two ids
+        if type(item) is not int or not 0 <= item < _ID_LIMIT:
+            raise ProtocolError(f"object ids must be a list of non-negative 64-bit ints, got "
+                                f"{short(value)}")
     return list(value)
+
+
+_ID_LIMIT = 1 << 64
 
 
 def check_worker_ref(value: Any, what: str) -> WorkerRef:

@@ -235,3 +235,14 @@ def test_confirming_fetched_small_sparse_and_large_tensors_fails_nothing(bob):
         assert torch.equal(fetched.to_dense(), value.to_dense())
         x = torch.full((3,), 2.0).send(bob)
         assert torch.equal((x * 2).get(), torch.full((3,), 4.0))  # carries the confirmation
+
+
+def test_a_get_drops_what_the_earlier_get_confirmed(victim):
+    """The second get carries the first one's confirmation (the worker drops the first tensor
+    once the second get has answered); the count then confirms the second. A confirmation
+    that was taken but not applied would leave the first tensor held for good."""
+    x, y = torch.arange(3.0).send(victim), torch.arange(4.0).send(victim)
+    assert victim.object_count() == 2
+    assert torch.equal(x.get(), torch.arange(3.0))
+    assert torch.equal(y.get(), torch.arange(4.0))      # carries x's confirmation
+    assert victim.object_count() == 0                  # carries y's
