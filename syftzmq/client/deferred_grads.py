@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..core.messages import CMD, message
+from ..core.messages import CMD, IDS_AT, message
 from ..core.refs import Ref, WorkerRef
 
 _SET_GRAD = ("setattr", "grad")
@@ -36,6 +36,8 @@ def clears_grad(msg: dict) -> int | None:
     if not isinstance(args, tuple) or len(args) != 2 or args[1] is not None:
         return None
     target = args[0]
+    if type(target) is int:  # a whole object travels as its plain id (see IDS_AT)
+        return target if 0 in msg.get(IDS_AT, ()) else None
     return target.id if type(target) is Ref and target.attr is None else None
 
 
