@@ -21,6 +21,7 @@ from torch import nn
 
 from ..core import argtree
 from ..core.vocabulary import is_inplace
+from . import unchanged
 from .pointer import PointerTensor
 from .remote_call import call_function, get_property, session_of, set_property, unwrap
 
@@ -155,9 +156,11 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
     for param, grad in zip(params, kept):
         if grad is not None:
             param.grad = None
+    fetched = [_fetched_from(param, dest) for param in params]
     try:
         pointers = session.store_tensors(dest, params + [buf for _, _, buf in buffers],
-                                         kept_grads=kept + [None] * len(buffers))
+                                         kept_grads=kept + [None] * len(buffers),
+                                         fetched=fetched + [None] * len(buffers))
     except BaseException:
         for param, grad in zip(params, kept):
             if grad is not None:
@@ -170,6 +173,16 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
     return module
 
 
+def _fetched_from(param: nn.Parameter, dest: Any) -> int | None:
+    """The id ``param`` was fetched under from ``dest`` by the last ``model.get`` (forgotten
+    here: see :mod:`syftzmq.tensor.unchanged`)."""
+    fetched = param.__dict__.pop(_FETCHED, None)
+    return fetched[1] if fetched is not None and fetched[0] == dest.incarnation else None
+
+
+_FETCHED = "_syftzmq_fetched"  # (incarnation, id) on a parameter a model.get brought back
+
+
 def module_get(module: nn.Module) -> nn.Module:
     """Bring the parameters (with their gradients) and buffers back, in place."""
     params = [p for _, _, p in _parameters(module) if isinstance(p, RemoteParameter)]
@@ -179,14 +192,18 @@ def module_get(module: nn.Module) -> nn.Module:
         return module
     for pointer in pointers:
         pointer._check_usable()  # a move in flight or in doubt is settled: where is each
-    values = pointers[0]._require_session().get_many(pointers)
+    session = pointers[0]._require_session()
+    values = session.get_many(pointers)
+    session.keep_fetched_copies(pointers[:len(params)], unchanged.copies_of(values[:len(params)]))
     for pointer in pointers:
         pointer._relinquish("fetched with .get()")
-    for param, value in zip(params, values):
+    for param, value, pointer in zip(params, values, pointers):
         if isinstance(value, PointerTensor):  # one hop of a chain came back
             param._pointer = value
         else:
             make_local(param, value)
+            if pointer._attr is None:
+                setattr(param, _FETCHED, (pointer._location.incarnation, pointer.id_at_location))
     for (owner, name, _), value in zip(buffers, values[len(params):]):
         owner._buffers[name] = value
     return module
