@@ -24,6 +24,7 @@ import torch
 
 from ..core.messages import CMD, IDS_AT, message
 from ..core.refs import Ref, WorkerRef
+from ..wire.shm_map import deferred_unmaps
 
 _SET_GRAD = ("setattr", "grad")
 
@@ -63,8 +64,11 @@ class DeferredGrads:
         """Forget the gradient kept for ``object_id``; whether there was one (then the
         worker's parameter has no gradient: nothing has reached it since it was stored)."""
         kept = self._kept.get(incarnation)
-        if kept is None or kept.pop(object_id, None) is None:
+        if kept is None:
             return False
+        with deferred_unmaps():  # a fetched gradient's pages are freed off this thread
+            if kept.pop(object_id, None) is None:
+                return False
         if not kept:
             del self._kept[incarnation]
             del self._refs[incarnation]

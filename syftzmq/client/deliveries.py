@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..core.messages import (BATCH, DEL, FLUSH, GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING,
                              SHUTDOWN)
@@ -36,11 +36,13 @@ CONFIRM_CARRIERS = frozenset({BATCH, DEL, FLUSH, GET, INFO, MOVE, MOVE_OUTCOME, 
 class Confirmations:
     """Ids of fetched objects to confirm, per worker incarnation (used under the session lock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, recycle: Callable[[Iterable[Any]], None] = lambda copies: None) -> None:
+        """``recycle`` is handed the copies (see :meth:`keep_copy`) nobody needs any more."""
         self._waiting: dict[str, tuple[WorkerRef, list[int]]] = {}
         # copies of fetched parameters, kept while the worker holds its own: until their
         # confirmation leaves (see :mod:`syftzmq.tensor.unchanged`)
         self._copies: dict[str, dict[int, Any]] = {}
+        self._recycle = recycle
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
@@ -54,7 +56,7 @@ class Confirmations:
         """What to confirm with the next message to ``incarnation`` (removed from here)."""
         entry = self._waiting.pop(incarnation, None)
         if self._copies:
-            self._copies.pop(incarnation, None)  # the worker drops its own copies now
+            self._recycle(self._copies.pop(incarnation, {}).values())  # the worker drops its own
         return entry[1] if entry is not None else []
 
     def keep_copy(self, incarnation: str, object_id: int, copy: Any) -> None:
@@ -71,8 +73,8 @@ class Confirmations:
     def withdraw(self, incarnation: str, object_id: int) -> None:
         """``object_id`` will not be confirmed: a store of the worker's held copy consumes it."""
         copies = self._copies.get(incarnation)
-        if copies is not None:
-            copies.pop(object_id, None)
+        if copies is not None and object_id in copies:
+            self._recycle([copies.pop(object_id)])
         entry = self._waiting.get(incarnation)
         if entry is not None and object_id in entry[1]:
             entry[1].remove(object_id)

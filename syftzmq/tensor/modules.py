@@ -21,6 +21,7 @@ from torch import nn
 
 from ..core import argtree
 from ..core.vocabulary import is_inplace
+from ..wire.shm_map import deferred_unmaps
 from . import unchanged
 from .pointer import PointerTensor
 from .remote_call import call_function, get_property, session_of, set_property, unwrap
@@ -166,8 +167,9 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
             if grad is not None:
                 param.grad = grad
         raise
-    for param, pointer in zip(params, pointers):
-        make_remote(param, pointer)
+    with deferred_unmaps():  # the fetched values' pages are freed off this thread
+        for param, pointer in zip(params, pointers):
+            make_remote(param, pointer)
     for (owner, name, _), pointer in zip(buffers, pointers[len(local):]):
         owner._buffers[name] = pointer
     return module
