@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..core import argtree
 from ..core.vocabulary import is_inplace
@@ -178,11 +179,13 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
 def _fetched_from(param: nn.Parameter, dest: Any) -> int | None:
     """The id ``param`` was fetched under from ``dest`` by the last ``model.get`` (forgotten
     here: see :mod:`syftzmq.tensor.unchanged`)."""
-    fetched = param.__dict__.pop(_FETCHED, None)
+    fetched = _FETCHED.pop(param, None)
     return fetched[1] if fetched is not None and fetched[0] == dest.incarnation else None
 
 
-_FETCHED = "_syftzmq_fetched"  # (incarnation, id) on a parameter a model.get brought back
+# (incarnation, id) of a parameter a model.get brought back, by the parameter (not an attribute
+# of it: a saved checkpoint would carry it)
+_FETCHED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def module_get(module: nn.Module) -> nn.Module:
@@ -205,7 +208,7 @@ def module_get(module: nn.Module) -> nn.Module:
         else:
             make_local(param, value)
             if pointer._attr is None:
-                setattr(param, _FETCHED, (pointer._location.incarnation, pointer.id_at_location))
+                _FETCHED[param] = (pointer._location.incarnation, pointer.id_at_location)
     for (owner, name, _), value in zip(buffers, values[len(params):]):
         owner._buffers[name] = value
     return module
