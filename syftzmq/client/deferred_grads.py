@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from ..core.messages import CMD, message
+from ..core.messages import CMD, IDS_AT, message
 from ..core.refs import Ref, WorkerRef
+from ..wire.shm_map import deferred_unmaps
 
 _SET_GRAD = ("setattr", "grad")
 
@@ -36,6 +37,8 @@ def clears_grad(msg: dict) -> int | None:
     if not isinstance(args, tuple) or len(args) != 2 or args[1] is not None:
         return None
     target = args[0]
+    if type(target) is int:  # a whole object travels as its plain id (see IDS_AT)
+        return target if 0 in msg.get(IDS_AT, ()) else None
     return target.id if type(target) is Ref and target.attr is None else None
 
 
@@ -61,8 +64,11 @@ class DeferredGrads:
         """Forget the gradient kept for ``object_id``; whether there was one (then the
         worker's parameter has no gradient: nothing has reached it since it was stored)."""
         kept = self._kept.get(incarnation)
-        if kept is None or kept.pop(object_id, None) is None:
+        if kept is None:
             return False
+        with deferred_unmaps():  # a fetched gradient's pages are freed off this thread
+            if kept.pop(object_id, None) is None:
+                return False
         if not kept:
             del self._kept[incarnation]
             del self._refs[incarnation]

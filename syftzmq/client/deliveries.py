@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..core.messages import (BATCH, DEL, FLUSH, GET, INFO, MOVE, MOVE_OUTCOME, OBJECTS, PING,
                              SHUTDOWN)
@@ -36,8 +36,13 @@ CONFIRM_CARRIERS = frozenset({BATCH, DEL, FLUSH, GET, INFO, MOVE, MOVE_OUTCOME, 
 class Confirmations:
     """Ids of fetched objects to confirm, per worker incarnation (used under the session lock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, recycle: Callable[[Iterable[Any]], None] = lambda copies: None) -> None:
+        """``recycle`` is handed the copies (see :meth:`keep_copy`) nobody needs any more."""
         self._waiting: dict[str, tuple[WorkerRef, list[int]]] = {}
+        # copies of fetched parameters, kept while the worker holds its own: until their
+        # confirmation leaves (see :mod:`syftzmq.tensor.unchanged`)
+        self._copies: dict[str, dict[int, Any]] = {}
+        self._recycle = recycle
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
@@ -50,7 +55,31 @@ class Confirmations:
     def take(self, incarnation: str) -> list[int]:
         """What to confirm with the next message to ``incarnation`` (removed from here)."""
         entry = self._waiting.pop(incarnation, None)
+        if self._copies:
+            self._recycle(self._copies.pop(incarnation, {}).values())  # the worker drops its own
         return entry[1] if entry is not None else []
+
+    def keep_copy(self, incarnation: str, object_id: int, copy: Any) -> None:
+        """Keep ``copy`` of what was fetched under ``object_id`` while its confirmation waits
+        here (the worker holds the original until then)."""
+        entry = self._waiting.get(incarnation)
+        if entry is not None and object_id in entry[1]:
+            self._copies.setdefault(incarnation, {})[object_id] = copy
+
+    def copy_of(self, incarnation: str, object_id: int) -> Any:
+        """The copy kept for ``object_id``, or None (none was kept, or it was confirmed)."""
+        return self._copies.get(incarnation, {}).get(object_id)
+
+    def withdraw(self, incarnation: str, object_id: int) -> None:
+        """``object_id`` will not be confirmed: a store of the worker's held copy consumes it."""
+        copies = self._copies.get(incarnation)
+        if copies is not None and object_id in copies:
+            self._recycle([copies.pop(object_id)])
+        entry = self._waiting.get(incarnation)
+        if entry is not None and object_id in entry[1]:
+            entry[1].remove(object_id)
+            if not entry[1]:
+                del self._waiting[incarnation]
 
     def put_back(self, location: WorkerRef, object_ids: Iterable[int]) -> None:
         """Confirmations whose message did not leave: they go with a later one."""
@@ -59,10 +88,12 @@ class Confirmations:
     def discard(self, incarnation: str) -> None:
         """The worker is gone: nothing to confirm there."""
         self._waiting.pop(incarnation, None)
+        self._copies.pop(incarnation, None)
 
     def take_all(self) -> list[tuple[WorkerRef, list[int]]]:
         """Everything still to confirm (at close, sent as deletes)."""
         waiting, self._waiting = self._waiting, {}
+        self._copies = {}
         return list(waiting.values())
 
 

@@ -24,6 +24,7 @@ import zmq
 from ..core.messages import ADDRESSED_TO, AFTER, BATCH, BEFORE, CONFIRMS, SEQ, message
 from ..core.refs import WorkerRef
 from ..errors import WorkerUnavailable
+from ..tensor import unchanged
 from .chains import ChainHolders
 from .connections import PROBE, Connections
 from .deferred_grads import DeferredGrads, clears_grad
@@ -57,7 +58,7 @@ class Sender:
         # Called with (worker, message) after each message left (``TorchHook(verbose=True)``).
         self.on_sent: Callable[[WorkerRef, dict], None] | None = None
         # received gets to confirm; they ride on the next message to their worker
-        self.confirmations = Confirmations()
+        self.confirmations = Confirmations(recycle=unchanged.recycle)
         # gradients ``model.send`` kept back; they leave before anything that could see them
         self.deferred_grads = DeferredGrads()
         self._kept_grads = self.deferred_grads.kept  # tested per message: a plain dict

@@ -48,6 +48,7 @@ from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
+from ..tensor import unchanged
 from ..tensor.pointer import PointerTensor
 from .chains import ChainHolders
 from .connections import Connections
@@ -382,22 +383,25 @@ class ClientSession:
         return self.new_pointer(dest, object_id, meta=describe(tensor))
 
     def store_tensors(self, dest: WorkerRef, tensors: list["torch.Tensor"], *,
-                      kept_grads: "list[torch.Tensor | None] | None" = None) -> list[PointerTensor]:
+                      kept_grads: "list[torch.Tensor | None] | None" = None,
+                      fetched: "list[int | None] | None" = None) -> list[PointerTensor]:
         """Store several tensors on ``dest`` in one message (a model's parameters); pointers
         to them. They are pickled before this returns, so the caller may change them next.
 
         ``kept_grads``, per tensor: a private gradient (see
         :mod:`syftzmq.client.deferred_grads`) that is not in the message: it is sent before
-        anything that could see it, and the pointer describes it as present already."""
+        anything that could see it, and the pointer describes it as present already.
+        ``fetched``, per tensor: the id a get from ``dest`` fetched it under; if ``dest``
+        still holds that copy and the tensor is unchanged, the held copy is stored again
+        instead (see :mod:`syftzmq.tensor.unchanged`)."""
         ids = [new_id() for _ in tensors]
         metas = [describe(tensor) for tensor in tensors]
         if kept_grads is not None:
             metas = [meta if grad is None else replace(meta, grad=describe(grad))
                      for meta, grad in zip(metas, kept_grads)]
         with self._lock:
-            for object_id, tensor in zip(ids, tensors):
-                self._queue(dest, message(STORE, origin=self.ref.incarnation, id=object_id,
-                                          obj=tensor))
+            for object_id, tensor, old in zip(ids, tensors, fetched or [None] * len(ids)):
+                self._queue(dest, self._store_message(dest, object_id, tensor, old))
             self._sender.flush(dest.incarnation)
             pointers = [self.new_pointer(dest, object_id, meta=meta)
                         for object_id, meta in zip(ids, metas)]
@@ -405,6 +409,26 @@ class ClientSession:
                 if grad is not None:
                     self._sender.deferred_grads.keep(pointer, grad)
         return pointers
+
+    def _store_message(self, dest: WorkerRef, object_id: int, tensor: "torch.Tensor",
+                       fetched: int | None) -> dict:
+        """A ``STORE`` of ``tensor``: of the copy ``dest`` holds under ``fetched`` if it is
+        bitwise the same (its confirmation is withdrawn: the store consumes it), else of it."""
+        confirmations = self._sender.confirmations
+        copy = None if fetched is None else confirmations.copy_of(dest.incarnation, fetched)
+        if copy is not None and unchanged.unchanged(tensor, copy) and unchanged.private_data(tensor):
+            confirmations.withdraw(dest.incarnation, fetched)
+            return message(STORE, origin=self.ref.incarnation, id=object_id, held=fetched,
+                           requires_grad=tensor.requires_grad)
+        return message(STORE, origin=self.ref.incarnation, id=object_id, obj=tensor)
+
+    def keep_fetched_copies(self, pointers: list[PointerTensor], copies: list[Any]) -> None:
+        """Copies of what ``pointers`` just fetched, kept while their holder keeps its own."""
+        with self._lock:
+            for pointer, copy in zip(pointers, copies):
+                if copy is not None and pointer._attr is None:
+                    self._sender.confirmations.keep_copy(pointer._location.incarnation,
+                                                         pointer.id_at_location, copy)
 
     def store_object(self, dest: WorkerRef, obj: Any) -> PointerTensor:
         """Store any picklable object on ``dest`` (a plan's function); a pointer to it."""

@@ -74,6 +74,11 @@ IDS_AT = "ids_at"
 # :mod:`syftzmq.worker.arrival_order`.
 SEQ = "seq"
 AFTER = "after"
+# A ``STORE`` may name, instead of ``obj``, what a ``GET`` of its sender took and it has not
+# confirmed: ``held`` (that object's id; the store consumes it, as a confirmation would) and
+# ``requires_grad`` (bool): the parameter is stored again over that copy's data, a new leaf
+# without a gradient. The client sends it only for a parameter bitwise equal to what it got.
+HELD = "held"
 # A ``STORE`` may also carry ``tags`` (a set of str) and ``description`` (a str): the worker
 # indexes them for ``SEARCH`` and a ``MOVE`` carries them on. A ``SEARCH`` answers a list of
 # records, one dict per match: ``id``, ``meta`` (a TensorMeta), ``tags`` (a sorted list),

@@ -18,9 +18,12 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..core import argtree
 from ..core.vocabulary import is_inplace
+from ..wire.shm_map import deferred_unmaps
+from . import unchanged
 from .pointer import PointerTensor
 from .remote_call import call_function, get_property, session_of, set_property, unwrap
 
@@ -155,19 +158,34 @@ def module_send(module: nn.Module, worker: Any) -> nn.Module:
     for param, grad in zip(params, kept):
         if grad is not None:
             param.grad = None
+    fetched = [_fetched_from(param, dest) for param in params]
     try:
         pointers = session.store_tensors(dest, params + [buf for _, _, buf in buffers],
-                                         kept_grads=kept + [None] * len(buffers))
+                                         kept_grads=kept + [None] * len(buffers),
+                                         fetched=fetched + [None] * len(buffers))
     except BaseException:
         for param, grad in zip(params, kept):
             if grad is not None:
                 param.grad = grad
         raise
-    for param, pointer in zip(params, pointers):
-        make_remote(param, pointer)
+    with deferred_unmaps():  # the fetched values' pages are freed off this thread
+        for param, pointer in zip(params, pointers):
+            make_remote(param, pointer)
     for (owner, name, _), pointer in zip(buffers, pointers[len(local):]):
         owner._buffers[name] = pointer
     return module
+
+
+def _fetched_from(param: nn.Parameter, dest: Any) -> int | None:
+    """The id ``param`` was fetched under from ``dest`` by the last ``model.get`` (forgotten
+    here: see :mod:`syftzmq.tensor.unchanged`)."""
+    fetched = _FETCHED.pop(param, None)
+    return fetched[1] if fetched is not None and fetched[0] == dest.incarnation else None
+
+
+# (incarnation, id) of a parameter a model.get brought back, by the parameter (not an attribute
+# of it: a saved checkpoint would carry it)
+_FETCHED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def module_get(module: nn.Module) -> nn.Module:
@@ -179,14 +197,18 @@ def module_get(module: nn.Module) -> nn.Module:
         return module
     for pointer in pointers:
         pointer._check_usable()  # a move in flight or in doubt is settled: where is each
-    values = pointers[0]._require_session().get_many(pointers)
+    session = pointers[0]._require_session()
+    values = session.get_many(pointers)
+    session.keep_fetched_copies(pointers[:len(params)], unchanged.copies_of(values[:len(params)]))
     for pointer in pointers:
         pointer._relinquish("fetched with .get()")
-    for param, value in zip(params, values):
+    for param, value, pointer in zip(params, values, pointers):
         if isinstance(value, PointerTensor):  # one hop of a chain came back
             param._pointer = value
         else:
             make_local(param, value)
+            if pointer._attr is None:
+                _FETCHED[param] = (pointer._location.incarnation, pointer.id_at_location)
     for (owner, name, _), value in zip(buffers, values[len(params):]):
         owner._buffers[name] = value
     return module

@@ -27,7 +27,7 @@ from ..core.allowlist import check_reference_attribute
 from ..core.failures import Failure
 from ..core.ids import new_id
 from ..core.messages import (AFTER, BATCH, BATCHABLE, BEFORE, CLEAR, CMD, CONFIRMS, DEL, FLUSH, FORK,
-                             GET, INFO, MOVE, MOVE_IN, MOVE_OUTCOME, OBJECTS, PING, RELEASES, RENEW, SEARCH,
+                             GET, HELD, INFO, MOVE, MOVE_IN, MOVE_OUTCOME, OBJECTS, PING, RELEASES, RENEW, SEARCH,
                              SHUTDOWN, STORE, check_fields, message, reply)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_from_wire
@@ -173,9 +173,21 @@ class Handlers:
 
     # ------------------------------------------------------------------ fire-and-forget requests
     def on_store(self, sender: str, identity: bytes, msg: dict) -> None:
-        self._put(*self._admitted(sender, msg["id"], msg.get("obj"), msg.get("owner"), msg))
+        obj = self._held_parameter(sender, msg) if HELD in msg else msg.get("obj")
+        self._put(*self._admitted(sender, msg["id"], obj, msg.get("owner"), msg))
         if msg.get("req"):
             self.send_reply(identity, reply(msg["req"], value=True))
+
+    def _held_parameter(self, sender: str, msg: dict) -> torch.nn.Parameter:
+        """A parameter over the data of what the sender's ``GET`` took under ``held`` and it
+        has not confirmed (consumed here: the sender has its value, bitwise equal)."""
+        held, requires_grad = msg[HELD], msg.get("requires_grad")
+        if type(held) is not int or type(requires_grad) is not bool:
+            raise ProtocolError("a store of a held copy needs an integer id and requires_grad")
+        taken = self.unconfirmed.take(sender, [held])
+        if not taken or type(taken[0]) is not torch.nn.Parameter:
+            raise ProtocolError(f"no fetched parameter {held} is held for the sender")
+        return torch.nn.Parameter(taken[0].detach(), requires_grad=requires_grad)
 
     def _admitted(self, sender: str, object_id: Any, obj: Any, owner: Any, labels: dict) -> tuple:
         """``obj`` checked for storing under ``object_id``, as :meth:`_put`'s arguments:

@@ -82,3 +82,46 @@ def test_a_notice_round_trips_and_nothing_else_is_taken_for_one():
     assert decode_notice([NOTICE_PREFIX + b"not json"]) is None
     assert decode_notice([NOTICE_PREFIX + b"x" * MAX_NOTICE_BYTES]) is None
     assert len(encode_notice("r" * 500, "d" * 5000)) <= MAX_NOTICE_BYTES
+
+
+def test_a_kept_copy_lives_while_its_confirmation_waits_and_is_recycled_after():
+    recycled = []
+    confirmations = Confirmations(recycle=recycled.extend)
+    confirmations.add(BOB, [1, 2, 3])
+    confirmations.keep_copy("bob#1", 2, "copy of 2")
+    confirmations.keep_copy("bob#1", 3, "copy of 3")
+    confirmations.keep_copy("bob#1", 9, "not fetched")  # nothing waits for 9: not kept
+    assert confirmations.copy_of("bob#1", 2) == "copy of 2"
+    assert confirmations.copy_of("bob#1", 9) is None
+    confirmations.withdraw("bob#1", 2)  # a store of the held copy consumes it instead
+    assert recycled == ["copy of 2"] and confirmations.copy_of("bob#1", 2) is None
+    assert confirmations.take("bob#1") == [1, 3]
+    assert recycled == ["copy of 2", "copy of 3"]
+    assert confirmations.copy_of("bob#1", 3) is None and not confirmations
+
+
+def test_unchanged_means_bitwise_the_same_values_of_a_plain_parameter():
+    import torch
+    from torch import nn
+    from syftzmq.tensor import unchanged
+
+    value = nn.Parameter(torch.tensor([0.0, 1.0, float("nan")]))
+    (copy,) = unchanged.copies_of([value])
+    assert unchanged.unchanged(value, copy)
+    with torch.no_grad():
+        value[0] = -0.0  # equal as a number, not as bits
+    assert not unchanged.unchanged(value, copy)
+    with torch.no_grad():
+        value[0] = 0.0
+    assert unchanged.unchanged(value, copy)
+    value.grad = torch.ones(3)  # a gradient travels with the parameter: sent as it is
+    assert not unchanged.unchanged(value, copy)
+    assert unchanged.copies_of([torch.ones(2), value.detach()]) == [None, None]  # not parameters
+    strided = nn.Parameter(torch.arange(6.0).reshape(2, 3).t())  # compared element by element
+    (strided_copy,) = unchanged.copies_of([strided])
+    assert unchanged.unchanged(strided, strided_copy)
+    assert unchanged.private_data(strided)
+    view = strided.data  # shares the memory: a send must not let the worker write into it
+    assert not unchanged.private_data(strided)
+    del view
+    assert unchanged.private_data(strided)
