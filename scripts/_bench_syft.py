@@ -262,12 +262,32 @@ def _fedavg_with(kind: type[fedavg.Learner], count: int, workers: Sequence[Any],
     shards = fedavg.make_shards(count)
     with one_thread():
         expected = fedavg.local_round(kind, initial, shards)
-        local = timings(lambda: fedavg.local_round(kind, initial, shards), config.fedavg_reps)
     remote_shards = [[(x.send(w), y.send(w)) for x, y in shard]
                      for w, shard in zip(workers, shards)]
     aggregator = workers[-1]
-    rounds = sample(lambda: _remote_round(kind, initial, workers[:count], aggregator,
-                                          remote_shards), config.fedavg_reps)
+    plan = sy.func2plan()(fedavg.local_training) \
+        if kind is fedavg.ModuleLearner and hasattr(sy, "func2plan") else None
+
+    def local_once() -> float:
+        with one_thread():
+            return stopwatch(lambda: fedavg.local_round(kind, initial, shards))
+
+    # The rows' samples alternate (local, pointer ops, Plan; one warm-up each first), so a
+    # slow spell of the machine hits every row alike: the local round's own time swung from
+    # 4 to 10 ms between runs here.
+    runs = {"local": local_once,
+            "rounds": lambda: _remote_round(kind, initial, workers[:count], aggregator,
+                                            remote_shards)}
+    if plan is not None:
+        runs["planned"] = lambda: _remote_round(kind, initial, workers[:count], aggregator,
+                                                remote_shards, plan)
+    for run in runs.values():
+        run()
+    samples: dict[str, list] = {name: [] for name in runs}
+    for _ in range(config.fedavg_reps):
+        for name, run in runs.items():
+            samples[name].append(run())
+    local, rounds = samples["local"], samples["rounds"]
     _check(all(torch.allclose(got, want, atol=1e-5) for got, want in zip(rounds[-1][1], expected)),
            f"FedAvg with {count} workers")
     name = fedavg_name(count)
@@ -277,10 +297,8 @@ def _fedavg_with(kind: type[fedavg.Learner], count: int, workers: Sequence[Any],
                 Measurement(6, name, LOCAL, local,
                             note="the same learner code on local tensors, one after the "
                                  "other, one thread"))
-    if kind is fedavg.ModuleLearner and hasattr(sy, "func2plan"):
-        plan = sy.func2plan()(fedavg.local_training)
-        planned = sample(lambda: _remote_round(kind, initial, workers[:count], aggregator,
-                                               remote_shards, plan), config.fedavg_reps)
+    if plan is not None:
+        planned = samples["planned"]
         _check(all(torch.allclose(got, want, atol=1e-5)
                    for got, want in zip(planned[-1][1], expected)),
                f"FedAvg with {count} workers, Plan")
