@@ -6,7 +6,9 @@
   (``confirm``), like deletes ride as ``release``: no message of its own. Until then the
   worker holds its copy, so an idle client leaves the last thing it fetched from each worker
   held there until it next talks to that worker (or exits: :meth:`Confirmations.take_all`
-  turns what is left into deletes at close).
+  turns what is left into deletes at close). A get of 64 MiB or more is confirmed at once,
+  by a message of its own (``ClientSession._confirm_now``): freeing that copy's mapping
+  takes the worker tens of ms, better spent now than in the next request's answer.
 - :class:`MoveDoubt`: a move whose wait raised (a bound ran out, Ctrl-C, a worker lost) may
   or may not have happened. Its pointer is marked *in doubt* and, at its next use, asks the
   source for the move's outcome (:meth:`MoveDoubt.settle`): done, the pointer follows the

@@ -38,7 +38,7 @@ import zmq
 
 from ..core import argtree
 from ..core.ids import new_id, new_token
-from ..core.messages import (ADDRESSED_TO, CLEAR, CMD, DEL, FLUSH, FORK, GET, IDS_AT, INFO,
+from ..core.messages import (ADDRESSED_TO, BATCH, CLEAR, CMD, DEL, FLUSH, FORK, GET, IDS_AT, INFO,
                              MOVE, MOVE_OUTCOME, OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN,
                              STORE, message, needs_complete_flush, probe_destination)
 from ..core.meta import TensorMeta, describe
@@ -73,6 +73,9 @@ __all__ = ["ClientSession", "Stats"]
 log = logging.getLogger("syftzmq.client")
 
 CONNECT_TIMEOUT = 5.0  # seconds a handshake may take when no other bound is set
+# A get that brought back this much is confirmed at once (see ClientSession._confirm_now);
+# smaller ones wait for the next message (a message of their own would cost more than it frees)
+CONFIRM_AT_ONCE_BYTES = 64 << 20
 
 
 class ClientSession:
@@ -593,8 +596,20 @@ class ClientSession:
         with self._lock:  # a fetched target left its holder: it is no chain target there
             self._chains.released(location.incarnation, taken)
             self._sender.confirmations.add(location, taken)
+            if taken and _fetched_bytes(fetched) >= CONFIRM_AT_ONCE_BYTES:
+                self._confirm_now(location)
         return [self._fetched(value) if isinstance(value, ChainRef) else value
                 for value in fetched]
+
+    def _confirm_now(self, location: WorkerRef) -> None:
+        """Confirm a large get at once (a message of its own, never blocking) instead of with
+        the next message: the worker frees its copy's mapping now, while this client works
+        with the tensor, not while it waits for that next message's answer."""
+        try:
+            self._sender.send_now(location, message(BATCH, origin=self.ref.incarnation),
+                                  zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the queue is full: the confirmation rides on the next message, as usual
 
     def _fetched(self, value: Any) -> Any:
         """A fetched value; a chain hop that came back becomes a pointer this client holds."""
@@ -834,6 +849,11 @@ class ClientSession:
 
 # Values a queued command may hold unpickled: nothing the caller can change after the call.
 _IMMUTABLE = PLAIN_VALUES | {Ref, torch.Size}
+
+
+def _fetched_bytes(values: list) -> int:
+    """Bytes of the tensors among ``values`` (what a get brought back)."""
+    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
 
 
 def _names_a_view(args: tuple, kwargs: dict) -> bool:

@@ -268,6 +268,7 @@ class WorkerServer:
                 "threads": torch.get_num_threads(),
                 "lease_seconds": self.leases.lease_seconds, "lease_sweeps": self.leases.sweeps,
                 "max_message_bytes": self.max_message_bytes,
+                "held_for_confirmation": len(self.handlers.unconfirmed),
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
                 "peers_open": len(self.peers.sockets()), "peers_evicted": self.peers.evicted,
                 **self.counters, **self.vitals.snapshot(self.store.values())}
