@@ -6,7 +6,7 @@
   (``confirm``), like deletes ride as ``release``: no message of its own. Until then the
   worker holds its copy, so an idle client leaves the last thing it fetched from each worker
   held there until it next talks to that worker (or exits: :meth:`Confirmations.take_all`
-  turns what is left into deletes at close). A get of 64 MiB or more is confirmed at once,
+  turns what is left into deletes at close). A get of more than 64 MiB is confirmed at once,
   by a message of its own (``ClientSession._confirm_now``): freeing that copy's mapping
   takes the worker tens of ms, better spent now than in the next request's answer.
 - :class:`MoveDoubt`: a move whose wait raised (a bound ran out, Ctrl-C, a worker lost) may

@@ -73,9 +73,10 @@ __all__ = ["ClientSession", "Stats"]
 log = logging.getLogger("syftzmq.client")
 
 CONNECT_TIMEOUT = 5.0  # seconds a handshake may take when no other bound is set
-# A get that brought back this much is confirmed at once (see ClientSession._confirm_now);
-# smaller ones wait for the next message (a message of their own would cost more than it frees)
-CONFIRM_AT_ONCE_BYTES = 64 << 20
+# A get that brought back more than this is confirmed at once (see ClientSession._confirm_now);
+# smaller ones wait for the next message (a message of their own would cost more than it
+# frees, and a model sent straight back reuses the worker's held copy: tensor.unchanged)
+CONFIRM_AT_ONCE_BYTES = unchanged.MAX_BYTES
 
 
 class ClientSession:
@@ -596,7 +597,7 @@ class ClientSession:
         with self._lock:  # a fetched target left its holder: it is no chain target there
             self._chains.released(location.incarnation, taken)
             self._sender.confirmations.add(location, taken)
-            if taken and _fetched_bytes(fetched) >= CONFIRM_AT_ONCE_BYTES:
+            if taken and _fetched_bytes(fetched) > CONFIRM_AT_ONCE_BYTES:
                 self._confirm_now(location)
         return [self._fetched(value) if isinstance(value, ChainRef) else value
                 for value in fetched]

@@ -213,14 +213,14 @@ def test_a_worker_with_its_own_shm_directory_gets_frames_not_segments(hook, bob,
 
 
 def test_a_large_get_is_confirmed_at_once_and_a_small_one_with_the_next_message(bob):
-    """The worker holds what a get took until the client confirms it has it. A get of
-    CONFIRM_AT_ONCE_BYTES or more is confirmed by a message of its own, so the worker frees
+    """The worker holds what a get took until the client confirms it has it. A get of more
+    than CONFIRM_AT_ONCE_BYTES is confirmed by a message of its own, so the worker frees
     its copy now rather than when the client next talks to it; a small one rides along later."""
     from support.hostile import RawPeer
     from syftzmq.client.session import CONFIRM_AT_ONCE_BYTES
     watcher = RawPeer(bob.address, b"confirm-watcher|1")  # its pings carry nobody's confirmations
     try:
-        large = torch.ones(CONFIRM_AT_ONCE_BYTES // 4).send(bob)
+        large = torch.ones(CONFIRM_AT_ONCE_BYTES // 4 + 1).send(bob)
         assert float(large.get()[-1]) == 1.0
         wait_until(lambda: watcher.stats()["held_for_confirmation"] == 0, 30,
                    "the large get confirmed without another message from the client")
