@@ -20,7 +20,11 @@ It never waits for what cannot come:
   of is not waited for, so a forged ``after`` stalls nothing);
 * not past the origin's lease: a client silent here for ``lease_seconds`` (since the message
   began to wait, or since it was last heard) is gone, and what waited for it runs;
-* at most :data:`MAX_WAITING` messages per peer; beyond that the oldest runs.
+* at most :data:`MAX_WAITING` messages per peer; beyond that the oldest runs;
+* not for a message of the client's this worker could not read (refused at decoding: a safe
+  worker refusing a class, say). Its number is inside it, so from then on nothing waits for
+  that client until its next readable message says how far it has got (all before the lost
+  one had come: one connection keeps order).
 
 Whatever runs without its requirement runs exactly as it would have without this module, and
 is counted (``order_gave_up``).
@@ -67,6 +71,7 @@ class ArrivalOrder:
         self._counters = counters
         self._max_waiting = max_waiting
         self._seen: dict[str, int] = {}  # per client: the highest ``seq`` it sent us so far
+        self._lost: set[str] = set()  # clients whose last message could not be read here
         self._waiting: dict[str, deque[_Waiting]] = {}  # per peer, in arrival order
         counters.setdefault("order_waited", 0)
         counters.setdefault("order_gave_up", 0)
@@ -77,6 +82,7 @@ class ArrivalOrder:
         if type(seq) is int:  # a client's own message: never held back, may release others
             if seq > self._seen.get(sender, 0):
                 self._seen[sender] = seq
+            self._lost.discard(sender)
             self._apply(sender, identity, msg)
             if self._waiting:
                 self._release(time.monotonic())
@@ -92,6 +98,13 @@ class ArrivalOrder:
         if len(queue) > self._max_waiting:
             self._give_up(sender, queue.popleft(), f"more than {self._max_waiting} messages "
                                                    f"from {sender} waiting")
+            self._release(time.monotonic())
+
+    def lost(self, sender: str) -> None:
+        """A message from ``sender`` could not be read: what waits for it runs now, and
+        nothing waits for ``sender`` until its next message is read."""
+        self._lost.add(sender)
+        if self._waiting:
             self._release(time.monotonic())
 
     def expire(self, now: float | None = None) -> None:
@@ -162,7 +175,7 @@ class ArrivalOrder:
         origin = msg.get("origin")
         if type(needed) is not int or type(origin) is not str or origin == sender:
             return None  # only forwarded work waits: a client's own order is its connection's
-        if needed <= self._seen.get(origin, 0) or \
+        if needed <= self._seen.get(origin, 0) or origin in self._lost or \
                 (known_only and self._last_heard(origin) is None):
             return None
         return origin, needed

@@ -330,6 +330,7 @@ class WorkerServer:
             failure = self.failures.failure(exc)
             self._send_reply(identity, reply(0, error=failure))
             self.failures.record(sender, failure)  # raised at the sender's next observation
+            self.arrival_order.lost(sender)  # what waits for this message must not wait
             return
         log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)

@@ -23,6 +23,7 @@ from support.workers import started_workers
 from syftzmq.core.ids import new_id
 from syftzmq.core.messages import AFTER, CLEAR, CMD, DEL, FLUSH, GET, SEQ, STORE, message
 from syftzmq.core.refs import Ref
+from syftzmq.wire import dumps, pack
 from syftzmq.worker.arrival_order import MAX_WAITING
 
 
@@ -241,3 +242,17 @@ def _resume_once_both_paths_are_in(charlie, alice, stats, sent, waits) -> None:
             "the client's command at charlie, or the client waiting for alice")
     finally:
         os.kill(charlie.process.pid, signal.SIGCONT)
+
+
+def test_a_client_message_the_worker_could_not_read_holds_nothing_back(raw_pair):
+    """A worker that refuses to decode a client's message never learns its number: what the
+    holder forwarded after it must not wait for it (here for good: this client stays alive)."""
+    charlie, client, holder, observer = raw_pair
+    _store(client, charlie, new_id(), torch.ones(1), seq=1)
+    client.send_frames(pack(client.signer, *dumps(["not", "a", "message"])))  # seq 2, unread
+    waited = observer.stats()["order_waited"]
+    flush = message(FLUSH, req=new_id(), origin=client.origin, to=charlie.ref.incarnation,
+                    **{AFTER: {charlie.ref.incarnation: 2}})
+    answer = holder.ask(flush)                                 # answered: nothing held back,
+    assert "not a syftzmq message" in str(answer["error"])     # with the client's own error
+    assert observer.stats()["order_waited"] == waited
