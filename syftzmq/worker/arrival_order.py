@@ -20,7 +20,8 @@ It never waits for what cannot come:
   of is not waited for, so a forged ``after`` stalls nothing);
 * not past the origin's lease: a client silent here for ``lease_seconds`` (since the message
   began to wait, or since it was last heard) is gone, and what waited for it runs;
-* at most :data:`MAX_WAITING` messages per peer; beyond that the oldest runs;
+* at most :data:`MAX_WAITING` messages per peer; beyond that the oldest runs (and the numbers
+  of at most :data:`~syftzmq.worker.downstream.MAX_ORIGINS` clients are kept);
 * not for a message of the client's this worker could not read (refused at decoding: a safe
   worker refusing a class, say). Its number is inside it, so from then on nothing waits for
   that client until its next readable message says how far it has got (all before the lost
@@ -34,11 +35,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable
 
 from ..core.messages import AFTER, BEFORE, SEQ
+from .downstream import MAX_ORIGINS
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -70,8 +72,10 @@ class ArrivalOrder:
         self._lease_seconds = lease_seconds
         self._counters = counters
         self._max_waiting = max_waiting
-        self._seen: dict[str, int] = {}  # per client: the highest ``seq`` it sent us so far
-        self._lost: set[str] = set()  # clients whose last message could not be read here
+        # per client: the highest ``seq`` it sent us so far, least recently heard first (at
+        # most MAX_ORIGINS: a client forgotten here is waited for until its next message)
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._lost: OrderedDict[str, None] = OrderedDict()  # last message unreadable here
         self._waiting: dict[str, deque[_Waiting]] = {}  # per peer, in arrival order
         counters.setdefault("order_waited", 0)
         counters.setdefault("order_gave_up", 0)
@@ -80,9 +84,14 @@ class ArrivalOrder:
         """Handle ``msg`` from ``sender`` now, or once what it must follow has come."""
         seq = msg.get(SEQ)
         if type(seq) is int:  # a client's own message: never held back, may release others
-            if seq > self._seen.get(sender, 0):
-                self._seen[sender] = seq
-            self._lost.discard(sender)
+            seen = self._seen
+            if seq > seen.get(sender, 0):
+                seen[sender] = seq
+            seen.move_to_end(sender)
+            if len(seen) > MAX_ORIGINS:
+                seen.popitem(last=False)
+            if self._lost:
+                self._lost.pop(sender, None)
             self._apply(sender, identity, msg)
             if self._waiting:
                 self._release(time.monotonic())
@@ -103,7 +112,9 @@ class ArrivalOrder:
     def lost(self, sender: str) -> None:
         """A message from ``sender`` could not be read: what waits for it runs now, and
         nothing waits for ``sender`` until its next message is read."""
-        self._lost.add(sender)
+        self._lost[sender] = None
+        if len(self._lost) > MAX_ORIGINS:
+            self._lost.popitem(last=False)
         if self._waiting:
             self._release(time.monotonic())
 

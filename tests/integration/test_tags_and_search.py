@@ -149,6 +149,7 @@ OTHER_CLIENT = textwrap.dedent("""
     key_file, address = sys.argv[1:3]
     shared = sy.Worker(None, id="shared", address=address, key_file=key_file)
     theirs = torch.tensor([10.0, 20.0]).tag("#theirs").send(shared)
+    shared.ping()  # stored before READY: the other client's search may come on its heels
     print("READY", flush=True)
     sys.stdin.read()
 """)
