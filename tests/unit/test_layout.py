@@ -152,3 +152,13 @@ def test_a_worker_process_loads_no_client_or_proxy_code():
     wrong = [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in
              ("client", "tensor", "federated", "deploy", "testing") or m == "syftzmq.plan.plan"]
     assert not wrong, f"a worker process imported {wrong}"
+
+
+def test_test_files_have_unique_names():
+    """The test folders are not packages, so pytest imports each test file by its basename:
+    two files of one name in different folders stop the whole collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
