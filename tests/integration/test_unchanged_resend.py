@@ -69,13 +69,19 @@ def test_a_model_sent_back_unchanged_sends_no_parameter_bytes_and_trains_the_sam
     _agree(remote, local)
 
 
-def test_a_parameter_changed_behind_torchs_back_travels_again(bob):
-    """``p.data.add_`` changes the memory without bumping ``p``'s version: only the values tell."""
+def _trained_once(bob):
+    """A local model and its twin trained one step on bob (sent, trained, fetched back)."""
     local, remote = _pair()
-    x, y, xs, ys = _data(bob)
+    data = x, y, xs, ys = _data(bob)
     opt_local, opt_remote = optim.SGD(local.parameters(), lr=0.1), optim.SGD(remote.parameters(), lr=0.1)
     _train(local, opt_local, x, y)
     _train(remote, opt_remote, xs, ys, bob)
+    return local, remote, opt_local, opt_remote, data
+
+
+def test_a_parameter_changed_behind_torchs_back_travels_again(bob):
+    """``p.data.add_`` changes the memory without bumping ``p``'s version: only the values tell."""
+    local, remote, opt_local, opt_remote, (x, y, xs, ys) = _trained_once(bob)
     for model in (local, remote):
         model[0].weight.data.add_(0.5)
         model[2].bias.data.numpy()[1] = -0.0 if model[2].bias.data[1] == 0 else 0.0
@@ -87,11 +93,7 @@ def test_a_parameter_changed_behind_torchs_back_travels_again(bob):
 
 def test_memory_the_client_still_sees_is_sent_not_shared(bob):
     """A view the caller keeps of a fetched parameter must not see the worker's next steps."""
-    local, remote = _pair()
-    x, y, xs, ys = _data(bob)
-    opt_local, opt_remote = optim.SGD(local.parameters(), lr=0.1), optim.SGD(remote.parameters(), lr=0.1)
-    _train(local, opt_local, x, y)
-    _train(remote, opt_remote, xs, ys, bob)
+    local, remote, opt_local, opt_remote, (x, y, xs, ys) = _trained_once(bob)
     kept = remote[0].weight.data  # shares the fetched parameter's memory
     expected = kept.clone()
     _train(local, opt_local, x, y)
