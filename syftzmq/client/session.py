@@ -340,16 +340,20 @@ class ClientSession:
         with self._lock:
             holders = {incarnation for incarnation in self._pending.dirty
                        if incarnation in self._chains and incarnation != location.incarnation}
-            self._flush(holders)
+            self._flush(holders, self.timeout)
 
-    def _flush(self, incarnations: set[str]) -> None:
-        """One round trip of ``FLUSH`` to ``incarnations``: each has applied what it was sent,
-        and what it forwarded (if it holds chains), once this returns."""
+    def _flush(self, incarnations: set[str], timeout: float | None,
+               complete: bool = False) -> None:
+        """One round trip of ``FLUSH`` to ``incarnations`` (within ``timeout``): each has
+        applied what it was sent, and what it forwarded (if it holds chains), once this
+        returns; ``complete``: deletes and hand-overs too (see
+        :func:`~syftzmq.core.messages.needs_complete_flush`)."""
         if incarnations:
-            self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation)
+            flush = {"complete": True} if complete else {}
+            self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation, **flush)
                               for incarnation in incarnations},
                              {incarnation: self._ref_for_incarnation(incarnation)
-                              for incarnation in incarnations}, self.timeout)
+                              for incarnation in incarnations}, timeout)
 
     def _results_next_to_chains(self, location: WorkerRef, args: tuple, kwargs: dict,
                                 result_ids: list[int]) -> None:
@@ -550,11 +554,7 @@ class ClientSession:
             # A move observes no data: only a chain holder's forwarded commands can still
             # change the objects it moves (everything else surfaces at the next observation).
             others = {incarnation for incarnation in others if incarnation in self._chains}
-        if others:
-            refs = {incarnation: self._ref_for_incarnation(incarnation) for incarnation in others}
-            flush = {"complete": True} if complete else {}
-            self._round_trip({incarnation: message(FLUSH, origin=self.ref.incarnation, **flush)
-                              for incarnation in others}, refs, timeout)
+        self._flush(others, timeout, complete)
         msg["origin"] = self.ref.incarnation
         self._heartbeat.ensure_running()  # as _round_trip does
         return self._round_trips.run_one(location, msg, timeout)
@@ -707,7 +707,7 @@ class ClientSession:
             moved = True
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
-            self._flush(holders)
+            self._flush(holders, self.timeout)
             msg["origin"] = self.ref.incarnation
             self._heartbeat.ensure_running()
             awaiting = self._round_trips.start({location.incarnation: msg},
@@ -887,5 +887,3 @@ def _to_ref(value: Any) -> Any:
     if isinstance(value, PointerTensor):
         return Ref(value.id_at_location, value._attr)
     return value
-
-
