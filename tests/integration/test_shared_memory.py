@@ -17,7 +17,7 @@ import zmq
 
 import syftzmq as sy
 from support.workers import started_workers
-from support.processes import wait_until
+from support.processes import kill_stopped, wait_until
 from syftzmq.client.connection import Connection
 from syftzmq.client.handles import default_session
 from syftzmq.errors import ProtocolError
@@ -166,8 +166,7 @@ def test_no_segment_outlives_a_sender_killed_mid_transfer(hook):
         wait_until(lambda: shm.segments_of([sender.process.pid]), 10, "the sender wrote a segment")
         os.kill(sender.process.pid, signal.SIGKILL)
     finally:
-        os.kill(receiver.process.pid, signal.SIGKILL)
-        os.kill(receiver.process.pid, signal.SIGCONT)
+        kill_stopped(receiver)
     with pytest.raises(sy.WorkerUnavailable):  # the move cannot complete: both ends are killed
         p + 0
     for worker in (sender, receiver):
@@ -184,8 +183,7 @@ def test_no_segment_outlives_a_receiver_killed_before_reading(hook):
         torch.randn(4 * MiB).send(receiver)  # fire-and-forget: written, never read
         assert shm.segments_of([os.getpid()]), "the client should have written a segment"
     finally:
-        os.kill(receiver.process.pid, signal.SIGKILL)
-        os.kill(receiver.process.pid, signal.SIGCONT)
+        kill_stopped(receiver)
     receiver.process.stop()
     default_session().forget(receiver.ref)  # closing the connection discards what it never took
     assert _leftovers(receiver) == []

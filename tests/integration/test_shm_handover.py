@@ -17,7 +17,7 @@ import torch
 
 import syftzmq as sy
 from support.hostile import RawPeer
-from support.processes import EXIT_DEADLINE, wait_for_exit, wait_until
+from support.processes import EXIT_DEADLINE, kill_stopped, wait_for_exit, wait_until
 from syftzmq.client.handles import default_session
 from syftzmq.wire import shm
 
@@ -138,8 +138,7 @@ def test_killing_the_destination_mid_move_keeps_the_data_on_the_source(hook):
     try:
         wait_until(lambda: _lent_while_moving(source) == lent + 1, 10, "the source lent the pages")
     finally:
-        os.kill(dest.process.pid, signal.SIGKILL)
-        os.kill(dest.process.pid, signal.SIGCONT)
+        kill_stopped(dest)
     with pytest.raises(sy.WorkerUnavailable):      # the move's failure, at the pointer's next use
         p + 0
     dest.process.stop()

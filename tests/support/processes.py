@@ -101,3 +101,10 @@ def frozen(worker):
         yield
     finally:
         os.kill(worker.process.pid, signal.SIGCONT)
+
+
+def kill_stopped(worker) -> None:
+    """SIGKILL a (possibly SIGSTOPped) worker. SIGKILL ends a stopped process too, and nothing
+    may follow it: the template reaps its children at once, so a SIGCONT after it can find the
+    pid gone (``ProcessLookupError``) or, worse, reused by another process."""
+    os.kill(worker.process.pid, signal.SIGKILL)
