@@ -29,11 +29,12 @@ INLINE_LIMIT = 4096
 PROTOCOL = 5
 
 
-def tensor_memory(tensor: torch.Tensor, lend: bool = False) -> memoryview:
+def tensor_memory(tensor: torch.Tensor, lend: bool = False, keeps: bool = False) -> memoryview:
     """A writable memoryview over a contiguous CPU tensor's bytes, keeping the tensor alive.
 
     ``lend`` marks the memory as lendable: a shared-memory transfer may hand its pages to the
-    receiver instead of copying them (see :func:`syftzmq.wire.shm.lent_references`)."""
+    receiver instead of copying them (see :func:`syftzmq.wire.shm.lent_references`); ``keeps``:
+    the sender keeps reading them, so the receiver maps them copy-on-write."""
     nbytes = tensor.numel() * tensor.element_size()
     if nbytes == 0:
         return memoryview(bytearray())
@@ -41,6 +42,7 @@ def tensor_memory(tensor: torch.Tensor, lend: bool = False) -> memoryview:
     raw._owner = tensor  # the view must not outlive the tensor's storage
     if lend:
         raw._lend = True
+        raw._lender_keeps = keeps
     return memoryview(raw).cast("B")
 
 
@@ -50,12 +52,15 @@ class Lent:
     Only its sender can know that nothing else shares the tensor's memory and that it gives the
     tensor up once received (see :mod:`syftzmq.worker.handover`); it wraps the tensor in the
     message, and the receiver unpickles a plain tensor. Across hosts it travels like any other.
+    ``keeps``: the sender still reads the memory (never writes it), so the receiver's writes
+    must not reach it: the receiver maps the pages copy-on-write.
     """
 
-    __slots__ = ("tensor",)
+    __slots__ = ("tensor", "keeps")
 
-    def __init__(self, tensor: torch.Tensor) -> None:
+    def __init__(self, tensor: torch.Tensor, keeps: bool = False) -> None:
         self.tensor = tensor
+        self.keeps = keeps
 
 
 _STRIDED = torch.strided
@@ -123,13 +128,13 @@ def _materialized(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.is_contiguous() else tensor.contiguous()
 
 
-def _reduce_tensor(obj: torch.Tensor, lend: bool = False) -> tuple:
+def _reduce_tensor(obj: torch.Tensor, lend: bool = False, keeps: bool = False) -> tuple:
     data = _materialized(obj.detach())
     nbytes = data.numel() * data.element_size()
     # Small tensors travel in the pickle as bytes (one small copy, no buffer callback); larger
     # ones as a buffer over their memory, which leaves the pickle as a frame of its own.
     payload = _in_band(data, nbytes) if nbytes < INLINE_LIMIT \
-        else pickle.PickleBuffer(tensor_memory(data, lend))
+        else pickle.PickleBuffer(tensor_memory(data, lend, keeps))
     return rebuild_tensor, (payload, obj.dtype, tuple(obj.shape),
                             obj.requires_grad, obj.grad if obj.is_leaf else None,
                             isinstance(obj, torch.nn.Parameter))
@@ -151,7 +156,7 @@ def _reduce_any_tensor(obj: torch.Tensor) -> Any:
 
 def _reduce_lent(obj: Lent) -> Any:
     if _plain_cpu(obj.tensor):
-        return _reduce_tensor(obj.tensor, lend=True)
+        return _reduce_tensor(obj.tensor, lend=True, keeps=obj.keeps)
     return obj.tensor.__reduce_ex__(PROTOCOL)
 
 

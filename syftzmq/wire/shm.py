@@ -54,7 +54,8 @@ MAX_AGE = SETTINGS.shm_max_age
 PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
 _SPARE = re.compile(r"^syftzmq-(\d+)-spare-[0-9a-f]{32}$")  # allocated ahead: shm_spares
-_LENT = re.compile(r"^fd-(\d{1,10})-(\d{1,10})-(\d{1,20})$")  # see shm_map
+# see shm_map; ``fdc-``: the lender keeps reading the pages, map them copy-on-write
+_LENT = re.compile(r"^fd(c?)-(\d{1,10})-(\d{1,10})-(\d{1,20})$")
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
 # writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
@@ -257,7 +258,9 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
         return memoryview(bytearray())
     # Mapped rather than copied: the tensor is rebuilt over these pages (unlinked, so they are
     # freed with it); a large mapping's pages are faulted in on a thread (see shm_map.Mapping).
-    return shm_map.Mapping(opened).buffer()
+    # Pages their lender keeps reading are mapped copy-on-write: writes here stay here.
+    copy_on_write = any(name.startswith("fdc-") for name, _ in parts)  # (names checked above)
+    return shm_map.Mapping(opened, copy_on_write=copy_on_write).buffer()
 
 
 def _open(name: str, size: int) -> tuple[int, int, int]:
@@ -268,7 +271,7 @@ def _open(name: str, size: int) -> tuple[int, int, int]:
     lent = _LENT.match(name)
     if not lent and not _NAME.match(name):
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
-    path = f"/proc/{lent.group(1)}/fd/{lent.group(2)}" if lent else _path(name)
+    path = f"/proc/{lent.group(2)}/fd/{lent.group(3)}" if lent else _path(name)
     try:  # a lent descriptor is a link to an unlinked file: it must be followed
         fd = os.open(path, os.O_RDWR if lent else os.O_RDWR | os.O_NOFOLLOW)
     except OSError as exc:
@@ -281,7 +284,7 @@ def _open(name: str, size: int) -> tuple[int, int, int]:
                 or info.st_mode & 0o077 or info.st_size != size):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
-        if lent and (info.st_nlink != 0 or info.st_ino != int(lent.group(3))
+        if lent and (info.st_nlink != 0 or info.st_ino != int(lent.group(4))
                      or info.st_dev != _device()):
             raise ProtocolError(f"lent shared-memory segment {name} is not an unlinked segment "
                                 f"of {DIRECTORY} with that inode: rejected")
@@ -304,7 +307,8 @@ def lent_references(buffer: memoryview) -> list[tuple[str, int]] | None:
     if not getattr(exporter, "_lend", False):
         return None
     mapping = shm_map.mapping_at(ctypes.addressof(exporter), buffer.nbytes)
-    return None if mapping is None else mapping.references()
+    return None if mapping is None else mapping.references(
+        copy_on_write=getattr(exporter, "_lender_keeps", False))
 
 
 def discard(name: str) -> None:

@@ -128,31 +128,39 @@ class Mapping:
     faulted in.
     """
 
-    def __init__(self, parts: Sequence[tuple[int, int, int]]) -> None:
+    def __init__(self, parts: Sequence[tuple[int, int, int]], copy_on_write: bool = False) -> None:
+        """``copy_on_write``: pages their lender keeps reading (see
+        :mod:`syftzmq.worker.handover`): mapped private, so that a write here copies the page
+        instead of reaching the lender; faulted in for reading (``MAP_POPULATE`` would copy
+        them all), and never lent on (the file does not have what was written here)."""
         self.size = sum(size for _, size, _ in parts)
         self.base = 0
         self._parts: list[tuple[int, int, int]] = []
         self._populating: _Populating | None = None
         later = self.size >= POPULATE_LATER_MIN
+        sharing = mmap.MAP_PRIVATE if copy_on_write else mmap.MAP_SHARED
+        populate = 0 if later or copy_on_write else _POPULATE
         try:
             self.base = _libc_mmap(None, self.size, _PROT_NONE,
                                    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
             offset = 0
             for fd, size, _ in parts:
-                _libc_mmap(self.base + offset, size, _RW,
-                           mmap.MAP_SHARED | _MAP_FIXED | (0 if later else _POPULATE), fd)
+                _libc_mmap(self.base + offset, size, _RW, sharing | _MAP_FIXED | populate, fd)
                 offset += size
         except BaseException:
             for fd, _, _ in parts:
                 os.close(fd)
             raise
-        self._keep(parts)
+        if copy_on_write and not later:
+            _libc.madvise(ctypes.c_void_p(self.base), ctypes.c_size_t(self.size),
+                          _MADV_POPULATE_READ)  # an older kernel refuses: faulted in on use
+        self._keep(parts, lendable=not copy_on_write)
         self._populating = _populate_soon(self.base, self.size) if later else None
 
-    def _keep(self, parts: Sequence[tuple[int, int, int]]) -> None:
+    def _keep(self, parts: Sequence[tuple[int, int, int]], lendable: bool = True) -> None:
         global _kept
         with _lock:
-            keep = _lending and _kept + len(parts) <= _max_kept
+            keep = lendable and _lending and _kept + len(parts) <= _max_kept
             if keep:
                 _kept += len(parts)
                 self._parts = list(parts)
@@ -167,9 +175,10 @@ class Mapping:
         raw._owner = self
         return memoryview(raw).cast("B")
 
-    def references(self) -> list[tuple[str, int]] | None:
-        """How another process reaches these pages (``fd-<pid>-<fd>-<inode>``, size per part),
-        or ``None`` if this mapping no longer holds its descriptors."""
+    def references(self, copy_on_write: bool = False) -> list[tuple[str, int]] | None:
+        """How another process reaches these pages (``fd-<pid>-<fd>-<inode>``, size per part;
+        ``fdc-`` with ``copy_on_write``: this process keeps reading them, the receiver maps
+        them private), or ``None`` if this mapping no longer holds its descriptors."""
         global _lent
         with _lock:
             parts = list(self._parts)
@@ -177,7 +186,8 @@ class Mapping:
                 return None
             _lent += 1
         pid = os.getpid()
-        return [(f"fd-{pid}-{fd}-{inode}", size) for fd, size, inode in parts]
+        kind = "fdc" if copy_on_write else "fd"
+        return [(f"{kind}-{pid}-{fd}-{inode}", size) for fd, size, inode in parts]
 
     def make_private(self) -> None:
         """Replace the shared pages under this range by a private copy, at the same addresses.

@@ -300,7 +300,8 @@ class Handlers:
         again = self._held(sender, ref)
         if again is not _MISSING:  # a retry: the first answer never reached the requester
             return again
-        sent = handover.offer(self.store, ref.id)  # held below, out of every command's reach
+        # held below, out of every command's reach; autograd may keep reading it (see handover)
+        sent = handover.offer(self.store, ref.id, autograd_may_keep=True)
         obj = raise_if_failed(self.store.take(ref.id))
         if isinstance(obj, ChainRef):
             # the next hop now belongs to the requester
