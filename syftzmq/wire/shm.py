@@ -150,14 +150,7 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
                       _write_segment(file, view, start, end, source)
                       for file, (start, end) in zip(files, bounds)])
     except BaseException:
-        for file, reference in zip(files, references):
-            _unlock(file)
-            _unlink(reference)
-            if file.recycled:
-                _spares.drop_taken(file)
-            else:
-                os.close(file.fd)
-                _spares.release(file)
+        _give_up(files, references)
         raise
     for file, reference, size in zip(files, references, sizes):
         _unlock(file)  # written: from here on its receiver may lock and map it
@@ -171,10 +164,38 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     return [(reference, size) for reference, size in zip(references, sizes)]
 
 
+_keeping = False
+
+
+def keep_exports() -> None:
+    """Keep large exports' segments to write them again (see :mod:`.shm_spares`).
+
+    For clients, whose loops send one large tensor after another. A worker does not: its
+    large exports are replies to requesters that may vanish at any moment, whose segments its
+    housekeeping finds by name (:func:`pending_tags`) — and what it sends on it mostly lends.
+    """
+    global _keeping
+    _keeping = True
+
+
 def reusable(nbytes: int) -> bool:
-    """Whether an export of ``nbytes`` keeps its segments to write them again (see
-    :mod:`.shm_spares`): one large enough that allocating its pages is what it costs."""
-    return shm_spares.MIN <= nbytes <= shm_spares.MAX
+    """Whether an export of ``nbytes`` keeps its segments to write them again: this process
+    keeps them (:func:`keep_exports`) and the export is large enough that allocating its pages
+    is what it costs."""
+    return _keeping and shm_spares.MIN <= nbytes <= shm_spares.MAX
+
+
+def _give_up(files: Sequence[shm_spares.Spare], references: Sequence[str]) -> None:
+    """An export that failed: its segments are unlinked, or dropped if kept ones (nobody
+    was told of them)."""
+    for file, reference in zip(files, references):
+        _unlock(file)
+        _unlink(reference)
+        if file.recycled:
+            _spares.drop_taken(file)
+        else:
+            os.close(file.fd)
+            _spares.release(file)
 
 
 def _unlock(file: shm_spares.Spare) -> None:
@@ -232,14 +253,7 @@ def _segments(sizes: Sequence[int], tag: object, reuse: bool
             elif file.size != size:  # a spare of as many pages: the last one's tail differs
                 os.ftruncate(file.fd, size)
     except BaseException:
-        for file, reference in zip(files, references):
-            _unlock(file)
-            _unlink(reference)
-            if file.recycled:
-                _spares.drop_taken(file)
-            else:
-                os.close(file.fd)
-                _spares.release(file)
+        _give_up(files, references)
         for file in files[len(references):]:
             os.close(file.fd)
             _spares.release(file)

@@ -24,7 +24,8 @@ soon as it has copied); the preparing thread stops at the chunk it was faulting 
 not inherited by a fork (``MADV_DONTFORK``) and a forked child closes the spares' descriptors
 it inherited: it must not keep pages its parent hands over.
 
-Kept segments: a large export's segments are not handed over for good. This process keeps
+Kept segments: in a client (:func:`syftzmq.wire.shm.keep_exports`), a large export's segments
+are not handed over for good. This process keeps
 their descriptors and its mapping (faulted in by the export's copy) and writes a later export
 of the same part sizes into one that is free again (:meth:`Spares.take` with ``recycle``), with
 one ``memcpy`` per part into pages that are already allocated and mapped: 15 ms for 256 MiB
