@@ -50,6 +50,7 @@ from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor import unchanged
 from ..tensor.pointer import PointerTensor
+from ..wire import shm
 from .chains import ChainHolders
 from .connections import Connections
 from .deliveries import MoveDoubt
@@ -100,6 +101,7 @@ class ClientSession:
         self._liveness = ClientLiveness(self.context, self.ref.incarnation,
                                         self._connections.credentials, settings.liveness_timeout,
                                         settings.liveness_interval, self.stats)
+        shm.keep_exports()  # a client's large sends write kept segments again (shm_spares)
         self._chains = ChainHolders()
         self._pending = Pending()
         self._sender = Sender(self.ref.incarnation, self._connections, self._chains,

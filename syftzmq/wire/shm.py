@@ -4,14 +4,27 @@ Over loopback TCP a 256 MiB frame crosses the kernel twice and is signed twice (
 runs at about 1.5 GB/s). Between processes of one user on one host, the sender instead writes
 each large buffer into a shared-memory file (several, written at once, for a very large one;
 prepared ahead where it can, see :mod:`.shm_spares`) and the signed message names it; the
-receiver opens the file, unlinks it at once, and maps it: the received tensor lives in those
-pages, which are freed with it. A worker sending such a tensor on lends the pages instead of
-copying them (:mod:`.shm_map`).
+receiver opens the file, locks it shared, unlinks it, and maps it: the received tensor lives in
+those pages, which are freed with it. A worker sending such a tensor on lends the pages instead
+of copying them (:mod:`.shm_map`).
+
+Reuse — allocating fresh tmpfs pages is most of what a large send costs (about 80 ms of CPU per
+256 MiB here, against 15 ms to copy into pages already mapped), so a large export's segments
+stay open and mapped in the sender and are written again by a later export of the same size
+once they are free (:mod:`.shm_spares`, "Kept segments"). What makes that safe is on the
+receiving side, in :func:`_open`: every receiver takes ``flock(LOCK_SH)`` on its own open file
+description first — held as long as it maps the pages or holds the descriptor, and never
+released otherwise — and the first one *claims* the segment (announced one page longer than its
+data, it truncates it to the data's size). The sender writes again only a claimed segment it
+can lock exclusively. Peers that do not follow this rule never share memory with this one: see
+:func:`namespace`.
 
 Lifetime — no segment outlives its use, also when a process is killed:
 
 - names carry the creator's pid: ``syftzmq-<pid>-<random>``;
-- the receiver unlinks a segment as soon as it has opened it (before reading it);
+- the receiver unlinks a segment as soon as it has opened (and locked) it, before reading it;
+- a segment written again has no name at all (see above): its pages go with the last process
+  that holds them;
 - the creator unlinks, at exit and after :data:`MAX_AGE` seconds, any segment of its own that
   nobody took (the receiver died, or the message was dropped);
 - every segment is recorded with its destination (a *tag*: the routing identity or
@@ -34,6 +47,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import mmap
 import os
 import re
@@ -46,6 +60,7 @@ from typing import Callable, Sequence
 
 from ..errors import ProtocolError
 from . import shm_map, shm_spares
+from .shm_spares import UNCLAIMED_TAIL
 from ..settings import SETTINGS
 
 DIRECTORY = SETTINGS.shm_dir  # a worker's --shm-dir replaces it at start
@@ -91,7 +106,9 @@ def namespace() -> str | None:
         pids = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
-    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}:{pids}"
+    # ":claim": receivers lock and claim what they map (see _open); a peer that does not
+    # must never get a segment that is written again, so it gets no shared memory at all
+    return f"{info.st_dev}:{info.st_ino}:{os.getuid()}:{pids}:claim"
 
 
 def shared_with(other: str | None) -> bool:
@@ -104,7 +121,7 @@ def _path(name: str) -> str:
 
 
 def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
-    """Write ``buffer`` into new segments; returns each one's name and size, in order.
+    """Write ``buffer`` into segments; returns each one's reference and size, in order.
 
     A buffer its sender marked lendable that is exactly one mapping of received segments is not
     written: the references returned let the receiver map the same pages (:mod:`.shm_map`).
@@ -112,6 +129,12 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     thread, every part but the last a whole number of pages, so that :func:`take` can map them
     back to back. ``tag`` names the destination, so that :func:`discard_tagged` can remove what
     a peer that is gone never took.
+
+    A large writable buffer (:func:`reusable`) is written into segments that stay mapped here
+    and are kept to be written again by a later export once their receiver is done with them
+    (:meth:`shm_spares.Spares.keep`): a segment written again is named by its descriptor here
+    (``fd-<pid>-<fd>-<inode>``, like a lent one) and announced :data:`UNCLAIMED_TAIL` bytes
+    long, which its receiver truncates away (:func:`_open`).
     """
     view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
     lent = lent_references(view)
@@ -120,22 +143,65 @@ def export(buffer: memoryview, tag: object = None) -> list[tuple[str, int]]:
     expire_own()
     bounds = _split(view.nbytes, WRITERS if view.nbytes >= PARALLEL_MIN else 1)
     sizes = [end - start for start, end in bounds]
-    files = _segments(sizes, tag)
-    source = shm_spares.buffer_address(view) if any(f.address for f in files) else None
+    source = shm_spares.buffer_address(view)
+    reuse = reusable(view.nbytes) and source is not None
+    files, references = _segments(sizes, tag, reuse)
     try:
         _in_parallel([lambda file=file, start=start, end=end:
                       _write_segment(file, view, start, end, source)
                       for file, (start, end) in zip(files, bounds)])
     except BaseException:
-        for file in files:
-            _unlink(file.name)
+        _give_up(files, references)
         raise
-    finally:
-        for file in files:
+    for file, reference, size in zip(files, references, sizes):
+        _unlock(file)  # written: from here on its receiver may lock and map it
+        if reuse:
+            _spares.keep(file, size, reference, sizes)
+        else:
             os.close(file.fd)
             _spares.release(file)  # handed over: the receiver owns these pages now
-    _spares.want(sizes)
-    return [(file.name, size) for file, size in zip(files, sizes)]
+    if not all(file.recycled for file in files):
+        _spares.want(sizes)  # written into new pages: the next export may need new ones too
+    return [(reference, size) for reference, size in zip(references, sizes)]
+
+
+_keeping = False
+
+
+def keep_exports() -> None:
+    """Keep large exports' segments to write them again (see :mod:`.shm_spares`).
+
+    For clients, whose loops send one large tensor after another. A worker does not: its
+    large exports are replies to requesters that may vanish at any moment, whose segments its
+    housekeeping finds by name (:func:`pending_tags`) — and what it sends on it mostly lends.
+    """
+    global _keeping
+    _keeping = True
+
+
+def reusable(nbytes: int) -> bool:
+    """Whether an export of ``nbytes`` keeps its segments to write them again: this process
+    keeps them (:func:`keep_exports`) and the export is large enough that allocating its pages
+    is what it costs."""
+    return _keeping and shm_spares.MIN <= nbytes <= shm_spares.MAX
+
+
+def _give_up(files: Sequence[shm_spares.Spare], references: Sequence[str]) -> None:
+    """An export that failed: its segments are unlinked, or dropped if kept ones (nobody
+    was told of them)."""
+    for file, reference in zip(files, references):
+        _unlock(file)
+        _unlink(reference)
+        if file.recycled:
+            _spares.drop_taken(file)
+        else:
+            os.close(file.fd)
+            _spares.release(file)
+
+
+def _unlock(file: shm_spares.Spare) -> None:
+    if file.recycled:
+        fcntl.flock(file.fd, fcntl.LOCK_UN)
 
 
 def _split(nbytes: int, parts: int) -> list[tuple[int, int]]:
@@ -150,16 +216,21 @@ def _new_segment(kind: str = "") -> tuple[str, int]:
     return name, os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
 
 
-def _segments(sizes: Sequence[int], tag: object) -> list[shm_spares.Spare]:
-    """A segment for each size, a spare where one of that size is ready; each recorded with
-    ``tag`` (see :func:`discard_tagged`)."""
+def _segments(sizes: Sequence[int], tag: object, reuse: bool
+              ) -> tuple[list[shm_spares.Spare], list[str]]:
+    """A segment for each size and how the receiver reaches it: with ``reuse``, a kept segment
+    free again where there is one (named by its descriptor, still locked), else a spare where
+    one of that size is ready, else a new one; each recorded with ``tag`` (see
+    :func:`discard_tagged`). With ``reuse``, every segment is mapped here (it is written
+    through the mapping, now and when it is reused) and announced as unclaimed."""
     files: list[shm_spares.Spare] = []
+    references: list[str] = []
     try:
         for size in sizes:
-            file = _spares.take(size)
+            file = _spares.take(size, recycle=reuse)
             if file is None:
                 file = shm_spares.Spare(*_new_segment(), size)
-            else:  # it becomes a segment like any other, named as one
+            elif not file.recycled:  # a spare becomes a segment like any other, named as one
                 name = file.name.replace("-spare-", "-", 1)
                 try:
                     os.rename(_path(file.name), _path(name))
@@ -170,27 +241,38 @@ def _segments(sizes: Sequence[int], tag: object) -> list[shm_spares.Spare]:
                     raise
                 file.name = name
             files.append(file)
+            reference = f"fd-{os.getpid()}-{file.fd}-{file.inode}" if file.recycled else file.name
+            references.append(reference)
             with _lock:
-                _created[file.name] = (time.monotonic(), tag)
-            if file.size != size:  # a spare of as many pages: the last one's tail differs
+                _created[reference] = (time.monotonic(), tag)
+            if reuse:
+                os.ftruncate(file.fd, size + UNCLAIMED_TAIL)
+                if not file.inode:
+                    file.inode = os.fstat(file.fd).st_ino
+                if not file.address and file.recycled:  # its pages exist: no SIGBUS
+                    file.address = shm_map.map_file(file.fd, file.size)
+            elif file.size != size:  # a spare of as many pages: the last one's tail differs
                 os.ftruncate(file.fd, size)
     except BaseException:
-        for file in files:
+        _give_up(files, references)
+        for file in files[len(references):]:
             os.close(file.fd)
             _spares.release(file)
-            _unlink(file.name)
+            _unlink_file(file.name)
         raise
-    return files
+    return files, references
 
 
 def _write_segment(file: shm_spares.Spare, view: memoryview, start: int, end: int,
                    source: int | None) -> None:
-    """Bytes ``[start, end)`` of ``view`` into ``file``: those its mapping has faulted in are
-    copied into it (``source`` is the address of ``view``), the others written."""
-    copied = min(file.ready, end - start) if file.address and source is not None else 0
-    if copied:
-        ctypes.memmove(file.address, source + start, copied)  # releases the GIL
-    written = copied
+    """Bytes ``[start, end)`` of ``view`` into ``file``: copied into its mapping if it is
+    mapped here (a spare, or a kept segment: every page of either is allocated, so the copy
+    cannot fault on a full ``/dev/shm``) and ``source`` (the address of ``view``) is known,
+    else written."""
+    if file.address and source is not None:
+        ctypes.memmove(file.address, source + start, end - start)  # releases the GIL
+        return
+    written = 0
     while start + written < end:
         written += os.pwrite(file.fd, view[start + written:min(end, start + written + _CHUNK)],
                              written)
@@ -264,8 +346,15 @@ def take(parts: Sequence[tuple[str, int]]) -> memoryview:
 
 
 def _open(name: str, size: int) -> tuple[int, int, int]:
-    """Open the segment ``name``, unlink it, and check that it is ours to read; returns its
-    fd, size and inode."""
+    """Open the segment ``name``, lock it shared, unlink it, check that it is ours to read,
+    and claim it if it is announced unclaimed; returns its fd, size and inode.
+
+    The shared lock (``flock``) belongs to the open file description, which the mapping made
+    of it keeps: it lasts exactly as long as this process maps the pages or holds the
+    descriptor, also through ``kill -9``. The exporter writes a kept segment again only once
+    it was claimed and no such lock is left (:mod:`.shm_spares`); so the lock is taken before
+    the claim, and a segment locked exclusively (its exporter is writing it again: this
+    reference is stale) is refused."""
     if not isinstance(name, str) or type(size) is not int or size < 0:
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
     lent = _LENT.match(name)
@@ -277,17 +366,25 @@ def _open(name: str, size: int) -> tuple[int, int, int]:
     except OSError as exc:
         raise ProtocolError(f"shared-memory segment {name} cannot be opened: {exc.strerror}") from None
     try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise ProtocolError(f"shared-memory segment {name} is being written again by its "
+                                f"owner (a stale reference): rejected") from None
         if not lent:
-            _unlink(name)  # from here on, no process can leave it behind
+            _unlink_file(name)  # from here on, no process can leave it behind
         info = os.fstat(fd)
+        unclaimed = info.st_size == size + UNCLAIMED_TAIL
         if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
-                or info.st_mode & 0o077 or info.st_size != size):
+                or info.st_mode & 0o077 or (info.st_size != size and not unclaimed)):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
         if lent and (info.st_nlink != 0 or info.st_ino != int(lent.group(4))
                      or info.st_dev != _device()):
             raise ProtocolError(f"lent shared-memory segment {name} is not an unlinked segment "
                                 f"of {DIRECTORY} with that inode: rejected")
+        if unclaimed:
+            os.ftruncate(fd, size)  # the claim: its exporter may reuse it once we unlock
     except BaseException:
         os.close(fd)
         raise
@@ -312,16 +409,25 @@ def lent_references(buffer: memoryview) -> list[tuple[str, int]] | None:
 
 
 def discard(name: str) -> None:
-    """Unlink a segment named in a message that will not be read (only syftzmq names)."""
-    if isinstance(name, str) and _NAME.match(name):
+    """Unlink a segment named in a message that will not be read (only syftzmq names, and
+    this process's own descriptors)."""
+    if isinstance(name, str) and (_NAME.match(name) or _own_descriptor(name)):
         _unlink(name)
 
 
+def _own_descriptor(name: str) -> bool:
+    lent = _LENT.match(name)
+    return lent is not None and int(lent.group(1)) == os.getpid()
+
+
 def _unlink(name: str) -> None:
-    """Unlink a segment this process created, and forget it."""
+    """Unlink a segment this process created (a kept one not claimed yet is dropped: see
+    :meth:`shm_spares.Spares.discard_kept`), and forget it."""
     with _lock:
         _created.pop(name, None)
-    _unlink_file(name)
+    _spares.discard_kept(name)
+    if not _LENT.match(name):
+        _unlink_file(name)
 
 
 def expire_own(max_age: float = MAX_AGE, now: float | None = None) -> None:

@@ -11,6 +11,15 @@ the receiver checks and maps them like any segment, and the sender drops its own
 once the receiver has confirmed. Until the last process unmaps them, the pages stay; after, the
 kernel frees them — no file is ever left behind, whoever is killed.
 
+Every process that maps a segment holds a shared ``flock`` on its own open file description
+(taken when it opened the segment, see :func:`syftzmq.wire.shm._open`); a mapping keeps that
+description, so the lock lasts exactly as long as this process maps the pages (closing the
+descriptor after mapping keeps it; :meth:`Mapping.make_private` and the unmap end it). That is
+what tells the segment's original sender when it may write the pages again (see
+:mod:`syftzmq.wire.shm_spares`, "Kept segments"), and why a lender keeps its descriptor, and
+so its lock, until its receiver has confirmed: while pages are handed on, some process holds
+a lock at every moment.
+
 Lending is decided per message by the worker, which knows whether anything else there shares
 the tensor's memory (see :mod:`syftzmq.worker.handover`); a buffer whose memory is not exactly
 one whole mapping is never lent. Should something of the lender still see the pages after a
