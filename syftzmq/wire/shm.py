@@ -70,7 +70,8 @@ PREFIX = "syftzmq-"
 _NAME = re.compile(r"^syftzmq-(\d+)-[0-9a-f]{32}$")
 _SPARE = re.compile(r"^syftzmq-(\d+)-spare-[0-9a-f]{32}$")  # allocated ahead: shm_spares
 # see shm_map; ``fdc-``: the lender keeps reading the pages, map them copy-on-write
-_LENT = re.compile(r"^fd(c?)-(\d{1,10})-(\d{1,10})-(\d{1,20})$")
+_LENT = re.compile(r"^fd(?P<copy_on_write>c?)-(?P<pid>\d{1,10})-(?P<fd>\d{1,10})"
+                   r"-(?P<inode>\d{1,20})$")
 _CHUNK = 1 << 30  # bytes per write call (Linux caps one call below 2 GiB)
 # A buffer this large is written as several segments, each by its own thread: tmpfs serializes
 # writes to one file (inode lock), and the time goes into allocating pages, not copying bytes,
@@ -360,7 +361,7 @@ def _open(name: str, size: int) -> tuple[int, int, int]:
     lent = _LENT.match(name)
     if not lent and not _NAME.match(name):
         raise ProtocolError(f"bad shared-memory reference {name!r:.80}")
-    path = f"/proc/{lent.group(2)}/fd/{lent.group(3)}" if lent else _path(name)
+    path = f"/proc/{lent['pid']}/fd/{lent['fd']}" if lent else _path(name)
     try:  # a lent descriptor is a link to an unlinked file: it must be followed
         fd = os.open(path, os.O_RDWR if lent else os.O_RDWR | os.O_NOFOLLOW)
     except OSError as exc:
@@ -379,7 +380,7 @@ def _open(name: str, size: int) -> tuple[int, int, int]:
                 or info.st_mode & 0o077 or (info.st_size != size and not unclaimed)):
             raise ProtocolError(f"shared-memory segment {name} is not a private file of this "
                                 f"user with {size} bytes: rejected")
-        if lent and (info.st_nlink != 0 or info.st_ino != int(lent.group(4))
+        if lent and (info.st_nlink != 0 or info.st_ino != int(lent['inode'])
                      or info.st_dev != _device()):
             raise ProtocolError(f"lent shared-memory segment {name} is not an unlinked segment "
                                 f"of {DIRECTORY} with that inode: rejected")
@@ -417,7 +418,7 @@ def discard(name: str) -> None:
 
 def _own_descriptor(name: str) -> bool:
     lent = _LENT.match(name)
-    return lent is not None and int(lent.group(1)) == os.getpid()
+    return lent is not None and int(lent['pid']) == os.getpid()
 
 
 def _unlink(name: str) -> None:
