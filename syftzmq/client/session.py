@@ -568,7 +568,7 @@ class ClientSession:
 
     # ------------------------------------------------------------------ typed requests
     def get(self, pointer: PointerTensor, timeout: float | None = None) -> Any:
-        return self.get_many([pointer], timeout)[0]
+        return self._get_from(pointer._location, [pointer], timeout)[0]
 
     def get_many(self, pointers: list[PointerTensor], timeout: float | None = None) -> list[Any]:
         """Fetch several targets; one round trip per worker involved (one in the common case).
