@@ -343,7 +343,8 @@ class WorkerServer:
             self.failures.record(sender, failure)  # raised at the sender's next observation
             self.arrival_order.lost(sender)  # what waits for this message must not wait
             return
-        log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
+        if log.isEnabledFor(logging.DEBUG):  # (the arguments cost calls even when it is off)
+            log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)
         if addressed is not None and addressed != self.ref.incarnation \
                 and self._addressed_elsewhere(identity, msg):  # (for us: nothing to judge)
