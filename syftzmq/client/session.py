@@ -554,7 +554,8 @@ class ClientSession:
             # A move observes no data: only a chain holder's forwarded commands can still
             # change the objects it moves (everything else surfaces at the next observation).
             others = {incarnation for incarnation in others if incarnation in self._chains}
-        self._flush(others, timeout, complete)
+        if others:  # (the common case: only the observed worker has work in flight)
+            self._flush(others, timeout, complete)
         msg["origin"] = self.ref.incarnation
         self._heartbeat.ensure_running()  # as _round_trip does
         return self._round_trips.run_one(location, msg, timeout)
