@@ -131,8 +131,8 @@ class Connections:
         """:meth:`check_current`, then :meth:`get`: what every message to a worker asks first,
         in one call."""
         incarnation = location.incarnation
-        if incarnation in self.shut_down or self.gone.replacement(incarnation) is not None:
-            self.check_current(location)  # raises, saying which
+        if incarnation in self.shut_down or incarnation in self.gone:
+            self.check_current(location)  # raises if it was shut down or replaced, saying which
         connection = self._open.get(incarnation)
         return connection if connection is not None else self.get(location)
 

@@ -88,8 +88,16 @@ class Awaiting:
     def expect(self, incarnation: str) -> int:
         """A fresh request id for the request to ``incarnation``."""
         req = new_id()
-        self._req[req] = incarnation
+        self.expecting(req, incarnation)
         return req
+
+    def expecting(self, req: int, incarnation: str) -> None:
+        """The request to ``incarnation`` has the id ``req``."""
+        self._req[req] = incarnation
+
+    def req_of(self, incarnation: str) -> int:
+        """The id of the request to ``incarnation``."""
+        return next(req for req, asked in self._req.items() if asked == incarnation)
 
     def offer(self, incarnation: str, msg: dict | None) -> bool:
         """Take ``msg`` received from ``incarnation`` if it answers our request; else it is a
@@ -139,14 +147,24 @@ class RoundTrips:
         return self._results(self.wait(awaiting, refs, timeout))
 
     def run_one(self, location: WorkerRef, msg: dict, timeout: float | None) -> Any:
-        """:meth:`run` of one request: the value of ``location``'s reply to ``msg``."""
+        """:meth:`run` of one request: the value of ``location``'s reply to ``msg``.
+
+        The common case, so it builds nothing per request but the request: the reply is
+        received directly; only a wait that lasts past the plain wait builds an
+        :class:`Awaiting` and goes on as :meth:`wait` does (probing)."""
         incarnation = location.incarnation
-        refs = {incarnation: location}
-        replies = self.wait(self.start({incarnation: msg}, refs, timeout), refs, timeout)
-        answer = replies[incarnation]
-        if answer.get("error") is not None:
-            raise answer["error"].to_exception()
-        return answer["value"]
+        req = self._prepare(msg, timeout)
+        self._send(location, msg)
+        self._stats.round_trips += 1
+        started = time.monotonic()
+        answer = self._receive(incarnation, req, started + self.liveness.first_wait(timeout))
+        if answer is None:
+            awaiting = Awaiting()
+            awaiting.expecting(req, incarnation)
+            self._wait_alive(awaiting, {incarnation: location}, [incarnation], started, timeout)
+            answer = awaiting.replies[incarnation]
+        self._pending.answered(incarnation)  # the answering worker is caught up
+        return _value(answer)
 
     def start(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
               timeout: float | None) -> Awaiting:
@@ -154,11 +172,17 @@ class RoundTrips:
         reply is awaited only when something depends on it)."""
         awaiting = Awaiting()
         for incarnation, msg in requests.items():
-            msg["req"] = awaiting.expect(incarnation)
-            msg["timeout"] = timeout
-            msg["liveness"] = self.liveness.timeout  # a worker judges its peers by it too
+            awaiting.expecting(self._prepare(msg, timeout), incarnation)
             self._send(refs[incarnation], msg)
         return awaiting
+
+    def _prepare(self, msg: dict, timeout: float | None) -> int:
+        """Make ``msg`` a request: a fresh ``req`` id (returned), the call's bound and the
+        liveness deadline (a worker judges its peers by it too)."""
+        req = msg["req"] = new_id()
+        msg["timeout"] = timeout
+        msg["liveness"] = self.liveness.timeout
+        return req
 
     def wait(self, awaiting: Awaiting, refs: dict[str, WorkerRef],
              timeout: float | None) -> dict[str, dict]:
@@ -173,26 +197,40 @@ class RoundTrips:
         else:
             self._wait_many(awaiting, asked, plain)
         if len(awaiting.replies) != len(asked):  # not complete
-            try:
-                self.liveness.wait(refs, awaiting.missing, lambda until, extra: self._wait_many(
-                    awaiting, awaiting.missing(), until, extra), started, timeout)
-            except (WorkerUnavailable, WorkerTimeout) as exc:
-                missing = awaiting.missing()
-                self._pending.timed_out(next((i for i in missing if refs[i].id == exc.worker),
-                                             missing[0]), asked)
-                raise
+            self._wait_alive(awaiting, refs, asked, started, timeout)
         for incarnation in awaiting.replies:
             self._pending.answered(incarnation)  # every answering worker is caught up
         return awaiting.replies
 
+    def _wait_alive(self, awaiting: Awaiting, refs: dict[str, WorkerRef], asked: list[str],
+                    started: float, timeout: float | None) -> None:
+        """The wait after the plain one: as long as the workers still owing a reply are alive
+        (probing them), or until the call's bound runs out."""
+        try:
+            self.liveness.wait(refs, awaiting.missing, lambda until, extra: self._wait_many(
+                awaiting, awaiting.missing(), until, extra), started, timeout)
+        except (WorkerUnavailable, WorkerTimeout) as exc:
+            missing = awaiting.missing()
+            self._pending.timed_out(next((i for i in missing if refs[i].id == exc.worker),
+                                         missing[0]), asked)
+            raise
+
     def _wait_one(self, awaiting: Awaiting, incarnation: str, deadline: float) -> None:
+        answer = self._receive(incarnation, awaiting.req_of(incarnation), deadline)
+        if answer is not None:
+            awaiting.replies[incarnation] = answer
+
+    def _receive(self, incarnation: str, req: int, deadline: float) -> dict | None:
+        """The reply to request ``req`` from ``incarnation``, received by ``deadline`` (else
+        ``None``); whatever else comes (a late answer to an ask given up earlier) is dropped."""
         connection = self._connections[incarnation]
-        replies = awaiting.replies
-        while incarnation not in replies:  # the one reply awaited
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
-            awaiting.offer(incarnation, connection.receive(self._stats, int(remaining * 1000) + 1))
+                return None
+            answer = connection.receive(self._stats, int(remaining * 1000) + 1)
+            if answer is not None and answer.get("req") == req:
+                return answer
 
     def _wait_many(self, awaiting: Awaiting, incarnations: list[str], deadline: float,
                    extra: list[zmq.Socket] = ()) -> None:
@@ -221,8 +259,11 @@ class RoundTrips:
 
     def _results(self, replies: dict[str, dict]) -> dict[str, Any]:
         """The values of ``replies``; the first remote error is raised."""
-        errors = [msg["error"].to_exception() for msg in replies.values()
-                  if msg.get("error") is not None]
-        if errors:
-            raise errors[0]
-        return {incarnation: msg["value"] for incarnation, msg in replies.items()}
+        return {incarnation: _value(msg) for incarnation, msg in replies.items()}
+
+
+def _value(answer: dict) -> Any:
+    """The value of one reply; its remote error is raised."""
+    if answer.get("error") is not None:
+        raise answer["error"].to_exception()
+    return answer["value"]

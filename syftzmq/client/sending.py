@@ -85,8 +85,7 @@ class Sender:
         queued = self.outbox.take(incarnation)
         if queued:
             msg[BEFORE] = queued
-        confirmed = self.confirmations.take(incarnation) \
-            if self.confirmations and kind in CONFIRM_CARRIERS else None
+        confirmed = self.confirmations.take(incarnation) if kind in CONFIRM_CARRIERS else None
         if confirmed:
             msg[CONFIRMS] = confirmed
         try:

@@ -556,7 +556,8 @@ class ClientSession:
             # A move observes no data: only a chain holder's forwarded commands can still
             # change the objects it moves (everything else surfaces at the next observation).
             others = {incarnation for incarnation in others if incarnation in self._chains}
-        self._flush(others, timeout, complete)
+        if others:  # (the common case: only the observed worker has work in flight)
+            self._flush(others, timeout, complete)
         msg["origin"] = self.ref.incarnation
         self._heartbeat.ensure_running()  # as _round_trip does
         return self._round_trips.run_one(location, msg, timeout)
@@ -570,7 +571,7 @@ class ClientSession:
 
     # ------------------------------------------------------------------ typed requests
     def get(self, pointer: PointerTensor, timeout: float | None = None) -> Any:
-        return self.get_many([pointer], timeout)[0]
+        return self._get_from(pointer._location, [pointer], timeout)[0]
 
     def get_many(self, pointers: list[PointerTensor], timeout: float | None = None) -> list[Any]:
         """Fetch several targets; one round trip per worker involved (one in the common case).
@@ -594,15 +595,19 @@ class ClientSession:
     def _get_from(self, location: WorkerRef, group: list[PointerTensor],
                   timeout: float | None) -> list[Any]:
         """:meth:`get_many` of pointers that all point into ``location``: one round trip."""
-        fetched = self.observe(location, message(GET, refs=[_to_ref(p) for p in group]), timeout)
+        fetched = self.observe(location, message(GET, refs=[Ref(p.id_at_location, p._attr)
+                                                            for p in group]), timeout)
         taken = [pointer.id_at_location for pointer in group if pointer._attr is None]
-        with self._lock:  # a fetched target left its holder: it is no chain target there
-            self._chains.released(location.incarnation, taken)
-            self._sender.confirmations.add(location, taken)
-            if taken and _fetched_bytes(fetched) > CONFIRM_AT_ONCE_BYTES:
-                self._confirm_now(location)
-        return [self._fetched(value) if isinstance(value, ChainRef) else value
-                for value in fetched]
+        if taken:
+            with self._lock:  # a fetched target left its holder: it is no chain target there
+                self._chains.released(location.incarnation, taken)
+                self._sender.confirmations.add(location, taken)
+                if _fetched_bytes(fetched) > CONFIRM_AT_ONCE_BYTES:
+                    self._confirm_now(location)
+        for value in fetched:
+            if isinstance(value, ChainRef):  # a chain hop came back: pointers are made of them
+                return [self._fetched(value) for value in fetched]
+        return fetched
 
     def _confirm_now(self, location: WorkerRef) -> None:
         """Confirm a large get at once (a message of its own, never blocking) instead of with
@@ -856,7 +861,11 @@ _IMMUTABLE = PLAIN_VALUES | {Ref, torch.Size}
 
 def _fetched_bytes(values: list) -> int:
     """Bytes of the tensors among ``values`` (what a get brought back)."""
-    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
+    total = 0
+    for value in values:  # a loop, not sum(...) of a generator: most gets fetch one tensor
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+    return total
 
 
 def _names_a_view(args: tuple, kwargs: dict) -> bool:

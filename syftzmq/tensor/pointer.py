@@ -231,9 +231,10 @@ class PointerTensor(PointerAPI, RemoteOperand):
         :class:`~syftzmq.errors.WorkerTimeout`); a get that raises leaves the target where it
         was, so it can be retried.
         """
-        self._check_usable()
         if self._attr is None:
-            self._check_owning("get")
+            self._check_owning("get")  # (checks it is usable first)
+        else:
+            self._check_usable()
         value = self._require_session().get(self, timeout)
         if self._attr is None:
             self._relinquish("fetched with .get()")

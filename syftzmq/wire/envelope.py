@@ -92,21 +92,26 @@ class Signer:
 
     def verify(self, signature: bytes, protocol: bytes, frames: Sequence) -> None:
         """Raise :class:`ProtocolError` unless ``signature`` is valid and new."""
+        self.accept(signature, self.sign(protocol, frames))
+
+    def accept(self, signature: bytes, expected: bytes) -> None:
+        """Raise :class:`ProtocolError` unless ``signature`` is ``expected`` (this end's
+        :meth:`sign` of what came) and new. A one-frame message is checked as
+        ``accept(signature, sign_compact(frame))``: no frame list to build."""
         if self.key is None:
             if signature:
                 raise ProtocolError("signed message received, but this end has no key")
             return
         if not signature:
             raise ProtocolError("unsigned message rejected: this cluster requires signatures")
-        expected = self.sign_compact(frames[0]) if protocol is PROTOCOL_COMPACT \
-            and len(frames) == 1 else self.sign(protocol, frames)
         if not hmac.compare_digest(signature, expected):
             raise ProtocolError("bad signature: message rejected")
-        if signature in self._recent:
+        recent = self._recent
+        if signature in recent:
             raise ProtocolError("replayed message rejected")
-        self._recent[signature] = None
-        if len(self._recent) > self._window:
-            self._recent.popitem(last=False)
+        recent[signature] = None
+        if len(recent) > self._window:
+            recent.popitem(last=False)
 
 
 _LAYOUTS: dict[tuple[int, int], struct.Struct] = {}  # a cache: compiling a layout costs more than signing
@@ -235,7 +240,7 @@ def _unpack_compact(signer: Signer, frame, max_bytes: int) -> bytes:
     if signature_end > nbytes:
         raise ProtocolError("one-frame message truncated inside its signature (bad frames)")
     header = view[signature_end:]
-    signer.verify(bytes(view[start + 1:signature_end]), PROTOCOL_COMPACT, [header])
+    signer.accept(bytes(view[start + 1:signature_end]), signer.sign_compact(header))
     return bytes(header)
 
 

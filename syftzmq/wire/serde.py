@@ -91,22 +91,39 @@ def rebuild_tensor(buffer: Any, dtype: torch.dtype, shape: tuple, requires_grad:
     for size in shape:
         numel *= size
     expected = numel * dtype.itemsize
+    if type(buffer) is bytes and expected:  # a small tensor, in band: the usual reply
+        if len(buffer) != expected:
+            raise _size_mismatch(shape, dtype, expected, len(buffer))
+        # One copy into memory of its own (a tensor over the unpickler's object would keep
+        # that alive too); cheaper than allocating a tensor and copying.
+        tensor = _shaped(torch.frombuffer(bytearray(buffer), dtype=dtype), shape)
+        if parameter or requires_grad or grad is not None:
+            return _with_autograd(tensor, requires_grad, grad, parameter)
+        return tensor
     in_band = isinstance(buffer, (bytes, bytearray))
     view = None if in_band else (
         memoryview(buffer).cast("B") if not isinstance(buffer, memoryview) else buffer.cast("B"))
     nbytes = len(buffer) if in_band else view.nbytes
     if nbytes != expected:
-        raise ProtocolError(f"tensor of shape {tuple(shape)} and dtype {dtype} needs {expected} bytes, "
-                            f"got {nbytes}")
+        raise _size_mismatch(shape, dtype, expected, nbytes)
     if expected == 0:
         tensor = torch.empty(shape, dtype=dtype)
     elif in_band or view.readonly:
-        # In band (small): one copy into memory of its own (a tensor over the unpickler's
-        # object would keep that alive too); cheaper than allocating a tensor and copying.
         tensor = _shaped(torch.frombuffer(bytearray(buffer if in_band else view), dtype=dtype), shape)
     else:  # over the received memory; a tensor of its own (no view of a 1-d base), so that
         # the only tensor over a received segment is this one (see syftzmq.worker.handover)
         tensor = _shaped(torch.frombuffer(view, dtype=dtype), shape)
+    return _with_autograd(tensor, requires_grad, grad, parameter)
+
+
+def _size_mismatch(shape: tuple, dtype: torch.dtype, expected: int, nbytes: int) -> ProtocolError:
+    return ProtocolError(f"tensor of shape {tuple(shape)} and dtype {dtype} needs {expected} "
+                         f"bytes, got {nbytes}")
+
+
+def _with_autograd(tensor: torch.Tensor, requires_grad: bool, grad: torch.Tensor | None,
+                   parameter: bool) -> torch.Tensor:
+    """``tensor`` as the parameter, or the tensor requiring grad (with ``grad``), it was."""
     if parameter:
         tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
     elif requires_grad:

@@ -241,6 +241,10 @@ class PeerLiveness:
             return f"no answer within {timeout:.1f} s (it announced no liveness endpoint)"
         return f"no liveness answer for {timeout:.1f} s (killed, frozen or unreachable)"
 
+    def __bool__(self) -> bool:
+        """Whether :meth:`check` has anything to do (a probe to read, a peer watched)."""
+        return bool(self._probes or self._watching)
+
     def next_due(self) -> float | None:
         """When the loop must look again (the next probe, or a verdict)."""
         if not self._watching:

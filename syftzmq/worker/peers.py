@@ -140,6 +140,10 @@ class Peers:
             discard_unsent(frames)
             raise
 
+    def __bool__(self) -> bool:
+        """Whether any peer socket is open or anything is queued for one."""
+        return bool(self._sockets or self._queued)
+
     def sockets(self) -> list[zmq.Socket]:
         return list(self._sockets.values())
 

@@ -193,11 +193,32 @@ class WorkerServer:
         guarded alone: whatever escapes one is logged and counted, and the others still run."""
         if self.router in events:
             self._guarded("reading requests", self._drain, self.router, self._on_request)
-        for sock in self.peers.sockets():
-            if sock in events:
-                self.peers.heard_from(sock)
-                self._guarded("reading peer replies", self._drain, sock, self._on_peer_reply)
-        self._send_queued()
+        if self.peers:  # (a worker that forwards nothing has no peer sockets, nothing queued)
+            for sock in self.peers.sockets():
+                if sock in events:
+                    self.peers.heard_from(sock)
+                    self._guarded("reading peer replies", self._drain, sock, self._on_peer_reply)
+            self._send_queued()
+        if len(events) > 1 or self.router not in events:
+            self._other_events(events)
+        # (with nothing awaited from peers, neither has anything to do)
+        awaiting = self.waiters or self.peer_liveness or self.loop_state.awaiting_peers
+        if awaiting:
+            self.counters["errors"] += self.waiters.expire()
+        if self.arrival_order:
+            self._guarded("forwarded messages waiting for their client's",
+                          self.arrival_order.expire)
+        if awaiting:
+            self._guarded("the peers' liveness", self._check_peers)
+        now = time.monotonic()
+        if now >= self.lease_ticks.next_tick:  # (each step says when it is due next)
+            self._guarded("the lease tick", self.lease_ticks.tick, now)
+        if now >= self.requesters.next_pass:
+            self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
+                          self._still_connected)
+
+    def _other_events(self, events: dict) -> None:
+        """The loop's own descriptors: the parent's pipe (closed: stop) and the signal pipe."""
         if self.parent_fd is not None and self.parent_fd in events:
             if not os.read(self.parent_fd, 64):
                 self._stop("parent process exited")
@@ -206,17 +227,6 @@ class WorkerServer:
                 os.read(self._wakeup_r, 64)
             except BlockingIOError:
                 pass
-        self.counters["errors"] += self.waiters.expire()
-        if self.arrival_order:
-            self._guarded("forwarded messages waiting for their client's",
-                          self.arrival_order.expire)
-        self._guarded("the peers' liveness", self._check_peers)
-        now = time.monotonic()
-        if now >= self.lease_ticks.next_tick:  # (each step says when it is due next)
-            self._guarded("the lease tick", self.lease_ticks.tick, now)
-        if now >= self.requesters.next_pass:
-            self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
-                          self._still_connected)
 
     def _guarded(self, what: str, step: Callable, *args: Any) -> None:
         try:
@@ -256,10 +266,11 @@ class WorkerServer:
 
     def _poll_timeout_ms(self) -> int:
         soonest = min(self.lease_ticks.next_tick, self.requesters.next_pass)
-        for awaited in (self.waiters.soonest(), self.peer_liveness.next_due(),
-                        self.arrival_order.next_due()):
-            if awaited is not None:
-                soonest = min(soonest, awaited)
+        if self.waiters or self.peer_liveness or self.arrival_order:
+            for awaited in (self.waiters.soonest(), self.peer_liveness.next_due(),
+                            self.arrival_order.next_due()):
+                if awaited is not None:
+                    soonest = min(soonest, awaited)
         return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
 
     def stats(self) -> dict:
@@ -332,7 +343,8 @@ class WorkerServer:
             self.failures.record(sender, failure)  # raised at the sender's next observation
             self.arrival_order.lost(sender)  # what waits for this message must not wait
             return
-        log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
+        if log.isEnabledFor(logging.DEBUG):  # (the arguments cost calls even when it is off)
+            log.debug("%s from %s (req %s)", msg["kind"], sender, msg.get("req"))
         addressed = msg.get(ADDRESSED_TO)
         if addressed is not None and addressed != self.ref.incarnation \
                 and self._addressed_elsewhere(identity, msg):  # (for us: nothing to judge)
