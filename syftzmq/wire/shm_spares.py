@@ -186,13 +186,15 @@ class Spares:
         for spare in self._kept:
             if _pages(spare.size) != _pages(size):
                 continue
+            # The claim first, without locking: an exclusive lock taken on a segment not claimed
+            # yet, however briefly, would make its receiver, opening it at that moment, refuse
+            # it as a stale reference (an 8 x 64 MiB queue of sends lost one that way).
+            if not _claimed(spare):  # its receiver has not opened it yet (or never will)
+                continue
             try:
                 fcntl.flock(spare.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                continue  # mapped somewhere (or being opened by its receiver)
-            if not _claimed(spare):  # its receiver has not opened it yet (or never will)
-                fcntl.flock(spare.fd, fcntl.LOCK_UN)
-                continue
+                continue  # mapped somewhere
             self._kept.remove(spare)
             spare.recycled = True
             return spare

@@ -22,7 +22,7 @@ from support.hostile import RawPeer
 from support.processes import EXIT_DEADLINE, frozen, kill_stopped, wait_for_exit, wait_until
 from syftzmq.client.handles import default_session
 from syftzmq.errors import ProtocolError
-from syftzmq.wire import shm
+from syftzmq.wire import shm, shm_spares
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(not shm.enabled(), reason="no /dev/shm on this host")]
@@ -42,15 +42,14 @@ def _free_references() -> list[str]:
     locked by no process (the test asks; it does not take them)."""
     free = []
     for spare in list(shm._spares._kept):
+        if os.fstat(spare.fd).st_size != spare.exported:
+            continue  # not claimed: locking it now could make its receiver refuse it
         try:
             fcntl.flock(spare.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             continue
-        try:
-            if os.fstat(spare.fd).st_size == spare.exported:
-                free.append(spare.reference)
-        finally:
-            fcntl.flock(spare.fd, fcntl.LOCK_UN)
+        fcntl.flock(spare.fd, fcntl.LOCK_UN)
+        free.append(spare.reference)
     return free
 
 
@@ -129,6 +128,34 @@ def test_a_segment_its_stopped_receiver_has_not_mapped_is_not_written_again(bob,
     assert torch.equal(pointer.get(), x)
     for y, stored in later:
         assert torch.equal(stored.get(), y)
+
+
+def test_a_segment_not_claimed_yet_is_never_locked(bob, alice, monkeypatch):
+    """Its receiver takes ``LOCK_SH|LOCK_NB`` when it opens it and refuses a segment locked
+    exclusively (a stale reference): an exporter that locked an unclaimed segment even for a
+    moment, to see whether it is free, made a queue of large sends lose one now and then."""
+    _a_free_segment(bob)
+    exclusive = []
+    real_flock = fcntl.flock
+
+    def recording_flock(fd, operation):
+        if operation & fcntl.LOCK_EX:
+            exclusive.append(os.fstat(fd).st_ino)
+        return real_flock(fd, operation)
+
+    x = _distinct(45)
+    with frozen(bob):
+        pointer = x.send(bob)  # written into the free segment; bob has not opened it
+        in_flight = {spare.inode for spare in shm._spares._kept
+                     if os.fstat(spare.fd).st_size != spare.exported}
+        assert in_flight, "the send should have left a kept segment its receiver has not claimed"
+        monkeypatch.setattr(shm_spares.fcntl, "flock", recording_flock)
+        for seed in (46, 47, 48):  # what the next sends would write, here
+            for reference, _ in shm.export(memoryview(_distinct(seed).numpy()).cast("B")):
+                shm.discard(reference)  # never sent
+        monkeypatch.undo()
+    assert not in_flight & set(exclusive), "an unclaimed segment was locked exclusively"
+    assert torch.equal(pointer.get(), x)
 
 
 def test_a_segment_a_receiver_killed_before_mapping_is_dropped_not_written_again(victim, bob):
