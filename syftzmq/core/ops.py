@@ -16,14 +16,13 @@ anyway, see SECURITY.md).
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any, Callable
 
 import torch
 
 from ..errors import OperationRefused
 from . import allowlist
-from .vocabulary import OPERATORS, SETTABLE_ATTRIBUTES, tensor_property
+from .vocabulary import SETTABLE_ATTRIBUTES, tensor_property
 
 def op_name(func: Any) -> str:
     """``namespace::name.overload`` of a ``torch.ops`` operator."""

@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> a
                              "DIR/authorized (see syftzmq.security.curve)")
     parser.add_argument("--threads", type=int, default=SETTINGS.worker_threads,
                         help="torch intra-op threads (torch.set_num_threads); default: env "
-                             f"SYFTZMQ_WORKER_THREADS, else torch's own default (one per core)")
+                             "SYFTZMQ_WORKER_THREADS, else torch's own default (one per core)")
     parser.add_argument("--liveness-bind", default=None,
                         help="endpoint of the liveness socket, which a thread of its own answers "
                              "while the worker computes (default: the --bind interface, a free "

@@ -51,7 +51,6 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any
 
 import torch
 
