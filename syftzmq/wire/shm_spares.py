@@ -9,15 +9,15 @@ export of those sizes:
 - a spare of at least :data:`MAPPED_MIN` bytes is also mapped here and, once every part is
   allocated, its pages are faulted in, a chunk at a time, by a thread at the lowest priority:
   the export copies into them with a plain ``memcpy`` (which releases the GIL, one thread per
-  part), about 0.6x the time of ``pwrite`` into the allocated file; a spare taken before all
-  its pages are in is copied into all the same (the copy faults the rest in, about the cost of
-  ``pwrite``, and leaves the mapping whole for the export that reuses it, below). Faulting in costs more CPU than the
-  copy saves, so it pays only when the process has idle time between large exports: measured
-  interleaved in one session against spares that are only allocated (loaded 2-core machine),
-  send 64 / 256 MiB 0.88x / 0.92x (up to 0.65x) when the result is used between rounds, and
-  1.03-1.04x (noise) when sends follow each other at once, since the thread then rarely runs.
-  1 MiB exports take no spare at all: measured fastest (1.36-1.51 ms against 1.5-1.7 ms with a
-  spare of either kind).
+  part), about 0.6x the time of ``pwrite`` into the allocated file; a spare taken before all its
+  pages are in is copied into all the same (the copy faults the rest in, about the cost of
+  ``pwrite``, and leaves the mapping whole for the export that reuses it, below). Faulting in
+  costs more CPU than the copy saves, so it pays only when the process has idle time between
+  large exports: measured interleaved in one session against spares that are only allocated
+  (loaded 2-core machine), send 64 / 256 MiB 0.88x / 0.92x (up to 0.65x) when the result is used
+  between rounds, and 1.03-1.04x (noise) when sends follow each other at once, since the thread
+  then rarely runs. 1 MiB exports take no spare at all: measured fastest (1.36-1.51 ms against
+  1.5-1.7 ms with a spare of either kind).
 
 The taker of a spare owns its mapping (it keeps it with the segment, below, or unmaps it as
 soon as it has copied); the preparing thread stops at the chunk it was faulting in. Mappings are
@@ -25,24 +25,23 @@ not inherited by a fork (``MADV_DONTFORK``) and a forked child closes the spares
 it inherited: it must not keep pages its parent hands over.
 
 Kept segments: in a client (:func:`syftzmq.wire.shm.keep_exports`), a large export's segments
-are not handed over for good. This process keeps
-their descriptors and its mapping (faulted in by the export's copy) and writes a later export
-of the same part sizes into one that is free again (:meth:`Spares.take` with ``recycle``), with
-one ``memcpy`` per part into pages that are already allocated and mapped: 15 ms for 256 MiB
-where fresh pages cost 60-150 ms. Free means: its receiver claimed it (truncated it to the size
-announced, see :func:`syftzmq.wire.shm._open`) and no process holds a shared ``flock`` on it any
-more, which every receiver takes before it claims and keeps as long as it maps the pages or
-holds a descriptor — so the exclusive lock this process then gets proves nobody sees them, and
-a segment whose receiver has not opened it yet (stopped, killed, slow) is never written again.
-Back to back — the pattern of a loop that sends, fetches and drops — the segment exported last
-is usually still mapped by its receiver (a worker unmaps a fetched copy only after the
-confirmation reaches it), so :data:`KEEP` (two) are kept per part: the one before is free.
-Measured interleaved against spares only (``scripts/bench.py --cases 3``, loaded 2-core
-machine): send 256 MiB 27 ms against 95-310 ms. Only the sizes of the last large export are
-kept; older ones are dropped (their receivers hold their own descriptors), and every kept
-segment is closed after :data:`IDLE` seconds unused, at exit, in a forked child, and when its
-export turns out not to be taken (unsent, expired, its destination gone) before its receiver
-claimed it. A written-again segment has no name, so nothing of it can be left in
+are not handed over for good. This process keeps their descriptors and its mapping (faulted in
+by the export's copy) and writes a later export of the same part sizes into one that is free
+again (:meth:`Spares.take` with ``recycle``), with one ``memcpy`` per part into pages that are
+already allocated and mapped: 15 ms for 256 MiB where fresh pages cost 60-150 ms. Free means:
+its receiver claimed it (truncated it to the size announced, see :func:`syftzmq.wire.shm._open`)
+and no process holds a shared ``flock`` on it any more, which every receiver takes before it
+claims and keeps as long as it maps the pages or holds a descriptor — so the exclusive lock this
+process then gets proves nobody sees them, and a segment whose receiver has not opened it yet
+(stopped, killed, slow) is never written again. Back to back — the pattern of a loop that sends,
+fetches and drops — the segment exported last is usually still mapped by its receiver (a worker
+unmaps a fetched copy only after the confirmation reaches it), so :data:`KEEP` (two) are kept
+per part: the one before is free. Measured interleaved against spares only (``scripts/bench.py
+--cases 3``, loaded 2-core machine): send 256 MiB 27 ms against 95-310 ms. Only the sizes of the
+last large export are kept; older ones are dropped (their receivers hold their own descriptors),
+and every kept segment is closed after :data:`IDLE` seconds unused, at exit, in a forked child,
+and when its export turns out not to be taken (unsent, expired, its destination gone) before its
+receiver claimed it. A written-again segment has no name, so nothing of it can be left in
 ``/dev/shm``; spares are made only when an export could not reuse a kept segment.
 
 Lifetime: spares are named by this pid like segments (``syftzmq-<pid>-spare-<random>``, renamed
