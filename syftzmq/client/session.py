@@ -595,8 +595,7 @@ class ClientSession:
     def _get_from(self, location: WorkerRef, group: list[PointerTensor],
                   timeout: float | None) -> list[Any]:
         """:meth:`get_many` of pointers that all point into ``location``: one round trip."""
-        fetched = self.observe(location, message(GET, refs=[Ref(p.id_at_location, p._attr)
-                                                            for p in group]), timeout)
+        fetched = self.observe(location, message(GET, refs=[_to_ref(p) for p in group]), timeout)
         taken = [pointer.id_at_location for pointer in group if pointer._attr is None]
         if taken:
             with self._lock:  # a fetched target left its holder: it is no chain target there

@@ -42,8 +42,8 @@ def _free_references() -> list[str]:
     locked by no process (the test asks; it does not take them)."""
     free = []
     for spare in list(shm._spares._kept):
-        if os.fstat(spare.fd).st_size != spare.exported:
-            continue  # not claimed: locking it now could make its receiver refuse it
+        if not shm_spares._claimed(spare):
+            continue  # locking it now could make its receiver refuse it
         try:
             fcntl.flock(spare.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -147,7 +147,7 @@ def test_a_segment_not_claimed_yet_is_never_locked(bob, alice, monkeypatch):
     with frozen(bob):
         pointer = x.send(bob)  # written into the free segment; bob has not opened it
         in_flight = {spare.inode for spare in shm._spares._kept
-                     if os.fstat(spare.fd).st_size != spare.exported}
+                     if not shm_spares._claimed(spare)}
         assert in_flight, "the send should have left a kept segment its receiver has not claimed"
         monkeypatch.setattr(shm_spares.fcntl, "flock", recording_flock)
         for seed in (46, 47, 48):  # what the next sends would write, here
