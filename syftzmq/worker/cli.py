@@ -19,7 +19,6 @@ from ..security.keys import read_key
 from ..settings import SETTINGS
 from ..wire import shm
 from ..wire.envelope import MAX_MESSAGE_BYTES
-from . import heap
 from .advertise import WILDCARD_HOSTS, primary_address
 from .server import WorkerServer
 
@@ -83,8 +82,6 @@ def main(argv: list[str] | None = None, prog: str = "syftzmq-worker") -> int:
     args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
-    if SETTINGS.worker_keep_heap:
-        heap.keep_freed_memory()  # before the first tensor (see syftzmq.worker.heap)
     try:
         apply_threads(args.threads)
     except ValueError as exc:
