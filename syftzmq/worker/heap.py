@@ -22,8 +22,6 @@ memory for, and there the higher trim threshold only kept freed top-of-heap memo
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 
 from ..settings import SETTINGS
@@ -50,6 +48,8 @@ def on_backward() -> None:
 def keep_freed_memory() -> bool:
     """Fix glibc's ``mmap`` and trim thresholds for this process (see the module docstring);
     True if they were set."""
+    import ctypes  # here, not at import: a worker that never trains never loads it
+
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt

@@ -21,3 +21,10 @@ def test_opted_out_never_sets_them(monkeypatch):
     monkeypatch.setattr(heap, "_decided", True)  # what SYFTZMQ_WORKER_KEEP_HEAP=0 leaves
     heap.on_backward()
     assert calls == []
+
+
+def test_the_environment_variable_opts_out():
+    from syftzmq.settings import Settings
+
+    assert Settings.from_environ({"SYFTZMQ_WORKER_KEEP_HEAP": "0"}).worker_keep_heap is False
+    assert Settings.from_environ({}).worker_keep_heap is True
