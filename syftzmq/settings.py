@@ -63,6 +63,7 @@ class Settings:
     shm_parallel_min: int = 32 << 20
     shm_lend: bool = True
     zygote: bool = True
+    worker_keep_heap: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -102,6 +103,7 @@ class Settings:
             shm_parallel_min=read("SYFTZMQ_SHM_PARALLEL_MIN", int, cls.shm_parallel_min),
             shm_lend=environ.get("SYFTZMQ_SHM_LEND", "1") != "0",
             zygote=environ.get("SYFTZMQ_ZYGOTE", "1") != "0",
+            worker_keep_heap=environ.get("SYFTZMQ_WORKER_KEEP_HEAP", "1") != "0",
         )
 
     def replace(self, **changes) -> "Settings":

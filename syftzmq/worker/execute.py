@@ -23,6 +23,7 @@ from ..core.ops import resolve_op
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..core.allowlist import check_reference_attribute
 from ..errors import ProtocolError, WorkerMismatchError
+from . import heap
 from .store import ObjectStore
 from .validate import short
 
@@ -166,6 +167,8 @@ def _apply(op: tuple, args: Any, kwargs: Any) -> Any:
     if not args:
         raise TypeError(f"{kind} {target!r} needs a tensor to act on")
     if kind == "method":
+        if target == "backward":
+            heap.on_backward()
         return getattr(args[0], target)(*args[1:], **kwargs)
     if kind == "setattr":
         setattr(args[0], target, args[1])
