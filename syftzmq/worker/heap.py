@@ -22,6 +22,7 @@ memory for, and there the higher trim threshold only kept freed top-of-heap memo
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 from ..settings import SETTINGS
@@ -48,8 +49,6 @@ def on_backward() -> None:
 def keep_freed_memory() -> bool:
     """Fix glibc's ``mmap`` and trim thresholds for this process (see the module docstring);
     True if they were set."""
-    import ctypes  # here, not at import: a worker that never trains never loads it
-
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
