@@ -19,8 +19,10 @@ variable                       meaning (default)
                                workers a client spawns)
 ``SYFTZMQ_LEASE_SECONDS``      a worker frees a silent owner's objects after this (120)
 ``SYFTZMQ_WORKER_THREADS``     torch threads of a worker (1 for workers spawned here)
-``SYFTZMQ_BATCH``              commands queued per worker before they leave (64)
-``SYFTZMQ_LINGER_MS``          how long a queued command may wait before it leaves (5)
+``SYFTZMQ_BATCH``              commands (or held deletes) queued per worker before they
+                               leave (64)
+``SYFTZMQ_LINGER_MS``          how long a queued command, or a delete or hand-off held for
+                               a message to ride on, may wait before it leaves (5)
 ``SYFTZMQ_SHM``                ``0`` turns off shared memory between local processes (1)
 ``SYFTZMQ_SHM_DIR``            the shared-memory directory (``/dev/shm``)
 ``SYFTZMQ_SHM_THRESHOLD``      smallest buffer that goes through shared memory (1 MiB)

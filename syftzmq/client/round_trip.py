@@ -34,13 +34,18 @@ class Pending:
 
     *dirty*: commands (an observation elsewhere must flush them first); *deletes*: only deletes,
     which change no answer but a store listing (a cascade may reach the observed worker, see
-    :func:`syftzmq.core.messages.needs_complete_flush`); *unresponsive*: missed a deadline, so
-    deletes to them do not make every later observation wait for them, until they answer again.
+    :func:`syftzmq.core.messages.needs_complete_flush`); *handoffs*: workers that handed one of
+    their objects' ownership on to this client (a ``FORK`` to the peer holding it, which the
+    worker may hold back for a message to ride on, see :mod:`syftzmq.worker.peers`): a store
+    listing flushes them completely first, and only a complete flush clears them;
+    *unresponsive*: missed a deadline, so deletes to them do not make every later observation
+    wait for them, until they answer again.
     """
 
     def __init__(self) -> None:
         self.dirty: set[str] = set()
         self.deletes: set[str] = set()
+        self.handoffs: set[str] = set()
         self.unresponsive: set[str] = set()
 
     def queued(self, incarnation: str) -> None:
@@ -54,9 +59,18 @@ class Pending:
         elif incarnation not in self.unresponsive:
             self.deletes.add(incarnation)
 
+    def handing_off(self, incarnation: str) -> None:
+        """``incarnation`` answered with a pointer whose target it handed over to us."""
+        if incarnation not in self.unresponsive:
+            self.handoffs.add(incarnation)
+
+    def flushed_completely(self, incarnations: Iterable[str]) -> None:
+        """``incarnations`` answered a complete flush: their hand-offs have arrived."""
+        self.handoffs.difference_update(incarnations)
+
     def to_flush(self, incarnation: str, complete: bool) -> "set[str] | frozenset[str]":
         """The other workers an observation of ``incarnation`` must flush first."""
-        pending = self.dirty | self.deletes if complete else self.dirty
+        pending = self.dirty | self.deletes | self.handoffs if complete else self.dirty
         if not pending or (len(pending) == 1 and incarnation in pending):
             return _NONE  # the common case: only the observed worker has work in flight
         return {other for other in pending if other != incarnation}
@@ -73,9 +87,11 @@ class Pending:
         for incarnation in asked:
             self.dirty.discard(incarnation)
             self.deletes.discard(incarnation)
+            self.handoffs.discard(incarnation)
 
     def forget(self, incarnation: str) -> None:
         self.answered(incarnation)
+        self.handoffs.discard(incarnation)
 
 
 class Awaiting:

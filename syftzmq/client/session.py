@@ -110,7 +110,7 @@ class ClientSession:
                               when_blocked=self._when_blocked)
         self._round_trips = RoundTrips(self._connections, self._sender.send_now, self._pending,
                                        self.stats, self._liveness)
-        self._releases = ReleaseQueue()
+        self._releases = ReleaseQueue(hold=settings.linger_seconds, max_held=settings.batch)
         self._moves = MovesInFlight()
         self._settler = MoveSettler(self._moves, self._round_trips, self._heartbeat,
                                     self._liveness, self._chains, self._start_move)
@@ -356,6 +356,8 @@ class ClientSession:
                               for incarnation in incarnations},
                              {incarnation: self._ref_for_incarnation(incarnation)
                               for incarnation in incarnations}, timeout)
+            if complete:
+                self._pending.flushed_completely(incarnations)
 
     def _results_next_to_chains(self, location: WorkerRef, args: tuple, kwargs: dict,
                                 result_ids: list[int]) -> None:
@@ -488,10 +490,14 @@ class ClientSession:
         if not self._closed and location.incarnation not in self._connections.gone:
             self._releases.add(location, object_id)
 
-    def _drain_releases(self, carrier: tuple[WorkerRef, dict] | None = None) -> None:
-        """Send queued deletes without ever blocking (see :mod:`syftzmq.client.releases`);
-        deletes for ``carrier``'s worker ride on the carrier message."""
-        batches = self._releases.take()
+    def _drain_releases(self, carrier: tuple[WorkerRef, dict] | None = None,
+                        everything: bool = False) -> None:
+        """Send the deletes that are due without ever blocking (see
+        :mod:`syftzmq.client.releases`): those for ``carrier``'s worker ride on the carrier
+        message; the others leave once held long enough, or all of them with ``everything``
+        or without a carrier (an observation of a store listing, the close)."""
+        batches = self._releases.take(carrier[0].incarnation if carrier else None,
+                                      everything or carrier is None)
         if self._moves:  # a delete must not overtake a move's store at its destination
             for incarnation in self._moves.incarnations() & batches.keys():
                 self._releases.requeue(*batches.pop(incarnation))
@@ -537,8 +543,8 @@ class ClientSession:
         self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
             self._settler.before_observation(timeout)
-            if self._releases:
-                self._drain_releases(carrier=(location, msg))
+            if self._releases:  # a store listing sees every delete issued before it
+                self._drain_releases(carrier=(location, msg), everything=needs_complete_flush(msg))
             try:
                 return self._observe_locked(location, msg, timeout)
             except BaseException:
@@ -605,7 +611,7 @@ class ClientSession:
                     self._confirm_now(location)
         for value in fetched:
             if isinstance(value, ChainRef):  # a chain hop came back: pointers are made of them
-                return [self._fetched(value) for value in fetched]
+                return [self._fetched(value, location) for value in fetched]
         return fetched
 
     def _confirm_now(self, location: WorkerRef) -> None:
@@ -618,14 +624,18 @@ class ClientSession:
         except zmq.Again:
             pass  # the queue is full: the confirmation rides on the next message, as usual
 
-    def _fetched(self, value: Any) -> Any:
-        """A fetched value; a chain hop that came back becomes a pointer this client holds."""
+    def _fetched(self, value: Any, holder: WorkerRef) -> Any:
+        """A fetched value; a chain hop that came back from ``holder`` becomes a pointer this
+        client holds."""
         if not isinstance(value, ChainRef):
             return value
         pointer = PointerTensor.from_record(value, self)
         if pointer._owning:
             self._live[pointer.id] = pointer
             with self._lock:
+                # holder hands the hop's target over to us with a FORK it may hold for a while
+                # (syftzmq.worker.peers): a store listing must flush holder completely first
+                self._pending.handing_off(holder.incarnation)
                 self._connections.get(pointer._location)  # we own something there: keep its lease
                 # its target may itself be a pointer record; we cannot tell, so assume it is
                 self._chains.stored(pointer._location.incarnation, [pointer.id_at_location])

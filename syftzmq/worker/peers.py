@@ -7,7 +7,13 @@ these sockets; their requests arrive on the worker's ROUTER.
 Fire-and-forget messages to a peer (forwarded commands, cascading deletes, hand-offs) are
 queued and leave together when the loop has handled what it read (:meth:`Peers.send_queued`),
 or earlier riding on a request to the same peer (``before``): a chain hop's forwarded command
-and the flush that follows it are then one message, not two.
+and the flush that follows it are then one message, not two. A queue of nothing but deletes
+and ownership hand-offs (``DEL``, ``FORK``), which change no answer but a store listing, is
+held up to :data:`HOLD_SECONDS` (or :data:`MAX_HELD` messages) for a message to ride on: a
+middle hop answering ``(chain + 1).get()`` hands the next hop's pointer to the client with a
+``FORK``, which then rides on the next flush instead of costing the peer a wake-up of its own.
+A store listing still sees it: its complete flush reaches every peer with a hand-off queued
+(:mod:`~syftzmq.worker.downstream`), carrying the queue.
 
 Sockets are bounded: at most :data:`MAX_PEERS` are open, and opening one more closes the least
 recently used (references received in messages name the peers, so a batch could otherwise
@@ -21,14 +27,16 @@ are lost, and whoever awaited them times out.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
 import zmq
 
-from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, message
+from ..core.messages import ADDRESSED_TO, BATCH, BEFORE, DEL, FORK, message
 from ..core.refs import WorkerRef
 from ..security.netpolicy import is_loopback
+from ..settings import SETTINGS
 from ..wire import Signer, dumps, pack, shm
 from ..wire.dealer import LINGER_MS, open_dealer
 from ..wire.envelope import discard_unsent
@@ -38,6 +46,11 @@ log = logging.getLogger("syftzmq.worker")
 
 
 MAX_PEERS = 256
+# a queue of hand-offs waits this long for a message to ride on: the client outbox's linger
+# (SYFTZMQ_LINGER_MS), the same trade of latency for messages
+HOLD_SECONDS = SETTINGS.linger_seconds
+MAX_HELD = SETTINGS.batch  # ... or until it holds this many (SYFTZMQ_BATCH)
+_HANDOFFS = (DEL, FORK)
 
 
 class Peers:
@@ -56,6 +69,7 @@ class Peers:
         # opens (its address and filesystem do not change for an incarnation)
         self._same_host: dict[str, bool] = {}
         self._queued: dict[str, tuple[WorkerRef, list[dict]]] = {}
+        self._held_since: dict[str, float] = {}  # queues of hand-offs only, since when
         self.evicted = 0
 
     def socket(self, peer: WorkerRef) -> zmq.Socket:
@@ -87,6 +101,7 @@ class Peers:
             except Exception:  # it is being closed: what it would have carried is lost
                 log.exception("could not send what was queued for peer %s", incarnation)
                 self._queued.pop(incarnation, None)
+                self._held_since.pop(incarnation, None)
         sock = self._sockets.pop(incarnation)
         self.refs.pop(incarnation, None)
         self._same_host.pop(incarnation, None)
@@ -111,18 +126,45 @@ class Peers:
     def queue(self, peer: WorkerRef, msg: dict) -> None:
         """Send ``msg`` with the next message to ``peer`` or at :meth:`send_queued`."""
         self.socket(peer)  # a peer without an address fails the caller now
-        self._queued.setdefault(peer.incarnation, (peer, []))[1].append(msg)
+        incarnation = peer.incarnation
+        queued = self._queued.get(incarnation)
+        if queued is None:
+            queued = self._queued[incarnation] = (peer, [])
+            if msg["kind"] in _HANDOFFS:
+                self._held_since[incarnation] = time.monotonic()
+        elif msg["kind"] not in _HANDOFFS:
+            self._held_since.pop(incarnation, None)  # it has to leave this turn
+        queued[1].append(msg)
 
-    def send_queued(self) -> None:
-        """Everything queued leaves now, one message per peer; a peer that cannot be sent to
-        loses what was queued for it (and the others still get theirs)."""
-        while self._queued:
-            incarnation, (peer, _) = next(iter(self._queued.items()))
-            try:
-                self.send(peer, message(BATCH, origin=self._own_node))
-            except Exception:
-                self._queued.pop(incarnation, None)
-                log.exception("could not send queued messages to peer %s", peer.id)
+    def send_queued(self, everything: bool = False) -> None:
+        """What is queued leaves now, one message per peer — except a queue of hand-offs only
+        that has waited less than :data:`HOLD_SECONDS` (unless ``everything``). A peer that
+        cannot be sent to loses what was queued for it (and the others still get theirs)."""
+        if not self._queued:
+            return
+        now = time.monotonic()
+        for incarnation, (peer, msgs) in list(self._queued.items()):
+            since = self._held_since.get(incarnation)
+            if since is not None and not everything and now - since < HOLD_SECONDS \
+                    and len(msgs) < MAX_HELD:
+                continue
+            self._send_batch(incarnation, peer)
+
+    def _send_batch(self, incarnation: str, peer: WorkerRef) -> None:
+        """What is queued for ``peer`` leaves as one message; if it cannot, it is lost (and
+        logged), and the other peers' queues are not affected."""
+        try:
+            self.send(peer, message(BATCH, origin=self._own_node))
+        except Exception:
+            self._queued.pop(incarnation, None)
+            self._held_since.pop(incarnation, None)
+            log.exception("could not send queued messages to peer %s", peer.id)
+
+    def next_due(self) -> float | None:
+        """When the oldest held queue of hand-offs is due to leave (the loop wakes up for it)."""
+        if not self._held_since:
+            return None
+        return min(self._held_since.values()) + HOLD_SECONDS
 
     def send(self, peer: WorkerRef, msg: dict) -> None:
         """Send ``msg`` now, carrying (first) whatever is queued for ``peer``."""
@@ -130,6 +172,7 @@ class Peers:
         queued = self._queued.pop(peer.incarnation, None)
         if queued is not None:
             msg[BEFORE] = queued[1]
+            self._held_since.pop(peer.incarnation, None)
         msg[ADDRESSED_TO] = peer.incarnation
         header, buffers = dumps(msg)
         frames = pack(self._signer, header, buffers, self._same_host[peer.incarnation],

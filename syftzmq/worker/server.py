@@ -245,7 +245,7 @@ class WorkerServer:
         self._guarded("sending queued messages to peers", self.peers.send_queued)
 
     def close(self) -> None:
-        self._send_queued()
+        self._guarded("sending queued messages to peers", self.peers.send_queued, True)
         self.liveness.stop()
         self.peer_liveness.close()
         self.peers.close()
@@ -266,9 +266,9 @@ class WorkerServer:
 
     def _poll_timeout_ms(self) -> int:
         soonest = min(self.lease_ticks.next_tick, self.requesters.next_pass)
-        if self.waiters or self.peer_liveness or self.arrival_order:
+        if self.waiters or self.peer_liveness or self.arrival_order or self.peers:
             for awaited in (self.waiters.soonest(), self.peer_liveness.next_due(),
-                            self.arrival_order.next_due()):
+                            self.arrival_order.next_due(), self.peers.next_due()):
                 if awaited is not None:
                     soonest = min(soonest, awaited)
         return max(0, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
