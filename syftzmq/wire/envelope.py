@@ -32,9 +32,9 @@ from . import shm
 # travels by name (see :data:`syftzmq.wire.safe.TRAVELS_BY_NAME`). A peer of another version
 # is told so at the envelope, before anything is unpickled.
 PROTOCOL_FAMILY = b"syftzmq/"
-PROTOCOL = b"syftzmq/5"
-PROTOCOL_SHM = b"syftzmq/5+shm"  # bulk buffers travel through /dev/shm; see pack()
-PROTOCOL_COMPACT = b"syftzmq/5c"  # one frame: protocol, signature length, signature, header
+PROTOCOL = b"syftzmq/6"
+PROTOCOL_SHM = b"syftzmq/6+shm"  # bulk buffers travel through /dev/shm; see pack()
+PROTOCOL_COMPACT = b"syftzmq/6c"  # one frame: protocol, signature length, signature, header
 MAX_FRAMES = 65536
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024 * 1024
