@@ -169,7 +169,7 @@ class RoundTrips:
         received directly; only a wait that lasts past the plain wait builds an
         :class:`Awaiting` and goes on as :meth:`wait` does (probing)."""
         incarnation = location.incarnation
-        req = self._prepare(msg, timeout, new_id())
+        req = self._prepare(msg, new_id())
         self._send(location, msg)
         self._stats.round_trips += 1
         started = time.monotonic()
@@ -188,15 +188,15 @@ class RoundTrips:
         reply is awaited only when something depends on it)."""
         awaiting = Awaiting()
         for incarnation, msg in requests.items():
-            self._prepare(msg, timeout, awaiting.expect(incarnation))
+            self._prepare(msg, awaiting.expect(incarnation))
             self._send(refs[incarnation], msg)
         return awaiting
 
-    def _prepare(self, msg: dict, timeout: float | None, req: int) -> int:
-        """Make ``msg`` the request ``req`` (returned): its id, the call's bound and the
-        liveness deadline (a worker judges its peers by it too)."""
+    def _prepare(self, msg: dict, req: int) -> int:
+        """Make ``msg`` the request ``req`` (returned): its id and the liveness deadline (a
+        worker judges its peers by it too). The call's bound stays here: a worker waits for
+        its peers as long as they are alive, whatever the requester's bound."""
         msg["req"] = req
-        msg["timeout"] = timeout
         msg["liveness"] = self.liveness.timeout
         return req
 

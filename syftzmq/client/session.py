@@ -315,8 +315,8 @@ class ClientSession:
         else:
             wire_args, wire_kwargs = argtree.map_args(_to_ref, args, kwargs)
             snapshot = _is_snapshot(wire_op, wire_args, wire_kwargs)
-        msg = message(CMD, origin=self.ref.incarnation, op=wire_op, args=wire_args,
-                      kwargs=wire_kwargs, results=result_ids)
+        msg = message(CMD, origin=self.ref.incarnation, unique=False, op=wire_op,
+                      args=wire_args, kwargs=wire_kwargs, results=result_ids)
         if ids_at:
             msg[IDS_AT] = ids_at
         if not torch.is_grad_enabled():
@@ -601,7 +601,10 @@ class ClientSession:
     def _get_from(self, location: WorkerRef, group: list[PointerTensor],
                   timeout: float | None) -> list[Any]:
         """:meth:`get_many` of pointers that all point into ``location``: one round trip."""
-        fetched = self.observe(location, message(GET, refs=[_to_ref(p) for p in group]), timeout)
+        # a whole object travels as its plain id, an attribute as a Ref (see core.messages)
+        refs = [p.id_at_location if p._attr is None else Ref(p.id_at_location, p._attr)
+                for p in group]
+        fetched = self.observe(location, message(GET, unique=False, refs=refs), timeout)
         taken = [pointer.id_at_location for pointer in group if pointer._attr is None]
         if taken:
             with self._lock:  # a fetched target left its holder: it is no chain target there

@@ -74,6 +74,8 @@ IDS_AT = "ids_at"
 # :mod:`syftzmq.worker.arrival_order`.
 SEQ = "seq"
 AFTER = "after"
+# A ``GET``'s ``refs`` name its targets: a whole object (taken) by its plain id, an attribute
+# (which stays) by a :class:`~syftzmq.core.refs.Ref` (as ``ids_at`` does for commands).
 # A ``STORE`` may name, instead of ``obj``, what a ``GET`` of its sender took and it has not
 # confirmed: ``held`` (that object's id; the store consumes it, as a confirmation would) and
 # ``requires_grad`` (bool): the parameter is stored again over that copy's data, a new leaf
@@ -160,10 +162,14 @@ def check_fields(msg: dict) -> None:
 _MISSING = object()
 
 
-def message(kind: str, *, req: int = 0, origin: str = "", **fields) -> dict:
+def message(kind: str, *, req: int = 0, origin: str = "", unique: bool = True, **fields) -> dict:
     """Build a message dict. ``nonce`` makes every message unique, so that two identical
-    commands are never mistaken for a replay."""
-    return {"kind": kind, "req": req, "origin": origin, "nonce": new_id(), **fields}
+    commands are never mistaken for a replay. ``unique=False`` leaves it out, for a client's
+    message to a worker, which is unique without it: it leaves numbered (``seq``, see
+    :mod:`syftzmq.client.sending`) or inside one that is (``before``)."""
+    if unique:
+        return {"kind": kind, "req": req, "origin": origin, "nonce": new_id(), **fields}
+    return {"kind": kind, "req": req, "origin": origin, **fields}
 
 
 def reply(req: int, *, value=None, error: Failure | None = None, failures: list | None = None) -> dict:

@@ -195,6 +195,17 @@ class _CodePickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
+# The modules registered to be pickled by value, read in place: cloudpickle's own accessor
+# copies the set, and every message asks.
+_BY_VALUE = getattr(getattr(cloudpickle, "cloudpickle", None), "_PICKLE_BY_VALUE_MODULES", None)
+
+
+def _registered_by_value() -> "set[str]":
+    if isinstance(_BY_VALUE, set):
+        return _BY_VALUE
+    return cloudpickle.list_registry_pickle_by_value()
+
+
 def _names_unimportable_code(header: bytes) -> bool:
     """Whether a plain pickle refers to code the receiver may lack (by name, not by value).
 
@@ -203,8 +214,47 @@ def _names_unimportable_code(header: bytes) -> bool:
     """
     if b"__main__" in header:
         return True
-    registered = cloudpickle.list_registry_pickle_by_value()
-    return bool(registered) and any(name.encode() in header for name in registered)
+    registered = _registered_by_value()
+    return bool(registered) and any(name.encode() in header for name in list(registered))
+
+
+class _Pickling:
+    """A pickler with its stream and its out-of-band buffers, used for one message at a time.
+
+    Building a pickler, its stream and a callback per message costs more than pickling a small
+    one; idle ones wait in :data:`_IDLE` (taking one and putting it back are single steps under
+    the GIL, so threads never share one). Its memo is cleared after each message: it keeps
+    nothing it pickled alive."""
+
+    __slots__ = ("stream", "pickler", "buffers")
+
+    def __init__(self) -> None:
+        self.stream = io.BytesIO()
+        self.buffers: list[memoryview] = []
+        self.pickler = _FastPickler(self.stream, protocol=PROTOCOL,
+                                    buffer_callback=self.keep_out_of_band)
+
+    def keep_out_of_band(self, buf: pickle.PickleBuffer) -> bool:
+        raw = buf.raw()
+        if raw.nbytes < INLINE_LIMIT:
+            return True  # true means: serialize in band
+        self.buffers.append(raw)
+        return False
+
+    def dump(self, obj: Any) -> tuple[bytes, list[memoryview]]:
+        stream = self.stream
+        try:
+            self.pickler.dump(obj)
+            return stream.getvalue(), self.buffers
+        finally:
+            self.pickler.clear_memo()
+            self.buffers = []
+            stream.seek(0)
+            stream.truncate()
+
+
+_IDLE: list[_Pickling] = []
+_MAX_IDLE = 8
 
 
 def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:
@@ -222,10 +272,23 @@ def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:
     return stream.getvalue(), buffers
 
 
+def _fast_dump(obj: Any) -> tuple[bytes, list[memoryview]]:
+    """:func:`_dump` with the C pickler, by an idle :class:`_Pickling`."""
+    try:
+        pickling = _IDLE.pop()
+    except IndexError:
+        pickling = _Pickling()
+    try:
+        return pickling.dump(obj)
+    finally:
+        if len(_IDLE) < _MAX_IDLE:
+            _IDLE.append(pickling)
+
+
 def dumps(obj: Any) -> tuple[bytes, list[memoryview]]:
     """Serialize ``obj``; large tensor buffers are returned separately, uncopied."""
     try:
-        header, buffers = _dump(_FastPickler, obj)
+        header, buffers = _fast_dump(obj)
         if not _names_unimportable_code(header):
             return header, buffers
     except (pickle.PicklingError, TypeError, AttributeError):

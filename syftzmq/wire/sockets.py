@@ -20,12 +20,18 @@ NOBLOCK = int(zmq.NOBLOCK)
 _send = zmq.backend.Socket.send
 
 
+# Below this many bytes pyzmq copies a frame even when asked not to (its ``copy_threshold``),
+# after building a memoryview to find out: a small ``bytes`` frame is sent as a copy directly.
+COPY_BELOW = zmq.COPY_THRESHOLD
+
+
 def send_frames(sock: zmq.Socket, frames: Sequence, flags: int = 0) -> None:
     """``sock.send_multipart(frames, flags, copy=False)``; raises what it raises."""
     more = flags | SNDMORE
     for frame in frames[:-1]:
-        _send(sock, frame, more, copy=False)
-    _send(sock, frames[-1], flags, copy=False)
+        _send(sock, frame, more, copy=type(frame) is bytes and len(frame) < COPY_BELOW)
+    frame = frames[-1]
+    _send(sock, frame, flags, copy=type(frame) is bytes and len(frame) < COPY_BELOW)
 
 
 def recv_frames(sock: zmq.Socket, flags: int = 0) -> list:

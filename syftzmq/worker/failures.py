@@ -68,7 +68,7 @@ class FailureRecord:
     def failed_reply(self, req: int, origin: str) -> dict | None:
         """The failed reply to ``origin``'s observation ``req`` if failures wait for it
         (they are popped), else ``None``: the observation may go ahead."""
-        failures = self._by_origin.pop(origin, [])
+        failures = self._by_origin.pop(origin, None)
         if not failures:
             return None
         return reply(req, error=failures[0], failures=failures[1:])

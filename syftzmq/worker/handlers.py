@@ -281,32 +281,39 @@ class Handlers:
         """
         self._observe(identity, msg, self._take_all, sender, msg)
 
-    def _held(self, sender: str, ref: Ref) -> Any:
-        """What a get of ``ref`` by ``sender`` already took and was not confirmed, else _MISSING."""
-        if ref.attr is not None or ref.id in self.store:
+    def _held(self, sender: str, object_id: int) -> Any:
+        """What a get of ``object_id`` by ``sender`` already took and was not confirmed, else
+        _MISSING."""
+        if object_id in self.store:
             return _MISSING
-        return self.unconfirmed.find(sender, ref.id, _MISSING)
+        return self.unconfirmed.find(sender, object_id, _MISSING)
 
     def _take_all(self, sender: str, msg: dict) -> list[Any]:
+        """``refs`` names each target as its plain id (a whole object, taken) or as a
+        :class:`Ref` (an attribute, which stays)."""
         refs = msg["refs"]
         for ref in refs:  # check everything first: an error must not lose what was taken
-            if self._held(sender, ref) is _MISSING:
-                raise_if_failed(self.store.get(ref.id))
+            object_id = ref if type(ref) is int else ref.id
+            if (type(ref) is not int and ref.attr is not None) \
+                    or self._held(sender, object_id) is _MISSING:
+                raise_if_failed(self.store.get(object_id))
         return [self._fetch(sender, msg, ref) for ref in refs]
 
-    def _fetch(self, sender: str, msg: dict, ref: Ref) -> Any:
-        if ref.attr is not None:
-            return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
+    def _fetch(self, sender: str, msg: dict, ref: "int | Ref") -> Any:
+        if type(ref) is not int:
+            if ref.attr is not None:
+                return resolve_ref(self.store, ref)  # a ChainRef stays one, non-owning
+            ref = ref.id
         again = self._held(sender, ref)
         if again is not _MISSING:  # a retry: the first answer never reached the requester
             return again
         # held below, out of every command's reach; autograd may keep reading it (see handover)
-        sent = handover.offer(self.store, ref.id, autograd_may_keep=True)
-        obj = raise_if_failed(self.store.take(ref.id))
+        sent = handover.offer(self.store, ref, autograd_may_keep=True)
+        obj = raise_if_failed(self.store.take(ref))
         if isinstance(obj, ChainRef):
             # the next hop now belongs to the requester
             self.downstream.hand_over(obj, sender, _origin(msg))
-        self.unconfirmed.hold(sender, ref.id, obj)
+        self.unconfirmed.hold(sender, ref, obj)
         return sent
 
     def on_objects(self, sender: str, identity: bytes, msg: dict) -> None:

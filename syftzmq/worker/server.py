@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import torch
 import zmq
+from zmq import zmq_poll
 
 from ..core.ids import new_token
 from ..core.messages import ADDRESSED_TO, PING, check_routing_fields, reply
@@ -62,7 +63,7 @@ from .vitals import Vitals
 
 log = logging.getLogger("syftzmq.worker")
 
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs calls
+_POLLIN = int(zmq.POLLIN)  # a plain int: enum arithmetic costs calls
 READ_BATCH = 256  # messages read from one socket before looking at the others
 MAX_SENDERS_REMEMBERED = 4096  # routing identity -> incarnation, forgotten all at once when full
 REPLY_HWM = 100_000  # replies queued per requester before one is dropped (and counted)
@@ -288,10 +289,12 @@ class WorkerServer:
     def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:
         """Handle up to :data:`READ_BATCH` messages waiting on ``sock``."""
         routed = sock is self.router  # a ROUTER adds the sender's identity as frame 0
+        readable = [(sock, _POLLIN)]
         for turn in range(READ_BATCH):
-            # the poll said the socket is readable; after a message, asking is cheaper than
-            # the exception an empty read raises
-            if turn and not sock.get(_EVENTS) & _POLLIN:
+            # the poll said the socket is readable; after a message, a poll that does not wait
+            # is cheaper than the exception an empty read raises, and than ``sock.get(EVENTS)``
+            # (pyzmq turns the option and the answer into enum members: Python calls)
+            if turn and not zmq_poll(readable, 0):
                 return
             try:
                 frames = read_message(sock, MAX_FRAMES + routed, self.max_message_bytes)

@@ -96,6 +96,31 @@ def test_authenticated_junk_gets_an_error_reply_naming_the_problem(bob, raw):
     assert bob.ping()["ref"].id == "bob"
 
 
+def test_a_get_names_whole_objects_by_plain_id_and_junk_ids_get_an_error_reply(bob, raw):
+    """A ``GET`` names a whole object by its id (taken) or as a ``Ref`` (the older form, still
+    read); anything else is answered with an error and takes nothing."""
+    sock, signer, reply = raw
+    origin = "me#robust-get"
+    for object_id, value in ((71, 1.0), (72, 2.0)):
+        sock.send_multipart(pack(signer, *dumps(message(
+            "store", req=object_id, origin=origin, id=object_id, obj=torch.full((2,), value)))))
+        assert reply()["value"] is True
+    for req, junk in enumerate(["71", 71.0, True, None, [71], (71,)], start=200):
+        sock.send_multipart(pack(signer, *dumps(message("get", req=req, origin=origin,
+                                                        refs=[junk]))))
+        answer = reply()
+        assert answer["req"] == req and answer["error"] is not None, junk
+    sock.send_multipart(pack(signer, *dumps(message("get", req=300, origin=origin,
+                                                    refs=[71, Ref(72)]))))
+    answer = reply()
+    assert answer["req"] == 300 and answer["error"] is None
+    assert [t.tolist() for t in answer["value"]] == [[1.0, 1.0], [2.0, 2.0]]
+    sock.send_multipart(pack(signer, *dumps(message("flush", req=301, origin=origin,
+                                                    confirm=[71, 72]))))  # received: let go
+    assert reply()["req"] == 301
+    assert bob.ping()["ref"].id == "bob"
+
+
 def test_tensor_whose_bytes_do_not_match_its_shape_is_rejected(bob, raw):
     sock, signer, reply = raw
     header, buffers = dumps(message("store", req=5, id=1, obj=torch.zeros(4096)))

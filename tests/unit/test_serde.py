@@ -251,3 +251,26 @@ def test_small_tensors_travel_in_band_as_bytes_and_come_back_alike(value):
     back = loads(header, buffers)
     assert buffers == [] and back.shape == value.shape and back.dtype == value.dtype
     assert torch.equal(back.detach(), value.detach()) and back.requires_grad == value.requires_grad
+
+
+def test_reused_picklers_keep_messages_apart():
+    """Picklers are reused (see ``serde._Pickling``): what one message shared is not shared
+    with the next, a message pickled while another is being pickled gets a pickler of its own,
+    and out-of-band buffers stay with their message."""
+    from syftzmq.wire import serde
+
+    shared = [1, 2, 3]
+    first = serde.loads(*serde.dumps({"a": shared, "b": shared}))
+    second = serde.loads(*serde.dumps({"c": shared}))
+    assert first["a"] is first["b"] and first["a"] == shared and second == {"c": shared}
+
+    class Nested:
+        def __reduce__(self):
+            inner, _ = serde.dumps({"inner": torch.ones(3)})  # pickled mid-way through another
+            return bytes, (inner,)
+
+    header, buffers = serde.dumps({"outer": Nested(), "big": torch.arange(4096.0)})
+    outer = serde.loads(header, buffers)
+    assert len(buffers) == 1 and torch.equal(outer["big"], torch.arange(4096.0))
+    assert torch.equal(serde.loads(outer["outer"], [])["inner"], torch.ones(3))
+    assert serde.dumps({"small": 1})[1] == []  # the big buffer did not stay behind
