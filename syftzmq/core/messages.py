@@ -74,6 +74,13 @@ IDS_AT = "ids_at"
 # :mod:`syftzmq.worker.arrival_order`.
 SEQ = "seq"
 AFTER = "after"
+# A client's message to the destination of a move still in flight (from its side) may carry
+# ``moves_first``: the ids of those moves. The destination holds it, and the client's later
+# messages behind it, until each move's ``MOVE_IN`` (which carries its ``move_id``) was applied
+# there, or the client names the move in ``moves_abandoned`` (it failed: what waited runs).
+# See :mod:`syftzmq.worker.move_arrivals`.
+MOVES_FIRST = "moves_first"
+MOVES_ABANDONED = "moves_abandoned"
 # A ``STORE`` may name, instead of ``obj``, what a ``GET`` of its sender took and it has not
 # confirmed: ``held`` (that object's id; the store consumes it, as a confirmation would) and
 # ``requires_grad`` (bool): the parameter is stored again over that copy's data, a new leaf
