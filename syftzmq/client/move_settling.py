@@ -16,14 +16,18 @@ The rules, in one place:
   interruption (Ctrl-C) is raised, once every move it left unsettled is in doubt.
 - A move the source reported as failed because the destination seemed dead is started once
   more if the destination answers a liveness probe within the rule's grace (slowness is not
-  death; the source kept the data).
+  death; the source kept the data). If messages that use it went to the destination already
+  (``tagged``, see :mod:`syftzmq.worker.move_arrivals`), it is started again to the same ids
+  there, and ``replaces`` it: what waits for the first waits for the new one.
+- A failed move whose destination holds messages for it is named to the destination as
+  abandoned (``abandon``): what waited there runs, and meets the missing objects.
 
 Every method is called under the session lock.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..core.ids import new_id
 from ..core.refs import WorkerRef
@@ -41,14 +45,16 @@ class StartsMove(Protocol):
 
     def __call__(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef,
                  new_object_ids: list[int], pointers: list[Any] | None,
-                 retried: bool = False) -> MoveInFlight: ...
+                 retried: bool = False, replaces: tuple[int, ...] = ()) -> MoveInFlight: ...
 
 
 class MoveSettler:
     """Awaits moves in flight and ends each one as done or failed (or starts it again)."""
 
     def __init__(self, moves: MovesInFlight, round_trips: RoundTrips, heartbeat: Heartbeat,
-                 liveness: ClientLiveness, chains: ChainHolders, start_move: StartsMove) -> None:
+                 liveness: ClientLiveness, chains: ChainHolders, start_move: StartsMove,
+                 abandon: Callable[[MoveInFlight], None] = lambda move: None) -> None:
+        self._abandon = abandon
         self._moves = moves
         self._round_trips = round_trips
         self._heartbeat = heartbeat
@@ -148,11 +154,15 @@ class MoveSettler:
         for _, pointer in move.live_pointers():
             object.__setattr__(pointer, "_move_doubt", None)
 
-    def _failed(self, move: MoveInFlight, error: BaseException | None) -> None:
+    def _failed(self, move: MoveInFlight, error: BaseException | None,
+                abandon: bool = True) -> None:
         """The move failed or its wait gave up: the pointers go back to the source, in doubt
-        (at their next use they ask the source what became of it)."""
+        (at their next use they ask the source what became of it); what the destination
+        holds for it runs (unless ``abandon`` is false: it is started again)."""
         move.state, move.error = FAILED, error
         self._moves.ended(move)
+        if move.tagged and abandon:
+            self._abandon(move)
         self._chains.moved(move.dest.incarnation, move.dest_ids, move.source.incarnation,
                            move.source_ids)
         for index, pointer in move.live_pointers():
@@ -175,15 +185,22 @@ class MoveSettler:
         """Start ``move`` again for its pointers still alive (the source kept the data, and
         took back what reached the destination); the others' deletes are queued already."""
         live = move.live_pointers()
-        self._failed(move, None)
+        self._failed(move, None, abandon=False)
         ids = [move.source_ids[index] for index, _ in live]
         pointers = [pointer for _, pointer in live]
-        new_ids = [new_id() for _ in ids]
+        if move.tagged:  # messages at the destination name these ids (the source deleted them)
+            new_ids = [move.dest_ids[index] for index, _ in live]
+            replaces = (move.move_id, *move.replaces)
+        else:
+            new_ids, replaces = [new_id() for _ in ids], ()
         try:
-            flying = self._start_move(move.source, ids, move.dest, new_ids, pointers, retried=True)
+            flying = self._start_move(move.source, ids, move.dest, new_ids, pointers, retried=True,
+                                      replaces=replaces)
         except Exception:
             move.error = error  # the first failure is the one to surface
             self._moves.ended(move)
+            if move.tagged:
+                self._abandon(move)
             return []
         for pointer, new in zip(pointers, new_ids):
             pointer._moved_to(move.dest, new)

@@ -7,11 +7,19 @@ outstanding here, as a :class:`MoveInFlight`, and the session awaits it (with it
 and liveness rules, the bound counted from when the wait starts) before anything that could
 depend on the move:
 
-- any message to the source or the destination (a command on the moved pointer, a store,
-  another move, deletes — held back until then), and any message to a chain holder (it may
-  forward to either);
-- any use of a moved pointer (:meth:`Following.settle`, from the pointer's ``_check_usable``);
+- any message to the source (deletes to either end are held back until then), and any message
+  to a chain holder (it may forward to either);
+- any use of a moved pointer (:meth:`Following.settle`, from the pointer's ``_check_usable``),
+  and any message to the destination, only while this client holds chains;
 - at the latest, the next observation of anything (``get``, ``ping``, ``_objects``...).
+
+Otherwise a message to the destination is not held back here: it names the moves in flight to
+it (``moves_first``) and the destination holds it until their objects came from the sources
+(:mod:`syftzmq.worker.move_arrivals`); an observation of the destination is sent at once the
+same way, and its answer awaited in one wait with the moves' replies. The observation returns
+only once every move is settled, so a failed move still raises there (its answer is dropped:
+a get it made stays retrievable, :mod:`syftzmq.worker.deliveries`), and the destination is
+told the move was abandoned, so nothing waits there for it.
 
 One source has at most one move in flight (a second message to it awaits the first), so its
 reply is the only one its socket can carry; moves from different sources are awaited in one
@@ -52,6 +60,10 @@ class MoveInFlight:
     awaiting: Awaiting
     pointers: list[Any]  # weak references to the pointers that follow, aligned with the ids
     retried: bool = False  # started again once already (see the module docstring)
+    # messages using its objects went to the destination, held there until they arrive
+    # (:mod:`syftzmq.worker.move_arrivals`): if it fails, the destination is told
+    tagged: bool = False
+    replaces: tuple[int, ...] = ()  # the moves this one started again for (their messages wait)
     state: str = FLYING
     error: BaseException | None = None  # a failure not surfaced yet
     _surfaced: bool = field(default=False, repr=False)
@@ -59,10 +71,10 @@ class MoveInFlight:
     @classmethod
     def of(cls, move_id: int, source: WorkerRef, dest: WorkerRef, source_ids: list[int],
            dest_ids: list[int], awaiting: Awaiting, pointers: list[Any] | None,
-           retried: bool = False) -> "MoveInFlight":
+           retried: bool = False, replaces: tuple[int, ...] = ()) -> "MoveInFlight":
         refs = [weakref.ref(pointer) for pointer in pointers or ()]
         return cls(move_id, source, dest, list(source_ids), list(dest_ids), awaiting, refs,
-                   retried)
+                   retried, tagged=bool(replaces), replaces=replaces)
 
     def involves(self, incarnation: str) -> bool:
         return incarnation in (self.source.incarnation, self.dest.incarnation)
@@ -102,6 +114,8 @@ class Following:
         """The pointer is used: await its move; a failure is raised here (once), and the
         pointer, back at the source, is in doubt as any failed move leaves it."""
         if self.move.state == FLYING:
+            if session.defers_move(self.move):
+                return  # the destination waits for it instead (see the module docstring)
             session.await_move(self.move)
         current = pointer._move_doubt
         if current is not self:  # settled meanwhile: done (None), or started again

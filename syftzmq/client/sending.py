@@ -21,7 +21,7 @@ from typing import Callable
 
 import zmq
 
-from ..core.messages import ADDRESSED_TO, AFTER, BATCH, BEFORE, CONFIRMS, SEQ, message
+from ..core.messages import ADDRESSED_TO, AFTER, BATCH, BEFORE, CONFIRMS, MOVES_FIRST, SEQ, message
 from ..core.refs import WorkerRef
 from ..errors import WorkerUnavailable
 from ..tensor import unchanged
@@ -65,6 +65,9 @@ class Sender:
         self._when_blocked = when_blocked
         # per worker incarnation: how many messages went there (each carries its number)
         self._sent: dict[str, int] = {}
+        # workers whose queued commands may name moves (``moves_first``): the message that
+        # carries them names those moves itself, the only place the worker looks
+        self.moves_tagged: set[str] = set()
 
     def send_now(self, location: WorkerRef, msg: dict, flags: int = 0) -> None:
         """Send ``msg``, carrying whatever the outbox holds for ``location`` (applied first).
@@ -85,6 +88,8 @@ class Sender:
         queued = self.outbox.take(incarnation)
         if queued:
             msg[BEFORE] = queued
+            if self.moves_tagged and incarnation in self.moves_tagged:
+                _name_moves_carried(msg, queued)
         confirmed = self.confirmations.take(incarnation) if kind in CONFIRM_CARRIERS else None
         if confirmed:
             msg[CONFIRMS] = confirmed
@@ -109,6 +114,8 @@ class Sender:
             raise
         if numbered:
             self._sent[incarnation] = seq
+        if queued and self.moves_tagged:
+            self.moves_tagged.discard(incarnation)
         self._stalled.discard(incarnation)
         self._stats.messages_sent += 1
         self._pending.sent(incarnation, kind, queued)
@@ -205,3 +212,13 @@ class Sender:
         for incarnation in self.outbox.incarnations():
             if incarnation != location.incarnation:
                 self.flush(incarnation)
+
+
+def _name_moves_carried(msg: dict, queued: list[dict]) -> None:
+    """``msg`` names every move the commands it carries wait for (see
+    :mod:`syftzmq.worker.move_arrivals`)."""
+    for inner in queued:
+        for move_id in inner.get(MOVES_FIRST, ()):
+            named = msg.setdefault(MOVES_FIRST, [])
+            if move_id not in named:
+                named.append(move_id)

@@ -39,13 +39,14 @@ import zmq
 from ..core import argtree
 from ..core.ids import new_id, new_token
 from ..core.messages import (ADDRESSED_TO, BATCH, CLEAR, CMD, DEL, FLUSH, FORK, GET, IDS_AT, INFO,
-                             MOVE, MOVE_OUTCOME, OBJECTS, PING, RELEASES, SEARCH, SHUTDOWN,
-                             STORE, message, needs_complete_flush, probe_destination)
+                             MOVE, MOVE_OUTCOME, MOVES_ABANDONED, MOVES_FIRST, OBJECTS, PING,
+                             RELEASES, SEARCH, SHUTDOWN, STORE, message, needs_complete_flush,
+                             probe_destination)
 from ..core.meta import TensorMeta, describe
 from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
-from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout
+from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout, WorkerUnavailable
 from ..security.keys import write_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor import unchanged
@@ -113,7 +114,8 @@ class ClientSession:
         self._releases = ReleaseQueue(hold=settings.linger_seconds, max_held=settings.batch)
         self._moves = MovesInFlight()
         self._settler = MoveSettler(self._moves, self._round_trips, self._heartbeat,
-                                    self._liveness, self._chains, self._start_move)
+                                    self._liveness, self._chains, self._start_move,
+                                    self._abandon_move)
         self._handles: dict[str, Any] = {}
         self._safe_modes: dict[str, bool] = {}  # incarnation -> runs with --safe
         self._processes: list["WorkerProcess"] = []
@@ -372,8 +374,8 @@ class ClientSession:
     def _queue(self, location: WorkerRef, msg: dict, real_work: bool = False) -> None:
         """Queue a command in the outbox (see :mod:`syftzmq.client.outbox`)."""
         with self._lock:
-            if self._moves.flying:
-                self._settler.before_message_to(location, self.timeout)
+            if self._moves.flying and self._before_message_to(location, msg):
+                self._sender.moves_tagged.add(location.incarnation)
             self._connections.current(location)  # an unknown or closed worker raises now, not later
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
@@ -518,7 +520,7 @@ class ClientSession:
         """Send ``msg`` now, with the pending deletes for its worker riding on it."""
         with self._lock:
             if self._moves.flying:
-                self._settler.before_message_to(location, self.timeout)
+                self._before_message_to(location, msg)
             if self._releases:
                 self._drain_releases(carrier=(location, msg))
             try:
@@ -532,8 +534,61 @@ class ClientSession:
         """Send ``msg`` through the one way out (see :meth:`Sender.send_now`)."""
         with self._lock:
             if self._moves.flying:
-                self._settler.before_message_to(location, self.timeout)
+                self._before_message_to(location, msg)
             self._sender.send_now(location, msg, flags)
+
+    # ------------------------------------------------------------------ moves to a destination
+    def defers_move(self, move: MoveInFlight) -> bool:
+        """Whether a use of a pointer following ``move`` (in flight) need not await it: the
+        messages its use sends to the destination name the move instead, and wait there (see
+        :mod:`syftzmq.client.moves`). Not while this client holds chains (a holder may forward
+        anything anywhere)."""
+        return not self._chains
+
+    def _before_message_to(self, location: WorkerRef, msg: dict,
+                           also: set[str] = frozenset()) -> bool:
+        """Before ``msg`` goes to ``location`` (and ``also``): moves it could depend on are
+        awaited, except those whose destination ``location`` is: ``msg`` names them instead
+        (``moves_first``). Whether it names any."""
+        if self._chains or also:
+            self._settler.before_message_to(location, self.timeout, also)
+            return False
+        incarnation = location.incarnation
+        if any(move.source.incarnation == incarnation for move in self._moves.flying):
+            self._settler.settle([move for move in self._moves.flying
+                                  if move.source.incarnation == incarnation], self.timeout)
+        into = [move for move in self._moves.flying if move.dest.incarnation == incarnation]
+        if not into:
+            return False
+        for move in into:
+            move.tagged = True
+        named = msg.setdefault(MOVES_FIRST, [])
+        named.extend(move.move_id for move in into if move.move_id not in named)
+        return True
+
+    def _abandon_move(self, move: MoveInFlight) -> None:
+        """``move`` failed (or this client gave up on it) after messages that wait for it went
+        to its destination: tell the destination, so they run. Those that need its objects
+        fail there; an observation held with them (the one whose wait ended here) takes those
+        failures with its answer, which this client drops. If the move happens after all (its
+        source was only slow), the objects still arrive and the pointers follow them (the
+        doubt is settled at their next use).
+
+        The message is a ``DEL`` of nothing: it changes no answer, so it makes no later
+        observation wait for the destination (which may be the worker that is gone). Never
+        blocks nor raises: a destination that cannot be told runs them once they waited a
+        lease."""
+        dest = move.dest
+        if self._closed or dest.incarnation in self._connections.gone \
+                or dest.incarnation in self._connections.shut_down:
+            return
+        abandoned = message(DEL, origin=self.ref.incarnation, ids=[],
+                            **{MOVES_ABANDONED: [move.move_id, *move.replaces]})
+        try:
+            self._sender.send_now(dest, abandoned, zmq.NOBLOCK)
+        except Exception:
+            log.warning("could not tell %s that move %s failed; what waits for it there runs "
+                        "after a lease", dest.id, move.move_id, exc_info=True)
 
     # ------------------------------------------------------------------ observations
     def observe(self, location: WorkerRef, msg: dict, timeout: float | None = None) -> Any:
@@ -542,10 +597,17 @@ class ClientSession:
         timeout = timeout or self.timeout
         self._connections.check_current(location)  # shut down or replaced: raise at once
         with self._lock:
-            self._settler.before_observation(timeout)
+            into = self._moves_into(location, msg)
+            if into:
+                self._settler.settle([move for move in self._moves.flying
+                                      if move not in into], timeout)
+            else:
+                self._settler.before_observation(timeout)
             if self._releases:  # a store listing sees every delete issued before it
                 self._drain_releases(carrier=(location, msg), everything=needs_complete_flush(msg))
             try:
+                if into:
+                    return self._observe_with_moves(location, msg, into, timeout)
                 return self._observe_locked(location, msg, timeout)
             except BaseException:
                 # The deletes this observation carried may not have left (flushing another
@@ -554,6 +616,53 @@ class ClientSession:
                 if location.incarnation not in self._connections.gone:
                     self._releases.requeue(location, msg.pop(RELEASES, ()))
                 raise
+
+    def _moves_into(self, location: WorkerRef, msg: dict) -> list[MoveInFlight]:
+        """The moves in flight to ``location`` that an observation of it may wait for in one
+        wait with its answer (none while chains are held, none for a move observation)."""
+        if not self._moves.flying or self._chains or msg.get("kind") == MOVE:
+            return []
+        incarnation = location.incarnation
+        if any(move.source.incarnation == incarnation for move in self._moves.flying):
+            return []
+        return [move for move in self._moves.flying if move.dest.incarnation == incarnation]
+
+    def _observe_with_moves(self, location: WorkerRef, msg: dict, into: list[MoveInFlight],
+                            timeout: float | None) -> Any:
+        """:meth:`_observe_locked` of the destination of moves in flight: the request names
+        them (the destination answers once their objects came) and is awaited in one wait with
+        their replies, which also stand for flushing their sources. A move that failed raises
+        here, as :meth:`MoveSettler.before_observation` would have (the answer is dropped)."""
+        into = [move for move in into if move in self._moves.flying]
+        sources = {move.source.incarnation for move in into}
+        others = {incarnation for incarnation in self._pending.to_flush(
+            location.incarnation, needs_complete_flush(msg)) if incarnation not in sources}
+        if others:
+            self._flush(others, timeout, needs_complete_flush(msg))
+        for move in into:
+            move.tagged = True
+        msg[MOVES_FIRST] = [move.move_id for move in into]
+        msg["origin"] = self.ref.incarnation
+        self._heartbeat.ensure_running()
+        started = time.monotonic()
+        refs = {location.incarnation: location}
+        awaiting = self._round_trips.start({location.incarnation: msg}, refs, timeout)
+        # The moves first, the answer then (it is in its socket by then, or soon): one wait
+        # for both would never end if a move must be started again before the answer comes.
+        self._settler.settle(into, timeout)
+        if self._moves.unseen:
+            error = self._moves.take_unseen_error()
+            if error is not None:
+                if isinstance(error, WorkerUnavailable) and error.worker == location.id:
+                    # its source found the destination gone: the answer is not awaited, nor
+                    # does a later observation wait for it (as after a wait of our own)
+                    self._pending.timed_out(location.incarnation, [location.incarnation])
+                raise error
+        left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
+        answer = self._round_trips.wait(awaiting, refs, left)[location.incarnation]
+        if answer.get("error") is not None:
+            raise answer["error"].to_exception()
+        return answer["value"]
 
     def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float | None) -> Any:
         complete = needs_complete_flush(msg)
@@ -705,12 +814,14 @@ class ClientSession:
 
     def _start_move(self, location: WorkerRef, object_ids: list[int], dest: WorkerRef,
                     new_object_ids: list[int], pointers: list[PointerTensor] | None,
-                    retried: bool = False) -> MoveInFlight:
+                    retried: bool = False, replaces: tuple[int, ...] = ()) -> MoveInFlight:
         """Send the ``MOVE`` (a chain holder's forwarded commands can still change the objects
         it moves: those are flushed first; nothing else is waited for)."""
         move_id = new_id()
         msg = message(MOVE, ids=list(object_ids), dest=dest, new_ids=new_object_ids,
                       move_id=move_id)
+        if replaces:  # its MOVE_IN stands for these too (see syftzmq.worker.move_arrivals)
+            msg["replaces"] = list(replaces)
         moved = False
         try:
             self._connections.check_current(location)
@@ -718,7 +829,7 @@ class ClientSession:
             holders = {incarnation for incarnation in self._pending.to_flush(
                 location.incarnation, needs_complete_flush(msg)) if incarnation in self._chains}
             if self._moves:
-                self._settler.before_message_to(location, self.timeout, also=holders)
+                self._before_message_to(location, msg, also=holders)
             # a moved chain target is one at dest too (dest must count as a holder already
             # while the move is under way)
             self._chains.moved(location.incarnation, list(object_ids), dest.incarnation,
@@ -742,7 +853,7 @@ class ClientSession:
                                    MoveDoubt(move_id, location, old, dest, new))
             raise
         flying = MoveInFlight.of(move_id, location, dest, object_ids, new_object_ids, awaiting,
-                                 pointers, retried)
+                                 pointers, retried, replaces)
         self._moves.add(flying)
         for index, pointer in enumerate(pointers or ()):
             object.__setattr__(pointer, "_move_doubt", Following(flying, index))

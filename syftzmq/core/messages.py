@@ -76,6 +76,13 @@ SEQ = "seq"
 AFTER = "after"
 # A ``GET``'s ``refs`` name its targets: a whole object (taken) by its plain id, an attribute
 # (which stays) by a :class:`~syftzmq.core.refs.Ref` (as ``ids_at`` does for commands).
+# A client's message to the destination of a move still in flight (from its side) may carry
+# ``moves_first``: the ids of those moves. The destination holds it, and the client's later
+# messages behind it, until each move's ``MOVE_IN`` (which carries its ``move_id``) was applied
+# there, or the client names the move in ``moves_abandoned`` (it failed: what waited runs).
+# See :mod:`syftzmq.worker.move_arrivals`.
+MOVES_FIRST = "moves_first"
+MOVES_ABANDONED = "moves_abandoned"
 # A ``STORE`` may name, instead of ``obj``, what a ``GET`` of its sender took and it has not
 # confirmed: ``held`` (that object's id; the store consumes it, as a confirmation would) and
 # ``requires_grad`` (bool): the parameter is stored again over that copy's data, a new leaf

@@ -29,6 +29,9 @@ It never waits for what cannot come:
 
 Whatever runs without its requirement runs exactly as it would have without this module, and
 is counted (``order_gave_up``).
+
+A client's own message may also wait here: for a move's objects to arrive from its source (see
+:mod:`syftzmq.worker.move_arrivals`, which holds those).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Callable
 
-from ..core.messages import AFTER, BEFORE, SEQ
+from ..core.messages import AFTER, BEFORE, MOVES_ABANDONED, MOVES_FIRST, SEQ
 from .downstream import MAX_ORIGINS
+from .move_arrivals import MoveArrivals
 
 log = logging.getLogger("syftzmq.worker")
 
@@ -79,27 +83,23 @@ class ArrivalOrder:
         self._waiting: dict[str, deque[_Waiting]] = {}  # per peer, in arrival order
         counters.setdefault("order_waited", 0)
         counters.setdefault("order_gave_up", 0)
+        self.moves = MoveArrivals(self._apply_client, lease_seconds, counters, max_waiting)
 
     def admit(self, sender: str, identity: bytes, msg: dict) -> None:
         """Handle ``msg`` from ``sender`` now, or once what it must follow has come."""
-        seq = msg.get(SEQ)
-        if type(seq) is int:  # a client's own message: never held back, may release others
-            seen = self._seen
-            if seq > seen.get(sender, 0):
-                seen[sender] = seq
-            seen.move_to_end(sender)
-            if len(seen) > MAX_ORIGINS:
-                seen.popitem(last=False)
-            if self._lost:
-                self._lost.pop(sender, None)
-            self._apply(sender, identity, msg)
-            if self._waiting:
-                self._release(time.monotonic())
+        if type(msg.get(SEQ)) is int:  # a client's own message: it may release others
+            moves = self.moves
+            if MOVES_ABANDONED in msg and moves.note_abandoned(msg) and moves:
+                moves.release(time.monotonic())
+            if (moves or MOVES_FIRST in msg) and moves.must_hold(sender, msg):
+                moves.hold(sender, identity, msg, time.monotonic())
+                return
+            self._apply_client(sender, identity, msg)
             return
         queue = self._waiting.get(sender)
         if queue is None:
             if self._unmet(sender, msg, known_only=True) is None:
-                self._apply(sender, identity, msg)
+                self._apply_peer(sender, identity, msg)
                 return
             queue = self._waiting[sender] = deque()
         self._counters["order_waited"] += 1
@@ -108,6 +108,27 @@ class ArrivalOrder:
             self._give_up(sender, queue.popleft(), f"more than {self._max_waiting} messages "
                                                    f"from {sender} waiting")
             self._release(time.monotonic())
+
+    def _apply_client(self, sender: str, identity: bytes, msg: dict) -> None:
+        """A client's own message runs: how far that client got here is known from now on."""
+        seq = msg[SEQ]
+        seen = self._seen
+        if seq > seen.get(sender, 0):
+            seen[sender] = seq
+        seen.move_to_end(sender)
+        if len(seen) > MAX_ORIGINS:
+            seen.popitem(last=False)
+        if self._lost:
+            self._lost.pop(sender, None)
+        self._apply(sender, identity, msg)
+        if self._waiting:
+            self._release(time.monotonic())
+
+    def _apply_peer(self, sender: str, identity: bytes, msg: dict) -> None:
+        """A peer's message runs; a move's objects it brought release what waits for them."""
+        self._apply(sender, identity, msg)
+        if self.moves.note_peer_message(msg) and self.moves:
+            self.moves.release(time.monotonic())
 
     def lost(self, sender: str) -> None:
         """A message from ``sender`` could not be read: what waits for it runs now, and
@@ -119,29 +140,35 @@ class ArrivalOrder:
             self._release(time.monotonic())
 
     def expire(self, now: float | None = None) -> None:
-        """Run what waits for an origin that went silent (see the module's rules)."""
+        """Run what waits for an origin that went silent, or for a move longer than a lease
+        (see the modules' rules)."""
+        now = time.monotonic() if now is None else now
         if self._waiting:
-            self._release(time.monotonic() if now is None else now)
+            self._release(now)
+        if self.moves:
+            self.moves.release(now)
 
     def next_due(self) -> float | None:
         """When :meth:`expire` may next have something to run (the loop wakes for it)."""
-        if not self._waiting:
-            return None
-        return min(queue[0].since for queue in self._waiting.values()) + self._lease_seconds
+        due = [when for when in (self.moves.next_due(),) if when is not None]
+        if self._waiting:
+            due.append(min(queue[0].since for queue in self._waiting.values())
+                       + self._lease_seconds)
+        return min(due) if due else None
 
     def waiting(self) -> int:
-        return sum(len(queue) for queue in self._waiting.values())
+        return sum(len(queue) for queue in self._waiting.values()) + self.moves.waiting()
 
     def __bool__(self) -> bool:
         """Whether anything waits (the loop looks at :meth:`expire` only then)."""
-        return bool(self._waiting)
+        return bool(self._waiting) or bool(self.moves)
 
     # ------------------------------------------------------------------ internals
     def _release(self, now: float) -> None:
         """Run, per peer and in order, every waiting message whose requirement is met (or
         whose origin went silent), up to the first that must still wait."""
         for sender in list(self._waiting):
-            queue = self._waiting[sender]
+            queue = self._waiting.get(sender)  # (a message run meanwhile may have run the rest)
             while queue:
                 head = queue[0]
                 unmet = self._unmet(sender, head.msg)
@@ -154,14 +181,14 @@ class ArrivalOrder:
                     self._give_up(sender, head, f"origin {origin} silent for a lease")
                     continue
                 queue.popleft()
-                self._apply(sender, head.identity, head.msg)
+                self._apply_peer(sender, head.identity, head.msg)
             if not queue:
                 self._waiting.pop(sender, None)
 
     def _give_up(self, sender: str, waiting: _Waiting, why: str) -> None:
         self._counters["order_gave_up"] += 1
         log.warning("running a message from %s before what it follows: %s", sender, why)
-        self._apply(sender, waiting.identity, waiting.msg)
+        self._apply_peer(sender, waiting.identity, waiting.msg)
 
     def _unmet(self, sender: str, msg: dict, known_only: bool = False) -> tuple[str, int] | None:
         """The first (origin, seq) that ``msg`` or a message it carries must follow and that

@@ -429,7 +429,8 @@ class Handlers:
         req = new_id()
         self.downstream.peers.queue(dest, message(
             MOVE_IN, req=req, origin=msg.get("origin", ""), ids=new_ids, objs=offers,
-            owners=owners, labels=[self.store.tags.labels_of(object_id) for object_id in ids]))
+            owners=owners, labels=[self.store.tags.labels_of(object_id) for object_id in ids],
+            move_id=msg.get("move_id"), replaces=msg.get("replaces")))  # see move_arrivals
         self.waiters.expect(
             req, time.monotonic() + peer_timeout(msg),
             lambda ack: self._move_stored(respond, msg, objects, owners, ack, lent),
@@ -468,7 +469,8 @@ class Handlers:
         dest: WorkerRef = msg["dest"]
         if ack.get("error"):  # nothing is deleted here: the data stays where it was
             for new_object_id, owner in zip(msg["new_ids"], owners):
-                self.downstream.peers.queue(dest, message(DEL, ids=[new_object_id], owner=owner))
+                self.downstream.peers.queue(dest, message(DEL, ids=[new_object_id], owner=owner,
+                                                          retracts=msg.get("move_id")))
             respond(reply(msg["req"], error=ack["error"]))
             return
         for object_id, new_object_id, obj, owner in zip(msg["ids"], msg["new_ids"], objects, owners):

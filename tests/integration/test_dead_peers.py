@@ -69,8 +69,8 @@ def test_get_pending_on_a_killed_worker_raises_within_the_default_deadline(victi
 
 def test_move_to_a_killed_worker_leaves_the_data_at_the_source(victim, bob, short_timeout):
     """bob sends the data to the destination, which freezes and is killed before it confirms:
-    bob's wait times out, bob keeps the data, and the client hears who is gone — at the moved
-    pointer's next use (the move itself returns at once)."""
+    bob's wait times out, bob keeps the data, and the client hears who is gone — at the next
+    observation (the move and the use return at once: the destination would hold the use)."""
     assert victim._objects == {}              # nothing pending there: the move is all that waits
     x = torch.arange(5.0).send(bob)
     os.kill(victim.process.pid, signal.SIGSTOP)
@@ -79,11 +79,11 @@ def test_move_to_a_killed_worker_leaves_the_data_at_the_source(victim, bob, shor
     killer = kill_once_waiting(victim.process.pid)
     start = time.monotonic()
     with pytest.raises(sy.WorkerUnavailable) as caught:
-        x + 1                                                 # the next use awaits the move
-    # bob's deadline, then the rule's grace for the destination to prove it was only frozen
+        (x + 1).get()                                         # the observation awaits the move
+    # bob's deadline (or the client's own), then the rule's grace for the destination to prove
+    # it was only frozen
     assert time.monotonic() - start < short_timeout + GRACE + 1.0
-    assert caught.value.worker == "victim" and "noticed by 'bob'" in str(caught.value)
-    assert "the data stays on 'bob'" in str(caught.value)
+    assert caught.value.worker == "victim" and "'victim'" in str(caught.value)
     killer.join(5)
     assert x.location == bob                                  # the pointer did not follow
     assert torch.equal(x.get(), torch.arange(5.0))            # and the data is still there
@@ -95,11 +95,16 @@ def test_move_from_a_killed_worker_raises_and_the_destination_keeps_serving(vict
     x = torch.arange(3.0).send(victim)
     x.move(alice)
     killer = kill_once_waiting(victim.process.pid)
+    doubled = x * 2                                           # alice would hold it for the move
     with pytest.raises(sy.WorkerUnavailable) as caught:
-        x * 2                                                 # awaits the move: its source dies
+        doubled.get()                                         # awaits the move: its source dies
     assert caught.value.worker == "victim"
     killer.join(5)
     assert x.location.id == "victim"                          # in doubt, back at the source
+    # what waited there ran, and failed: its result is the failure, until its pointer dies
+    assert set(alice._objects) == {doubled.id_at_location}
+    del doubled, caught  # (the traceback holds the pointer, in a reference cycle)
+    gc.collect()
     assert alice._objects == {}
     assert torch.equal((torch.ones(2).send(alice) * 3).get(), torch.full((2,), 3.0))
     del busy, x

@@ -5,6 +5,7 @@ follows the data, and no orphan copy is left on the destination."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -168,7 +169,8 @@ def test_a_move_whose_destination_froze_leaves_no_orphan(victim, bob, short_time
     with frozen(victim):
         x.move(victim)
         with pytest.raises(TimeoutError):                   # WorkerUnavailable or a timeout
-            x + 1                                           # the next use awaits the move
+            (x + 1).get()                                   # the observation awaits the move
+        gc.collect()  # the result's pointer dies (the traceback held it in a cycle)
     # Settle the destination: a move on the same bob -> victim connection is applied after
     # whatever bob sent there before (the store and, if the move failed, its take-back).
     probe = torch.ones(1).send(bob).move(victim)
@@ -185,8 +187,9 @@ def test_a_move_whose_destination_froze_leaves_no_orphan(victim, bob, short_time
 
 
 def test_a_move_whose_source_froze_follows_the_data(victim, alice, short_timeout):
-    """The client's wait for the move runs out while the source is frozen; once it thaws the
-    move happens, and the pointer follows the data at its next use."""
+    """The client's wait for the move (an observation of its destination) runs out while the
+    source is frozen; once it thaws the move happens, and the pointer follows the data at its
+    next use."""
     data = torch.arange(4.0) * 3
     x = data.send(victim)
     old_id = x.id_at_location
@@ -194,7 +197,8 @@ def test_a_move_whose_source_froze_follows_the_data(victim, alice, short_timeout
     with frozen(victim):
         x.move(alice)
         with pytest.raises(TimeoutError):
-            x * 1                                           # awaits the move: the source is silent
+            (x * 1).get()                                   # awaits the move: the source is silent
+        gc.collect()  # the result's pointer dies (the traceback held it in a cycle)
     assert torch.equal((x * 1).get(), data)                 # settles: the move was done
     assert x.location == alice and x.id_at_location != old_id
     assert victim._objects == {}
@@ -209,7 +213,8 @@ def test_a_move_interrupted_by_ctrl_c_is_settled_at_the_next_use(victim, alice):
     with frozen(victim):
         x.move(alice)
         with ctrl_c_while_waiting():
-            x * 1                                           # interrupted while awaiting the move
+            (x * 1).get()                                   # interrupted while awaiting the move
+        gc.collect()  # the result's pointer dies (the traceback held it in a cycle)
     assert torch.equal(x.get(), data)
     assert victim._objects == {} and alice._objects == {}
 

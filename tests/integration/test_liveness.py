@@ -263,7 +263,7 @@ def test_a_move_waits_for_a_busy_destination_and_reports_a_frozen_one(spawned):
     os.kill(dest.process.pid, signal.SIGSTOP)
     y.move(dest)
     with pytest.raises(sy.WorkerUnavailable) as caught:
-        y + 0                                      # the next use awaits the move
+        (y + 0).get()                              # the next observation awaits the move
     assert caught.value.worker == "dest" and "noticed by 'source'" in str(caught.value)
     assert y.location == source and torch.equal(y.get(), torch.arange(4.0))  # data stayed
     del keep_busy, marker, start, eye

@@ -161,14 +161,14 @@ def test_no_segment_outlives_a_sender_killed_mid_transfer(hook):
     p = torch.randn(4 * MiB).send(sender) + 0  # computed there: a move writes a segment
     sender.object_count()
     os.kill(receiver.process.pid, signal.SIGSTOP)
-    p.move(receiver)  # returns at once; the failure surfaces at the pointer's next use
+    p.move(receiver)  # returns at once; the failure surfaces at the next observation
     try:
         wait_until(lambda: shm.segments_of([sender.process.pid]), 10, "the sender wrote a segment")
         os.kill(sender.process.pid, signal.SIGKILL)
     finally:
         kill_stopped(receiver)
     with pytest.raises(sy.WorkerUnavailable):  # the move cannot complete: both ends are killed
-        p + 0
+        (p + 0).get()
     for worker in (sender, receiver):
         worker.process.stop()  # reaps the process and sweeps what it left
         session.forget(worker.ref)
