@@ -180,7 +180,7 @@ class RoundTrips:
             self._wait_alive(awaiting, {incarnation: location}, [incarnation], started, timeout)
             answer = awaiting.replies[incarnation]
         self._pending.answered(incarnation)  # the answering worker is caught up
-        return _value(answer)
+        return reply_value(answer)
 
     def start(self, requests: dict[str, dict], refs: dict[str, WorkerRef],
               timeout: float | None) -> Awaiting:
@@ -275,10 +275,10 @@ class RoundTrips:
 
     def _results(self, replies: dict[str, dict]) -> dict[str, Any]:
         """The values of ``replies``; the first remote error is raised."""
-        return {incarnation: _value(msg) for incarnation, msg in replies.items()}
+        return {incarnation: reply_value(msg) for incarnation, msg in replies.items()}
 
 
-def _value(answer: dict) -> Any:
+def reply_value(answer: dict) -> Any:
     """The value of one reply; its remote error is raised."""
     if answer.get("error") is not None:
         raise answer["error"].to_exception()

@@ -63,7 +63,7 @@ from .heartbeat import Heartbeat
 from .live import LivePointers
 from .liveness import ClientLiveness
 from .releases import ReleaseQueue
-from .round_trip import Pending, RoundTrips
+from .round_trip import Pending, RoundTrips, reply_value
 from .sending import Sender
 from .stats import Stats
 
@@ -659,10 +659,7 @@ class ClientSession:
                     self._pending.timed_out(location.incarnation, [location.incarnation])
                 raise error
         left = None if timeout is None else max(timeout - (time.monotonic() - started), 0.001)
-        answer = self._round_trips.wait(awaiting, refs, left)[location.incarnation]
-        if answer.get("error") is not None:
-            raise answer["error"].to_exception()
-        return answer["value"]
+        return reply_value(self._round_trips.wait(awaiting, refs, left)[location.incarnation])
 
     def _observe_locked(self, location: WorkerRef, msg: dict, timeout: float | None) -> Any:
         complete = needs_complete_flush(msg)

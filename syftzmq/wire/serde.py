@@ -228,11 +228,11 @@ class _Pickling:
 
     __slots__ = ("stream", "pickler", "buffers")
 
-    def __init__(self) -> None:
+    def __init__(self, pickler_type: "type | None" = None) -> None:
         self.stream = io.BytesIO()
         self.buffers: list[memoryview] = []
-        self.pickler = _FastPickler(self.stream, protocol=PROTOCOL,
-                                    buffer_callback=self.keep_out_of_band)
+        self.pickler = (pickler_type or _FastPickler)(self.stream, protocol=PROTOCOL,
+                                                      buffer_callback=self.keep_out_of_band)
 
     def keep_out_of_band(self, buf: pickle.PickleBuffer) -> bool:
         raw = buf.raw()
@@ -258,18 +258,8 @@ _MAX_IDLE = 8
 
 
 def _dump(pickler_type: type, obj: Any) -> tuple[bytes, list[memoryview]]:
-    buffers: list[memoryview] = []
-
-    def keep_out_of_band(buf: pickle.PickleBuffer) -> bool:
-        raw = buf.raw()
-        if raw.nbytes < INLINE_LIMIT:
-            return True  # true means: serialize in band
-        buffers.append(raw)
-        return False
-
-    stream = io.BytesIO()
-    pickler_type(stream, protocol=PROTOCOL, buffer_callback=keep_out_of_band).dump(obj)
-    return stream.getvalue(), buffers
+    """``obj`` pickled by a fresh ``pickler_type`` (the rare cloudpickle path: not pooled)."""
+    return _Pickling(pickler_type).dump(obj)
 
 
 def _fast_dump(obj: Any) -> tuple[bytes, list[memoryview]]:
