@@ -450,6 +450,13 @@ class ClientSession:
         self._send(dest, message(STORE, origin=self.ref.incarnation, id=object_id, obj=obj))
         return self.new_pointer(dest, object_id)
 
+    def store_object_queued(self, dest: WorkerRef, obj: Any) -> PointerTensor:
+        """:meth:`store_object` for an object nobody changes once it is made (a plan's learned
+        template): queued, it travels with the next message to ``dest``, not as one more."""
+        object_id = new_id()
+        self._queue(dest, message(STORE, origin=self.ref.incarnation, id=object_id, obj=obj))
+        return self.new_pointer(dest, object_id)
+
     def store_pointer(self, dest: WorkerRef, pointer: PointerTensor) -> PointerTensor:
         """Store ``pointer`` itself on ``dest``; its ownership (if it has it) goes along."""
         object_id = new_id()

@@ -44,6 +44,12 @@ How a call travels:
   the same signature reuse the report, send one command and wait for nothing; an error in them
   surfaces at the next observation, like any command's. A function whose result structure
   depends on the data fails (clearly) on a later call instead.
+* Later calls skip the template too: the second call with a signature stores its template
+  (arguments' structure, plain values, module skeletons) on the worker, and the calls after it
+  that would send the very same template name the stored copy — one small command with the
+  operands and result ids (:mod:`syftzmq.plan.replay`; a template the client cannot compare
+  without pickling travels every time). The stored copy is an object in the worker's store,
+  alive while an operand of a call that used it lives (:mod:`syftzmq.plan.learned`).
 * After a remote call the client no longer knows which gradients changed, so ``.grad`` of any
   pointer passed to a plan is asked of the worker from then on (``_grad_unknown``).
 * A worker in ``--safe`` mode never unpickles code, so it cannot run plans: the call raises
@@ -74,6 +80,7 @@ from ..tensor.pointer import PointerTensor
 from ..tensor.remote_call import common_location, session_of, unwrap
 from .pysyft import PointerPlan, placeholders
 from .state import State
+from .learned import LearnedTemplates
 from .replay import replay_key
 from .runner import (Code, LearnedCall, ModuleArgument, ModuleSlot, Out, Report, Slot, Template,
                      run_learned, run_plan, unpack_held)
@@ -268,7 +275,7 @@ class Plan:
         self._layouts: OrderedDict[tuple, Report] = OrderedDict()
         self._pointer_plans: dict[str, Any] = {}     # worker incarnation -> its PointerPlan
         # (worker incarnation, signature, replay key) -> the LearnedCall stored there
-        self._learned: OrderedDict[tuple, PointerTensor] = OrderedDict()
+        self._learned = LearnedTemplates()
 
     def _target(self) -> Callable:
         """What the plan runs: the function, or a subclass's ``forward``."""
@@ -291,7 +298,7 @@ class Plan:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._code, self._stored, self._layouts, self._pointer_plans = None, {}, OrderedDict(), {}
-        self._learned = OrderedDict()
+        self._learned = LearnedTemplates()
 
     def __repr__(self) -> str:
         where = ", ".join(p._location.id for p in self._stored.values())
@@ -369,14 +376,10 @@ class Plan:
         if key is None:
             return None
         key = (location.incarnation, split.signature, key)
-        stored = self._learned.get(key)
-        if stored is not None:
-            self._learned.move_to_end(key)
-            return stored
-        stored = session.store_object(location, LearnedCall(self._pickled(), template))
-        self._learned[key] = stored
-        while len(self._learned) > _SIGNATURES_KEPT:
-            self._learned.popitem(last=False)  # its pointer dies: the stored copy is deleted
+        stored = self._learned.get(key, split.pointers)
+        if stored is None:
+            stored = session.store_object_queued(location, LearnedCall(self._pickled(), template))
+            self._learned.add(key, stored, split.pointers)
         return stored
 
     def _pickled(self) -> Code:
