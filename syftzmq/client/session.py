@@ -254,6 +254,11 @@ class ClientSession:
             self._safe_modes[location.incarnation] = safe
         return safe
 
+    def holds_chains(self, location: WorkerRef) -> bool:
+        """Whether ``location`` holds pointer records of this client (a command there may be
+        forwarded along a chain, with its operands)."""
+        return location.incarnation in self._chains
+
     def ref_of(self, worker: Any) -> WorkerRef:
         """A :class:`WorkerRef` for a handle, a ref, or a worker id this session knows."""
         if isinstance(worker, WorkerRef):

@@ -372,6 +372,8 @@ class Plan:
         """The worker's stored copy of this call's template (stored now, by the call that
         first meets it after its layout is known), or ``None`` if the call cannot be
         replayed (see :mod:`syftzmq.plan.replay`): then the template travels."""
+        if session.holds_chains(location):  # forwarded, the call would need the template at
+            return None                     # the data's worker, not here: it travels
         key = replay_key(split.arguments)
         if key is None:
             return None

@@ -179,3 +179,10 @@ def test_the_stored_template_goes_with_the_operands_it_served(bob):
     del plan
     gc.collect()
     assert bob.object_count() == baseline + 1  # the plan gone: only y is left
+
+
+def test_replayed_calls_on_a_pointer_chain_run_where_the_data_is(bob, alice):
+    chain = torch.arange(3.0).send(bob).send(alice)
+    plan = sy.func2plan()(lambda t, offset: t * 2 + offset)
+    for offset in (1.0, 1.0, 1.0, 1.0, 2.0):
+        torch.testing.assert_close(plan(chain, offset).get().get(), torch.arange(3.0) * 2 + offset)
