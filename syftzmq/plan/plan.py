@@ -249,7 +249,8 @@ def _refuse_safe_worker(session: Any, location: WorkerRef, name: str) -> None:
             f"sent; use pointer operations there (they travel as named torch operations)")
 
 
-_CLIENT_ONLY = ("_code", "_stored", "_layouts", "_pointer_plans", "_learned")  # never pickled with a plan
+# never pickled with a plan
+_CLIENT_ONLY = ("_code", "_stored", "_layouts", "_pointer_plans", "_learned")
 
 
 class Plan:

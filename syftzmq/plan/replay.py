@@ -83,7 +83,8 @@ def _module_key(skeleton: nn.Module) -> Hashable:
             return
         seen[id(module)] = len(seen)
         kind = type(module)
-        if kind.__reduce_ex__ is not object.__reduce_ex__ or kind.__reduce__ is not object.__reduce__ \
+        if kind.__reduce_ex__ is not object.__reduce_ex__ \
+                or kind.__reduce__ is not object.__reduce__ \
                 or kind.__getstate__ not in _PICKLES_ITS_DICT or getattr(kind, "__slots__", None):
             raise _NotReplayable  # it pickles more (or other) than its __dict__
         attributes: list[Hashable] = []

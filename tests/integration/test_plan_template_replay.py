@@ -122,7 +122,8 @@ def test_a_shared_submodule_stays_shared_in_a_replay(bob):
     batches = [(x.send(bob), y.send(bob)) for x, y in data]
     plan = sy.func2plan()(_steps)
     for _ in range(4):
-        torch.testing.assert_close(plan(model, batches, 0.05).get(), _steps(local, data, 0.05).detach())
+        torch.testing.assert_close(plan(model, batches, 0.05).get(),
+                                   _steps(local, data, 0.05).detach())
     model.get()
     for got, want in zip(model.parameters(), local.parameters()):
         torch.testing.assert_close(got.data, want.data)
