@@ -254,6 +254,11 @@ class ClientSession:
             self._safe_modes[location.incarnation] = safe
         return safe
 
+    def holds_chains(self, location: WorkerRef) -> bool:
+        """Whether ``location`` holds pointer records of this client (a command there may be
+        forwarded along a chain, with its operands)."""
+        return location.incarnation in self._chains
+
     def ref_of(self, worker: Any) -> WorkerRef:
         """A :class:`WorkerRef` for a handle, a ref, or a worker id this session knows."""
         if isinstance(worker, WorkerRef):
@@ -448,6 +453,13 @@ class ClientSession:
         """Store any picklable object on ``dest`` (a plan's function); a pointer to it."""
         object_id = new_id()
         self._send(dest, message(STORE, origin=self.ref.incarnation, id=object_id, obj=obj))
+        return self.new_pointer(dest, object_id)
+
+    def store_object_queued(self, dest: WorkerRef, obj: Any) -> PointerTensor:
+        """:meth:`store_object` for an object nobody changes once it is made (a plan's learned
+        template): queued, it travels with the next message to ``dest``, not as one more."""
+        object_id = new_id()
+        self._queue(dest, message(STORE, origin=self.ref.incarnation, id=object_id, obj=obj))
         return self.new_pointer(dest, object_id)
 
     def store_pointer(self, dest: WorkerRef, pointer: PointerTensor) -> PointerTensor:

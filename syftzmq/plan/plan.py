@@ -44,6 +44,12 @@ How a call travels:
   the same signature reuse the report, send one command and wait for nothing; an error in them
   surfaces at the next observation, like any command's. A function whose result structure
   depends on the data fails (clearly) on a later call instead.
+* Later calls skip the template too: the second call with a signature stores its template
+  (arguments' structure, plain values, module skeletons) on the worker, and the calls after it
+  that would send the very same template name the stored copy — one small command with the
+  operands and result ids (:mod:`syftzmq.plan.replay`; a template the client cannot compare
+  without pickling travels every time). The stored copy is an object in the worker's store,
+  alive while an operand of a call that used it lives (:mod:`syftzmq.plan.learned`).
 * After a remote call the client no longer knows which gradients changed, so ``.grad`` of any
   pointer passed to a plan is asked of the worker from then on (``_grad_unknown``).
 * A worker in ``--safe`` mode never unpickles code, so it cannot run plans: the call raises
@@ -74,8 +80,10 @@ from ..tensor.pointer import PointerTensor
 from ..tensor.remote_call import common_location, session_of, unwrap
 from .pysyft import PointerPlan, placeholders
 from .state import State
-from .runner import (Code, ModuleArgument, ModuleSlot, Out, Report, Slot, Template, run_plan,
-                     unpack_held)
+from .learned import LearnedTemplates
+from .replay import replay_key
+from .runner import (Code, LearnedCall, ModuleArgument, ModuleSlot, Out, Report, Slot, Template,
+                     run_learned, run_plan, unpack_held)
 
 _SIGNATURES_KEPT = 64      # argument signatures whose result layout a plan remembers
 _BY_REFERENCE = ("syftzmq", "torch")  # packages a worker imports itself; never sent by value
@@ -241,7 +249,8 @@ def _refuse_safe_worker(session: Any, location: WorkerRef, name: str) -> None:
             f"sent; use pointer operations there (they travel as named torch operations)")
 
 
-_CLIENT_ONLY = ("_code", "_stored", "_layouts", "_pointer_plans")  # never pickled with a plan
+# never pickled with a plan
+_CLIENT_ONLY = ("_code", "_stored", "_layouts", "_pointer_plans", "_learned")
 
 
 class Plan:
@@ -266,6 +275,8 @@ class Plan:
         self._stored: dict[str, PointerTensor] = {}  # worker incarnation -> stored function
         self._layouts: OrderedDict[tuple, Report] = OrderedDict()
         self._pointer_plans: dict[str, Any] = {}     # worker incarnation -> its PointerPlan
+        # (worker incarnation, signature, replay key) -> the LearnedCall stored there
+        self._learned = LearnedTemplates()
 
     def _target(self) -> Callable:
         """What the plan runs: the function, or a subclass's ``forward``."""
@@ -288,6 +299,7 @@ class Plan:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._code, self._stored, self._layouts, self._pointer_plans = None, {}, OrderedDict(), {}
+        self._learned = LearnedTemplates()
 
     def __repr__(self) -> str:
         where = ", ".join(p._location.id for p in self._stored.values())
@@ -322,8 +334,13 @@ class Plan:
                 return results
             template = Template(self.name, split.arguments, len(report.metas))
             result_ids = [new_id() for _ in report.metas]
-            session.command(location, ("func", run_plan), (function, template, *split.pointers),
-                            {}, result_ids=result_ids, metas=list(report.metas))
+            learned = self._learned_call(session, location, split, template)
+            if learned is not None:  # the template is on the worker: name it
+                op, operands = ("func", run_learned), (learned, *split.pointers)
+            else:
+                op, operands = ("func", run_plan), (function, template, *split.pointers)
+            session.command(location, op, operands, {}, result_ids=result_ids,
+                            metas=list(report.metas))
             return _results(session, location, result_ids, report)
         finally:
             for pointer in split.pointers:  # the plan may have run backward() on them
@@ -351,6 +368,23 @@ class Plan:
             del held, report_pointer  # released with the next message
         return report, _results(session, location, result_ids, report)
 
+    def _learned_call(self, session: Any, location: WorkerRef, split: _CallArguments,
+                      template: Template) -> PointerTensor | None:
+        """The worker's stored copy of this call's template (stored now, by the call that
+        first meets it after its layout is known), or ``None`` if the call cannot be
+        replayed (see :mod:`syftzmq.plan.replay`): then the template travels."""
+        if session.holds_chains(location):  # forwarded, the call would need the template at
+            return None                     # the data's worker, not here: it travels
+        key = replay_key(split.arguments)
+        if key is None:
+            return None
+        key = (location.incarnation, split.signature, key)
+        stored = self._learned.get(key, split.pointers)
+        if stored is None:
+            stored = session.store_object_queued(location, LearnedCall(self._pickled(), template))
+            self._learned.add(key, stored, split.pointers)
+        return stored
+
     def _pickled(self) -> Code:
         if self._code is None:
             self._code = _pickle_function(self._target())
@@ -369,6 +403,7 @@ class Plan:
         self._code = None
         self._stored.clear()  # their pointers die: the stored copies are deleted
         self._pointer_plans.clear()
+        self._learned.clear()
 
     def send(self, *workers: Any) -> Any:
         """Store the plan on each worker, so calls there no longer carry it; returns a

@@ -178,3 +178,61 @@ def unpack_held(held: Held) -> list[Any]:
     return stored_leaves(held.value)
 
 
+
+
+# ------------------------------------------------------------------------------ replays
+@dataclass(eq=False)
+class LearnedCall:
+    """A plan call's function and template, stored on the worker once so that later calls
+    with the very same template name it instead of carrying it (see
+    :mod:`syftzmq.plan.replay`). On the client ``function`` is the plan's :class:`Code`; it
+    unpickles on the worker as the function itself."""
+
+    function: Any
+    template: Template
+
+
+def run_learned(learned: LearnedCall, *operands: Any) -> Any:
+    """Worker side: :func:`run_plan` with a stored template. Each run gets its own copy of the
+    template's module skeletons, as a template that travelled would unpickle afresh: what one
+    run does to a module (``model.eval()``, an attribute set) never reaches the next run."""
+    template = learned.template
+    fresh = Template(template.name, _fresh(template.arguments), template.outputs)
+    return run_plan(learned.function, fresh, *operands)
+
+
+def _fresh(value: Any) -> Any:
+    """``value`` with each module skeleton copied; a template that can be replayed holds only
+    plain containers, slots, skeletons and immutable values (see :mod:`syftzmq.plan.replay`)."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return kind([_fresh(item) for item in value])
+    if kind is dict:
+        return {key: _fresh(item) for key, item in value.items()}
+    if kind is ModuleArgument:
+        return ModuleArgument(_fresh_skeleton(value.skeleton), value.slots)
+    return value
+
+
+def _fresh_skeleton(skeleton: nn.Module) -> nn.Module:
+    """A copy of ``skeleton`` as deep as a pickle round trip's: a replayable skeleton's
+    attributes are immutable values or containers (hook tables, which are empty; its tensor
+    and child tables; sets of names), so fresh containers make the copy a deep one. A submodule
+    reachable by two paths is copied once."""
+    copies: dict[int, nn.Module] = {}
+
+    def copy_of(module: nn.Module | None) -> nn.Module | None:
+        if module is None:
+            return None
+        done = copies.get(id(module))
+        if done is not None:
+            return done
+        clone = object.__new__(type(module))
+        copies[id(module)] = clone
+        state = {name: type(value)(value) if isinstance(value, (dict, set)) else value
+                 for name, value in module.__dict__.items()}
+        state["_modules"] = {name: copy_of(child) for name, child in module._modules.items()}
+        clone.__dict__.update(state)
+        return clone
+
+    return copy_of(skeleton)
