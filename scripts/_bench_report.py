@@ -104,12 +104,27 @@ def _targets(config: Config) -> dict[tuple[int, str, str], tuple[float, str]]:
 
 
 def derive(results: Results, config: Config) -> None:
-    """Rows computed from other rows: chain growth per hop (least squares over the medians)."""
+    """Rows computed from other rows: chain growth per hop (least squares over the medians);
+    and how far the lean floor itself is from case 1's torch.rpc target."""
+    _floor_against_rpc(results)
     depths = [(d, results.find(5, chain_name(d), SYFT)) for d in config.chain_depths]
     points = [(d, m.median) for d, m in depths if m is not None]
     if len(points) >= 2:
         results.add(Measurement(5, HOP_GROWTH, SYFT_DERIVED, [_slope(points)],
                                 note="least-squares slope of the medians over depth"))
+
+
+def _floor_against_rpc(results: Results) -> None:
+    """Case 1's rpc target (syftzmq at most a third of torch.rpc's time) next to what the lean
+    floor itself reaches in the same run: where the floor is above a third, the target asks
+    syftzmq to be faster than the least honest Python code doing the same job."""
+    floor = results.find(1, ROUND_TRIP, LEAN_INTERLEAVED) or results.find(1, ROUND_TRIP, LEAN)
+    rpc = results.find(1, ROUND_TRIP, TORCH)
+    if floor is None or rpc is None or rpc.median <= 0:
+        return
+    results.notice(1, floor.system, f"the lean floor's own round trip is "
+                                    f"{format_ratio(floor.median / rpc.median)} torch.rpc's "
+                                    f"(the target for syftzmq: <=0.33x)")
 
 
 def _slope(points: Sequence[tuple[float, float]]) -> float:
