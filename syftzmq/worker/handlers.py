@@ -99,6 +99,8 @@ class Handlers:
         try:
             if BEFORE in msg:
                 self._apply_queued(sender, identity, msg, outer)
+            elif msg["kind"] == RENEW:  # a lease renewal with nothing riding on it, counted
+                self.counters["lone_renewals"] += 1  # apart: it comes on a timer, not per step
             self.downstream.after = outer
             check_fields(msg)
             if msg["kind"] == GET and CONFIRMS in msg and RELEASES not in msg:

@@ -111,7 +111,7 @@ class WorkerServer:
             self.poller.register(parent_fd, zmq.POLLIN)
         self.vitals = Vitals()
         self.counters = {"messages": 0, "commands": 0, "errors": 0, "replies_dropped": 0,
-                         "stale": 0, "expired_objects": 0}
+                         "stale": 0, "expired_objects": 0, "lone_renewals": 0}
         self.rejections = Rejections()
         self.notices = Notices(self.router)  # tell a sender why its message was dropped
         self.requesters = SharedMemoryRequesters()  # requesters on this host (see wire.shm)
