@@ -90,7 +90,7 @@ class MoveSettler:
     def source_gone(self, incarnation: str) -> None:
         """The worker ``incarnation`` is gone: its moves in flight failed (their pointers' next
         use raises)."""
-        for move in [m for m in self._moves.flying if m.source.incarnation == incarnation]:
+        for move in self._moves.from_source(incarnation):
             self._failed(move, None)
 
     # ------------------------------------------------------------------ the wait

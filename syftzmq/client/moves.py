@@ -160,6 +160,14 @@ class MovesInFlight:
         return [move for move in self.flying
                 if move.source.incarnation in incarnations or move.dest.incarnation in incarnations]
 
+    def from_source(self, incarnation: str) -> list[MoveInFlight]:
+        """The moves in flight out of the worker ``incarnation``."""
+        return [move for move in self.flying if move.source.incarnation == incarnation]
+
+    def into(self, incarnation: str) -> list[MoveInFlight]:
+        """The moves in flight to the worker ``incarnation``."""
+        return [move for move in self.flying if move.dest.incarnation == incarnation]
+
     def incarnations(self) -> set[str]:
         """Every worker a move in flight involves (deletes to them wait)."""
         return {incarnation for move in self.flying

@@ -565,11 +565,10 @@ class ClientSession:
         if self._chains or also:
             self._settler.before_message_to(location, self.timeout, also)
             return False
-        incarnation = location.incarnation
-        if any(move.source.incarnation == incarnation for move in self._moves.flying):
-            self._settler.settle([move for move in self._moves.flying
-                                  if move.source.incarnation == incarnation], self.timeout)
-        into = [move for move in self._moves.flying if move.dest.incarnation == incarnation]
+        out_of = self._moves.from_source(location.incarnation)
+        if out_of:
+            self._settler.settle(out_of, self.timeout)
+        into = self._moves.into(location.incarnation)
         if not into:
             return False
         for move in into:
@@ -634,10 +633,9 @@ class ClientSession:
         wait with its answer (none while chains are held, none for a move observation)."""
         if not self._moves.flying or self._chains or msg.get("kind") == MOVE:
             return []
-        incarnation = location.incarnation
-        if any(move.source.incarnation == incarnation for move in self._moves.flying):
+        if self._moves.from_source(location.incarnation):
             return []
-        return [move for move in self._moves.flying if move.dest.incarnation == incarnation]
+        return self._moves.into(location.incarnation)
 
     def _observe_with_moves(self, location: WorkerRef, msg: dict, into: list[MoveInFlight],
                             timeout: float | None) -> Any:
