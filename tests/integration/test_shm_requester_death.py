@@ -73,6 +73,12 @@ def _assert_clean_soon(owner, requester: subprocess.Popen) -> None:
     assert torch.equal((torch.arange(3).send(owner) + 1).get(), torch.arange(3) + 1)
 
 
+def _state(pid: int) -> str:
+    """The process state letter of ``pid`` (``T``: stopped by a signal)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_requester_killed_while_replies_stream(owner):
     with _requester(owner):
         wait_until(lambda: shm.segments_of([owner.process.pid]), 30, "a reply being written")
@@ -82,13 +88,17 @@ def test_requester_killed_after_the_reply_left(owner):
     """Frozen while a reply waits for it (so the send succeeds), then killed: only the
     worker's housekeeping can find that nobody will take the segments."""
     with _requester(owner) as requester:
-        for _ in range(20):  # freeze it at a moment when a reply is out, waiting for it
+        # Freeze it while a reply is out, waiting for it: wait for a reply's segments, freeze,
+        # and check they are still there (it may have taken them before it stopped). Freezing
+        # at random moments instead, then waiting for a reply, can keep missing: resumed only
+        # between two freezes, the requester hardly moves on.
+        for _ in range(20):
+            wait_until(lambda: shm.segments_of([owner.process.pid]), 30, "a reply being written")
             os.kill(requester.pid, signal.SIGSTOP)
-            try:
-                wait_until(lambda: shm.segments_of([owner.process.pid]), 2, "a waiting reply")
+            wait_until(lambda: _state(requester.pid) == "T", 10, "the requester stopped")
+            if shm.segments_of([owner.process.pid]):
                 break
-            except AssertionError:
-                os.kill(requester.pid, signal.SIGCONT)
+            os.kill(requester.pid, signal.SIGCONT)
         else:
             pytest.fail("the requester was never caught with a reply waiting")
         owner.ping()  # the worker's loop is past that reply's send
