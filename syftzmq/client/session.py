@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from dataclasses import replace
@@ -47,7 +46,7 @@ from ..core.ops import op_to_wire
 from ..core.vocabulary import PLAIN_VALUES
 from ..core.refs import ChainRef, Ref, WorkerRef
 from ..errors import NotConnected, WorkerIdMismatch, WorkerTimeout, WorkerUnavailable
-from ..security.keys import write_key_file
+from ..security.keys import remove_session_key_file, session_key_file
 from ..settings import SETTINGS, Settings
 from ..tensor import unchanged
 from ..tensor.pointer import PointerTensor
@@ -276,10 +275,7 @@ class ClientSession:
     def cluster_key_file(self) -> str:
         """A key file (0600) shared by the workers this session spawns."""
         if self._cluster_key_file is None:
-            import tempfile
-            directory = tempfile.mkdtemp(prefix="syftzmq-")
-            self._cluster_key_file = os.path.join(directory, "cluster.key")
-            write_key_file(self._cluster_key_file)
+            self._cluster_key_file = session_key_file()
         return self._cluster_key_file
 
     def _ref_for_incarnation(self, incarnation: str) -> WorkerRef:
@@ -978,8 +974,7 @@ class ClientSession:
         if not self._cluster_key_file:
             return
         try:
-            os.remove(self._cluster_key_file)
-            os.rmdir(os.path.dirname(self._cluster_key_file))
+            remove_session_key_file(self._cluster_key_file)
         except OSError:
             log.warning("could not remove the cluster key file %s", self._cluster_key_file,
                         exc_info=True)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..security.curve import create_curve_dir
-from ..security.keys import write_key_file
+from ..security.keys import KEY_FILE, write_key_file
 
-KEY_FILE = "cluster.key"
 CURVE_DIR = "curve"
 
 

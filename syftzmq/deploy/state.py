@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.processes import process_exists
+
 
 def state_path(cluster_file: str | os.PathLike) -> Path:
     path = Path(cluster_file).resolve()
@@ -33,27 +35,13 @@ def read_state(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     pid = state.get("supervisor_pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
+    if not isinstance(pid, int) or not process_exists(pid):
         try:
             path.unlink()
         except OSError:
             pass
         return None
     return state
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, someone else's
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:  # a zombie has exited
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return True
 
 
 def stop_supervisor(pid: int, timeout: float) -> bool:
@@ -74,7 +62,7 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         return True
     except (AttributeError, OSError):  # no pidfd: look now and then
         deadline = time.monotonic() + timeout
-        while pid_alive(pid):
+        while process_exists(pid):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)

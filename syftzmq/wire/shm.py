@@ -58,6 +58,7 @@ import time
 from typing import Callable, Sequence
 
 
+from ..core.processes import process_exists
 from ..errors import ProtocolError
 from . import shm_map, shm_spares
 from .shm_spares import UNCLAIMED_TAIL
@@ -465,7 +466,7 @@ def sweep_orphans(min_age: float = 10.0) -> int:
     now = time.time()
     for name in names:
         match = _NAME.match(name) or _SPARE.match(name)
-        if not match or _alive(int(match.group(1))):
+        if not match or process_exists(int(match.group(1))):
             continue
         try:
             if now - os.stat(_path(name), follow_symlinks=False).st_mtime >= min_age:
@@ -474,16 +475,6 @@ def sweep_orphans(min_age: float = 10.0) -> int:
         except OSError:  # gone meanwhile, or another user's (the directory is sticky)
             pass
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
 
 
 def discard_tagged(tag: object) -> None:
