@@ -213,7 +213,11 @@ def test_a_client_message_the_worker_could_not_read_holds_nothing_back(raw_pair)
     holder forwarded after it must not wait for it (here for good: this client stays alive)."""
     charlie, client, holder, observer = raw_pair
     _store(client, charlie, new_id(), torch.ones(1), seq=1)
+    rejected = observer.stats()["rejected"]
     client.send_frames(pack(client.signer, *dumps(["not", "a", "message"])))  # seq 2, unread
+    # refused before the holder's flush comes (from another socket, it could overtake it: then
+    # waiting for the refused message would be right, until it comes)
+    wait_until(lambda: observer.stats()["rejected"] > rejected, 30, "the message refused")
     waited = observer.stats()["order_waited"]
     flush = message(FLUSH, req=new_id(), origin=client.origin, to=charlie.ref.incarnation,
                     **{AFTER: {charlie.ref.incarnation: 2}})
