@@ -1,4 +1,5 @@
-"""Whether a process still exists, for the sweeps that remove what a killed process left."""
+"""Processes as /proc tells of them: whether one still exists (for the sweeps that remove what
+a killed process left), its state, and this process's pid namespace."""
 
 from __future__ import annotations
 
@@ -19,8 +20,23 @@ def process_exists(pid: int) -> bool:
         return False
     except PermissionError:  # exists, someone else's
         return True
+    return process_state(pid) != "Z"
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter ``/proc`` gives ``pid`` (``T``: stopped by a signal, ``Z``: exited,
+    not reaped yet), or None when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def pid_namespace() -> int | None:
+    """This process's pid namespace (its inode), or None without ``/proc``: pids name the
+    same processes only within one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
-        return True
+        return None

@@ -18,7 +18,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ..core.processes import process_exists
+from ..core.processes import pid_namespace, process_exists
 
 KEY_FILE = "cluster.key"
 SESSION_PREFIX = "syftzmq-key-"
@@ -54,7 +54,7 @@ def session_key_file() -> str:
     """A fresh key file for one client session, in a new private directory (0700) named by
     this process; the directories that sessions killed earlier left behind are removed first
     (see the module docstring). The caller removes it with :func:`remove_session_key_file`."""
-    namespace = _pid_namespace()
+    namespace = pid_namespace()
     remove_stale_session_keys()
     directory = tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{namespace or 0}-{os.getpid()}-")
     path = os.path.join(directory, KEY_FILE)
@@ -72,7 +72,7 @@ def remove_stale_session_keys(directory: str | None = None) -> list[str]:
     """Remove the session key directories of this user and pid namespace whose process is
     gone; returns them. Only a directory holding nothing but its key file is removed."""
     directory = directory or tempfile.gettempdir()
-    namespace = _pid_namespace()
+    namespace = pid_namespace()
     if namespace is None:
         return []
     removed = []
@@ -89,19 +89,13 @@ def remove_stale_session_keys(directory: str | None = None) -> list[str]:
             info = os.lstat(path)
             if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
                 continue
-            if os.listdir(path) not in ([], [KEY_FILE]):
+            contents = os.listdir(path)
+            if contents not in ([], [KEY_FILE]):
                 continue  # not only a key: not ours to judge
-            if os.path.lexists(os.path.join(path, KEY_FILE)):
-                os.remove(os.path.join(path, KEY_FILE))
+            for entry in contents:
+                os.remove(os.path.join(path, entry))
             os.rmdir(path)
         except OSError:
             continue  # gone meanwhile, or not ours: left as it is
         removed.append(path)
     return removed
-
-
-def _pid_namespace() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return None

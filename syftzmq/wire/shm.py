@@ -58,7 +58,7 @@ import time
 from typing import Callable, Sequence
 
 
-from ..core.processes import process_exists
+from ..core.processes import pid_namespace, process_exists
 from ..errors import ProtocolError
 from . import shm_map, shm_spares
 from .shm_spares import UNCLAIMED_TAIL
@@ -103,10 +103,12 @@ def namespace() -> str | None:
     """
     if not enabled():
         return None
+    pids = pid_namespace()
     try:
         info = os.stat(DIRECTORY)
-        pids = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
+        return None
+    if pids is None:
         return None
     # ":claim": receivers lock and claim what they map (see _open); a peer that does not
     # must never get a segment that is written again, so it gets no shared memory at all

@@ -18,6 +18,7 @@ import pytest
 import syftzmq as sy
 from support.processes import read_lines_until
 from support.workers import ROOT
+from syftzmq.core.processes import pid_namespace
 from syftzmq.security import keys
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,7 +72,7 @@ def test_the_key_a_killed_session_left_is_removed_by_the_next_session_only():
 
 
 def test_only_a_dead_process_directory_holding_just_its_key_is_removed(tmp_path):
-    namespace = os.stat("/proc/self/ns/pid").st_ino
+    namespace = pid_namespace()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(30)                                  # exited and reaped: its pid is free
 

@@ -23,6 +23,7 @@ import torch
 import syftzmq as sy
 from support.processes import read_lines_until, wait_until
 from support.workers import ROOT, started_workers
+from syftzmq.core.processes import process_state
 from syftzmq.wire import shm
 
 pytestmark = [pytest.mark.timeout(180),
@@ -73,12 +74,6 @@ def _assert_clean_soon(owner, requester: subprocess.Popen) -> None:
     assert torch.equal((torch.arange(3).send(owner) + 1).get(), torch.arange(3) + 1)
 
 
-def _state(pid: int) -> str:
-    """The process state letter of ``pid`` (``T``: stopped by a signal)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]
-
-
 def test_requester_killed_while_replies_stream(owner):
     with _requester(owner):
         wait_until(lambda: shm.segments_of([owner.process.pid]), 30, "a reply being written")
@@ -95,7 +90,7 @@ def test_requester_killed_after_the_reply_left(owner):
         for _ in range(20):
             wait_until(lambda: shm.segments_of([owner.process.pid]), 30, "a reply being written")
             os.kill(requester.pid, signal.SIGSTOP)
-            wait_until(lambda: _state(requester.pid) == "T", 10, "the requester stopped")
+            wait_until(lambda: process_state(requester.pid) == "T", 10, "the requester stopped")
             if shm.segments_of([owner.process.pid]):
                 break
             os.kill(requester.pid, signal.SIGCONT)
