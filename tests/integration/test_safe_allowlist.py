@@ -178,6 +178,32 @@ def test_a_private_attribute_in_a_reference_is_refused(safe_bob):
     assert_still_serving(safe_bob)
 
 
+def test_a_reference_names_grad_or_data_only_on_a_default_worker_too(bob):
+    """The reference rule holds in every mode (SECURITY.md): a default worker runs what a key
+    holder sends, but an operand ``Ref(id, attr)`` still looks up ``.grad`` or ``.data``
+    only, so no attribute walk starts from a reference."""
+    x = torch.ones(2).send(bob)
+    for attr in ("__dict__", "_cdata", "__class__"):
+        text = refusal(send_command(bob, ("method", "add"), (Ref(x.id_at_location, attr), 1.0)))
+        assert "OperationRefused" in text and repr(attr) in text, text
+    assert torch.equal(x.get(), torch.ones(2))
+    assert_still_serving(bob)
+
+
+def test_a_listed_method_applies_to_tensors_only(safe_bob):
+    """A method resolves to the unbound ``torch.Tensor`` method and runs on a tensor only: a
+    stored non-tensor (here the number a ``size()`` command stored) as its target is refused
+    by name. ``split`` is written in Python: without the check it would run its code on
+    whatever object it was handed."""
+    x = torch.ones(4).send(safe_bob)
+    size = send_command(safe_bob, ("method", "size"), (x,))
+    text = refusal(send_command(safe_bob, ("method", "split"), (size, 2)))
+    assert "tensor method 'split' needs a tensor, got a" in text, text
+    del size
+    assert torch.equal(x.get(), torch.ones(4))
+    assert_still_serving(safe_bob)
+
+
 def test_listed_operations_still_compute(safe_bob):
     """The allow-list is not a deny-all: named aten overloads, functions, methods and the
     listed attributes work on the same worker."""

@@ -168,11 +168,23 @@ def test_ten_thousand_hostile_messages_then_the_walkthrough(fuzzed):
     assert bob._objects == {} and alice._objects == {}
 
 
+def rejections(worker) -> dict:
+    """The worker's rejection counters, read over a connection of their own."""
+    observer = RawPeer(worker.address, b"rejection-observer")
+    try:
+        return observer.stats()["rejected_by_reason"]
+    finally:
+        observer.close()
+
+
 def test_a_frame_over_the_limit_is_cut_off_before_it_is_buffered(fuzzed):
     """libzmq drops the connection of a peer whose single frame exceeds the limit (so the
     worker never holds it); the worker keeps serving everyone, that peer too once it
-    reconnects."""
+    reconnects. Cut off by libzmq, the message never reaches the worker's loop, so the
+    loop counts no rejection for it (a worker without the socket limit would read the frame
+    whole and count it ``too_large``)."""
     bob, _ = fuzzed
+    before = rejections(bob)
     raw = RawPeer(bob.address, b"oversized")
     try:
         raw.send_frames([PROTOCOL, b"", b"\x00" * (2 * LIMIT)])
@@ -185,6 +197,30 @@ def test_a_frame_over_the_limit_is_cut_off_before_it_is_buffered(fuzzed):
         assert answer is not None and answer["value"]["ref"].id == "fuzz_bob"
     finally:
         raw.close()
+    after = rejections(bob)
+    assert {reason: after.get(reason, 0) - before.get(reason, 0)
+            for reason in ("too_large", "oversized")} == {"too_large": 0, "oversized": 0}
+    assert torch.equal((torch.ones(2).send(bob) * 2).get(), torch.full((2,), 2.0))
+
+
+def test_a_message_over_the_byte_limit_before_its_last_frame_is_drained(fuzzed):
+    """Frames each under the limit, together over it before the last one: the worker reads
+    the rest without keeping it (SECURITY.md, step 1) and counts it ``oversized``; one that
+    passes the limit only with its last frame is already read, and is counted ``too_large``.
+    Either way nothing of it is acted on and the sender is still served."""
+    bob, _ = fuzzed
+    raw = RawPeer(bob.address, b"drained")
+    try:
+        before = raw.stats()["rejected_by_reason"]
+        half = b"\x00" * (LIMIT // 2 + 1)
+        raw.send_frames([PROTOCOL, b"", half, half, half, half])  # over at the third frame
+        raw.send_frames([PROTOCOL, b"", b"", half, half])          # over at the last frame
+        after = raw.stats()["rejected_by_reason"]
+    finally:
+        raw.close()
+    gained = {reason: after.get(reason, 0) - before.get(reason, 0)
+              for reason in ("oversized", "too_large")}
+    assert gained == {"oversized": 1, "too_large": 1}
     assert torch.equal((torch.ones(2).send(bob) * 2).get(), torch.full((2,), 2.0))
 
 

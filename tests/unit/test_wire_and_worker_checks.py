@@ -16,6 +16,7 @@ from syftzmq.errors import ProtocolError
 from syftzmq.wire import Signer
 from syftzmq.wire.envelope import PROTOCOL, PROTOCOL_SHM, unpack
 from syftzmq.worker.addressing import ELSEWHERE, MINE, STALE, WRONG_ID, Addressing
+from syftzmq.worker.downstream import Downstream, Waiters
 from syftzmq.worker.failures import FailureRecord
 
 KEY = b"k" * 32
@@ -94,3 +95,23 @@ def test_failure_record_is_per_origin_popped_and_bounded():
     record.record("c", failure)
     record.record("d", failure)  # two origins at most: the oldest ("b") went
     assert record.failed_reply(9, "b") is None and len(record) == 2
+
+
+def test_a_worker_keeps_at_most_1024_origins_of_failures_and_of_pending_flushes():
+    """SECURITY.md's bound on what messages can make a worker keep, at the defaults a worker
+    runs with: 1,024 origins' failures and 1,024 origins' records of what to flush. A flood
+    of origins pushes the least recently active out; it never grows the worker."""
+    failures = FailureRecord("bob")
+    failure = Failure("builtins.ValueError", "boom", "", "bob")
+    for n in range(1500):
+        failures.record(f"origin-{n}", failure)
+    assert len(failures) == 1024
+    assert failures.failed_reply(1, "origin-0") is None         # the oldest went
+    assert failures.failed_reply(2, "origin-1499") is not None  # the newest stayed
+
+    downstream = Downstream(WorkerRef("bob", None, "bob#1"), peers=None, waiters=Waiters(),
+                            failures=failures)
+    for n in range(1500):
+        downstream.pending(f"origin-{n}")
+    assert len(downstream._pending) == 1024
+    assert not downstream.has_pending("origin-0") and downstream.has_pending("origin-1499")
