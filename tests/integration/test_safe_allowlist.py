@@ -204,6 +204,24 @@ def test_a_listed_method_applies_to_tensors_only(safe_bob):
     assert_still_serving(safe_bob)
 
 
+@pytest.mark.parametrize("mode", ["safe", "default"])
+def test_error_texts_show_received_values_bounded(mode, safe_bob, bob):
+    """A received value in an error text goes through a bounded ``repr`` (SECURITY.md): a name
+    of ten million characters in a reference, or as the operation, comes back as a refusal
+    of a few hundred characters, not as the value itself."""
+    worker = safe_bob if mode == "safe" else bob
+    huge = "A" * 10_000_000
+    x = torch.ones(2).send(worker)
+    texts = [refusal(send_command(worker, ("method", "add"), (Ref(x.id_at_location, huge), 1.0)))]
+    if mode == "safe":
+        texts += [refusal(send_command(worker, ("func", huge), (x,))),
+                  refusal(send_command(worker, ("func", ["A" * 1000] * 1000), (x,)))]
+    for text in texts:
+        assert "AAAA" in text and len(text) < 10_000, text[:300]  # the traceback included
+    assert torch.equal(x.get(), torch.ones(2))
+    assert_still_serving(worker)
+
+
 def test_listed_operations_still_compute(safe_bob):
     """The allow-list is not a deny-all: named aten overloads, functions, methods and the
     listed attributes work on the same worker."""
