@@ -20,14 +20,25 @@ import zmq
 
 from ..errors import ProtocolError
 
+
+class DroppedMessage(ProtocolError):
+    """A message consumed and dropped for its size. ``first`` is its first frame: on a ROUTER
+    the sender's routing identity, so that the sender can be told why."""
+
+    def __init__(self, text: str, first: zmq.Frame) -> None:
+        super().__init__(text)
+        self.first = first
+
+
 _SCRATCH = bytearray(4096)  # what drained frames are read into (truncated: only the count matters)
 
 
 def read_message(sock: zmq.Socket, max_frames: int, max_bytes: int) -> list:
     """The frames of the next message on ``sock`` (``zmq.Again`` if there is none).
 
-    Raises :class:`ProtocolError` (the message is consumed and dropped, nothing of it kept) if
-    it has more than ``max_frames`` frames or more than ``max_bytes`` bytes.
+    Raises :class:`DroppedMessage` (the message is consumed and dropped, nothing of it kept
+    but its first frame) if it has more than ``max_frames`` frames or more than ``max_bytes``
+    bytes.
     """
     frame = sock.recv(zmq.NOBLOCK, copy=False)
     frames = [frame]
@@ -35,14 +46,15 @@ def read_message(sock: zmq.Socket, max_frames: int, max_bytes: int) -> list:
     while frame.more:
         if len(frames) >= max_frames or total > max_bytes:
             drained = _drain_rest(sock)
-            raise ProtocolError(f"message exceeds the limit of {max_frames} frames or "
-                                f"{max_bytes} bytes ({len(frames) + drained} frames or more): "
-                                f"dropped unread")
+            raise DroppedMessage(f"message exceeds the limit of {max_frames} frames or "
+                                 f"{max_bytes} bytes ({len(frames) + drained} frames or more): "
+                                 f"dropped unread", frames[0])
         frame = sock.recv(copy=False)  # the rest of a message is already here: never blocks
         frames.append(frame)
         total += len(frame)
     if total > max_bytes:
-        raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes}: dropped")
+        raise DroppedMessage(f"message of {total} bytes exceeds the limit of {max_bytes}: "
+                             f"dropped", frames[0])
     return frames
 
 

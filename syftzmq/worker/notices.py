@@ -1,18 +1,17 @@
 """Rejection notices: the worker tells a sender whose message it dropped at the envelope why
 (see :mod:`syftzmq.wire.notice` for the format and why it may be unsigned).
 
-Sent without blocking and at most :data:`NOTICES_PER_SECOND` a second in all (a token bucket),
-so a flood of bad messages gets a trickle of small answers; a notice that cannot be sent is
-simply not sent.
+Sent without blocking and at most :data:`NOTICES_PER_SECOND` a second in all, in bursts of as
+many (:class:`~syftzmq.worker.ratelimit.TokenBucket`), so a flood of bad messages gets a trickle
+of small answers; a notice that cannot be sent is simply not sent.
 """
 
 from __future__ import annotations
 
-import time
-
 import zmq
 
 from ..wire.notice import encode_notice
+from .ratelimit import TokenBucket
 
 NOTICES_PER_SECOND = 20.0
 
@@ -22,18 +21,12 @@ class Notices:
 
     def __init__(self, router: zmq.Socket, per_second: float = NOTICES_PER_SECOND) -> None:
         self._router = router
-        self._rate = per_second
-        self._budget = per_second
-        self._last = time.monotonic()
+        self._allowance = TokenBucket(per_second)
         self.sent = 0
 
     def rejected(self, identity: bytes, reason: str, detail: str) -> None:
-        now = time.monotonic()
-        self._budget = min(self._rate, self._budget + (now - self._last) * self._rate)
-        self._last = now
-        if self._budget < 1:
+        if not self._allowance.take():
             return
-        self._budget -= 1
         try:
             self._router.send_multipart([identity, encode_notice(reason, detail)], zmq.NOBLOCK)
             self.sent += 1

@@ -43,7 +43,7 @@ from ..security.netpolicy import is_loopback
 from ..settings import SETTINGS
 from ..wire import Signer, dumps, loads, pack, shm, shm_map, unpack
 from ..wire.envelope import MAX_FRAMES, MAX_MESSAGE_BYTES, discard_unsent
-from ..wire.receive import read_message
+from ..wire.receive import DroppedMessage, read_message
 from ..wire.safe import SafeUnpickler
 from ..wire.sockets import NOBLOCK, send_frames
 from .addressing import ELSEWHERE, STALE, WRONG_ID, Addressing
@@ -214,6 +214,8 @@ class WorkerServer:
         now = time.monotonic()
         if now >= self.lease_ticks.next_tick:  # (each step says when it is due next)
             self._guarded("the lease tick", self.lease_ticks.tick, now)
+        if self.rejections.owes_summary:  # a flood stopped with lines suppressed: say how many
+            self._guarded("the rejection log", self.rejections.flush)
         if now >= self.requesters.next_pass:
             self._guarded("shared-memory housekeeping", self.requesters.housekeeping, now,
                           self._still_connected)
@@ -300,9 +302,13 @@ class WorkerServer:
                 frames = read_message(sock, MAX_FRAMES + routed, self.max_message_bytes)
             except zmq.Again:
                 return
-            except ProtocolError as exc:  # consumed and dropped before anything was kept
+            except DroppedMessage as exc:  # consumed and dropped before anything was kept
                 self.counters["messages"] += 1
-                self.rejections.record(reason_of(str(exc)), b"(oversized)", str(exc))
+                reason = reason_of(str(exc))
+                sender = exc.first.bytes if routed else b"(peer)"
+                self.rejections.record(reason, sender, str(exc))
+                if routed:  # the sender is told, as at the envelope (rate-limited, unsigned)
+                    self.notices.rejected(sender, reason, str(exc))
                 continue
             self.counters["messages"] += 1
             self.loop_state.current_started = time.monotonic()  # read by the liveness thread

@@ -207,7 +207,8 @@ def test_a_message_over_the_byte_limit_before_its_last_frame_is_drained(fuzzed):
     """Frames each under the limit, together over it before the last one: the worker reads
     the rest without keeping it (SECURITY.md, step 1) and counts it ``oversized``; one that
     passes the limit only with its last frame is already read, and is counted ``too_large``.
-    Either way nothing of it is acted on and the sender is still served."""
+    Either way nothing of it is acted on, the sender is told why (a rejection notice, as at the
+    envelope) and is still served."""
     bob, _ = fuzzed
     raw = RawPeer(bob.address, b"drained")
     try:
@@ -221,6 +222,7 @@ def test_a_message_over_the_byte_limit_before_its_last_frame_is_drained(fuzzed):
     gained = {reason: after.get(reason, 0) - before.get(reason, 0)
               for reason in ("oversized", "too_large")}
     assert gained == {"oversized": 1, "too_large": 1}
+    assert [notice["reason"] for notice in raw.notices] == ["oversized", "too_large"]
     assert torch.equal((torch.ones(2).send(bob) * 2).get(), torch.full((2,), 2.0))
 
 
