@@ -218,6 +218,29 @@ def _names_unimportable_code(header: bytes) -> bool:
     return bool(registered) and any(name.encode() in header for name in list(registered))
 
 
+def _bytes_of(buf: pickle.PickleBuffer) -> memoryview:
+    """The bytes behind ``buf`` as a view one level above the memory's owner.
+
+    ``buf.raw()`` is a view of a view (our tensors' PickleBuffers wrap a memoryview), and
+    CPython 3.11's garbage collector can crash (a segmentation fault in ``mbuf_clear``) when
+    it clears such a chain that is garbage in one cycle — as it is when a failed send's
+    traceback, which holds the message's frames, is kept by the frame of the caller that
+    caught it. The wrapped memoryview itself, or a view of a wrapped object that is not one,
+    has a single level. (A buffer that is not C-contiguous cannot be cast to bytes: it keeps
+    ``raw()``.)"""
+    view = memoryview(buf)  # through the buffer protocol: a view of the wrapped object
+    wrapped = view.obj
+    if isinstance(wrapped, memoryview):
+        view.release()
+        view = wrapped
+    if view.ndim == 1 and view.format == "B":
+        return view
+    try:
+        return view.cast("B")
+    except TypeError:
+        return buf.raw()
+
+
 class _Pickling:
     """A pickler with its stream and its out-of-band buffers, used for one message at a time.
 
@@ -235,7 +258,7 @@ class _Pickling:
                                                       buffer_callback=self.keep_out_of_band)
 
     def keep_out_of_band(self, buf: pickle.PickleBuffer) -> bool:
-        raw = buf.raw()
+        raw = _bytes_of(buf)
         if raw.nbytes < INLINE_LIMIT:
             return True  # true means: serialize in band
         self.buffers.append(raw)

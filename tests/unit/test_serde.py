@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
 import sys
 
 import pytest
@@ -62,6 +63,40 @@ def test_a_writable_received_buffer_is_used_in_place_a_read_only_one_is_copied()
     copied = loads(header, [memoryview(bytes(buffer))])
     copied[0] = 7.0                                       # writable, though the frame was not
     assert copied[0].item() == 7.0 and copied[1].item() == 0.0
+
+
+_CYCLES = """
+import gc, torch
+from syftzmq.wire import Signer, pack
+from syftzmq.wire.serde import dumps
+
+class Held:
+    pass
+
+def message_in_a_cycle():
+    tensor = torch.ones(1 << 14)
+    header, buffers = dumps({"x": tensor, "y": [tensor[:5000], torch.zeros(3000, dtype=torch.float64)]})
+    held = Held()
+    held.me = held                                   # a cycle, as a kept traceback makes one
+    held.buffers, held.frames = buffers, pack(Signer(b"k" * 32), header, buffers)
+
+for n in range(400):
+    message_in_a_cycle()
+    if n % 7 == 0:
+        gc.collect()
+print("collected")
+"""
+
+
+def test_a_message_kept_in_a_reference_cycle_is_collected_without_a_crash():
+    """A failed send's traceback holds the message's buffers and frames; a caller that keeps
+    the exception in a local of a frame on that traceback makes them garbage in one cycle.
+    The garbage collector must clear them: with buffers that were views of views (``raw()`` of
+    a PickleBuffer over a memoryview), CPython 3.11 crashed doing so. In a process of its own,
+    so that a crash fails this test instead of ending the run."""
+    result = subprocess.run([sys.executable, "-c", _CYCLES], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "collected" in result.stdout, result.stderr[-2000:]
 
 
 def test_in_band_tensors_own_their_memory():
