@@ -283,10 +283,14 @@ def _write_segment(file: shm_spares.Spare, view: memoryview, start: int, end: in
 
 
 def _unlink_file(name: str) -> None:
-    """Unlink ``name`` in :data:`DIRECTORY` if it is still there (nothing recorded)."""
+    """Unlink ``name`` in :data:`DIRECTORY` if it is still there (nothing recorded).
+
+    Another user's file (the directory is sticky) cannot be, and is left to its owner: a
+    receiver that opened one refuses it on the uid check (:func:`_open`), which must not be
+    pre-empted by a :class:`PermissionError` here."""
     try:
         os.unlink(_path(name))
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         pass
 
 
