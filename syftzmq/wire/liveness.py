@@ -55,10 +55,12 @@ def encode(signer: Signer, body: dict) -> list:
 
 def decode(signer: Signer, frames: list) -> dict:
     """The body of a verified liveness message; :class:`ProtocolError` if it is not one."""
+    if len(frames) != 1:  # (:func:`encode` makes one frame; never a frames or shared-memory
+        raise ProtocolError("a liveness message is one frame")  # envelope, which names segments)
     header = unpack(signer, frames, MAX_PROBE_BYTES)
     try:
         body = json.loads(header[0])
-    except ValueError:
+    except (ValueError, RecursionError):  # (JSON nested too deep for the parser: the latter)
         raise ProtocolError("a liveness message is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
         raise ProtocolError("a liveness message must be a JSON object with a 'kind'")

@@ -117,7 +117,10 @@ class LivenessEndpoint:
         if self._stop.is_set():
             return
         self._stop.set()
-        os.write(self._wake_w, b"x")
+        try:
+            os.write(self._wake_w, b"x")
+        except BrokenPipeError:  # the thread ended already (it failed), closing the other end
+            pass
         if self._thread.is_alive():
             self._thread.join(timeout)
         elif self._thread.ident is None:  # never started: nobody else closes these
@@ -154,7 +157,12 @@ class LivenessEndpoint:
                 return
             if len(frames) < 2:
                 continue
-            answer = self._answer(frames[0], frames[1:])
+            try:
+                answer = self._answer(frames[0], frames[1:])
+            except Exception:  # whatever a probe does to its decoding, it ends no thread
+                self.rejected += 1
+                log.debug("a liveness probe could not be answered", exc_info=True)
+                continue
             if answer is None:
                 continue
             try:
