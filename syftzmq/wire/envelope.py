@@ -263,7 +263,7 @@ def _with_shared_memory(views: list, budget: int) -> list:
         raise ProtocolError("shared-memory message without a manifest")
     try:
         manifest = json.loads(bytes(views[0]))
-    except ValueError:
+    except (ValueError, RecursionError):  # (the latter: nested too deep for the parser)
         raise ProtocolError("unreadable shared-memory manifest") from None
     frames = iter(views[1:])
     if not isinstance(manifest, list) or manifest.count(None) != len(views) - 1:

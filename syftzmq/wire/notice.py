@@ -45,7 +45,7 @@ def decode_notice(frames) -> dict | None:
     data = bytes(view)
     try:
         notice = json.loads(data[len(NOTICE_PREFIX):])
-    except ValueError:
+    except (ValueError, RecursionError):  # (the latter: nested too deep for the parser)
         return None
     if not isinstance(notice, dict) or not isinstance(notice.get("reason"), str):
         return None

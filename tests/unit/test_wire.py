@@ -110,3 +110,19 @@ def test_a_one_frame_message_is_signed_as_any_message_of_one_frame():
     general.update(header)
     assert Signer(key).sign(proto, [header]) == general.digest()
     assert Signer(key).sign(proto, [memoryview(header)]) == general.digest()
+
+
+def test_json_nested_too_deep_for_the_parser_is_refused_like_any_unreadable_json():
+    """A shared-memory manifest (signed) and a rejection notice (unsigned: anyone on the path
+    can forge one) are JSON; nested deeper than the parser's recursion limit, Python raises
+    RecursionError, not ValueError. Both are refused as unreadable, as a worker or a client
+    expects of bad input, instead of escaping as an unexpected error."""
+    from syftzmq.wire.envelope import PROTOCOL_SHM
+    from syftzmq.wire.notice import MAX_NOTICE_BYTES, NOTICE_PREFIX, decode_notice
+    deep = b"[" * 100_000 + b"]" * 100_000
+    signer = Signer(b"k" * 32)
+    body = [dumps({"kind": "ping"})[0], deep]
+    with pytest.raises(ProtocolError, match="unreadable shared-memory manifest"):
+        unpack(signer, [PROTOCOL_SHM, signer.sign(PROTOCOL_SHM, body), *body])
+    forged = NOTICE_PREFIX + b"[" * 1005  # within the notice size limit, over the parser's depth
+    assert len(forged) <= MAX_NOTICE_BYTES and decode_notice([forged]) is None
