@@ -147,7 +147,8 @@ def spawn_worker(worker_id: str, *, bind: str = "tcp://127.0.0.1:*", key_file: s
 
 def _read_ready_line(popen: subprocess.Popen, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
-    assert popen.stdout is not None  # we asked for a pipe
+    if popen.stdout is None:  # (never: it was started with a pipe; an if, so -O keeps it)
+        raise RuntimeError("the worker process was started without a pipe for its ready line")
     fd = popen.stdout.fileno()
     buffered = b""
     while True:
