@@ -60,6 +60,11 @@ def check_worker_ref(value: Any, what: str) -> WorkerRef:
         check_address(value.address)
     except ValueError as exc:
         raise ProtocolError(f"{what} {value.id!r:.40}: {exc}") from None
+    if value.liveness is not None:  # dialled later by the liveness tick, for every wait on it
+        try:
+            check_address(value.liveness)
+        except ValueError as exc:
+            raise ProtocolError(f"{what} {value.id!r:.40} has a bad liveness address: {exc}") from None
     return value
 
 
