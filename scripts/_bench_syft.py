@@ -414,15 +414,22 @@ def _store_big(worker: Any, config: Config) -> list[Measurement]:
 
 
 def _store_small(worker: Any, config: Config) -> list[Measurement]:
+    """The per-object memory, and what a PING (how clients wait for a worker) costs with that
+    many objects stored: its answer's ``bytes_stored`` must not be a walk over the store."""
     pid, count = worker.process.pid, config.memory_small_tensors
     idle = rss_bytes(pid)
+    empty_ping = timings(worker.ping, config.reps_small // 10)
     pointers = [torch.ones(4).send(worker) for _ in range(count)]
     worker.ping()
     per_object = (rss_bytes(pid) - idle) / count - 16  # minus the four floats themselves
+    full_ping = timings(worker.ping, config.reps_small // 10)
     del pointers
     worker.object_count()
     return [Measurement(7, overhead_name(count), SYFT, [per_object],
-                        unit="B", note="RSS growth / count - 16 payload bytes")]
+                        unit="B", note="RSS growth / count - 16 payload bytes"),
+            Measurement(7, "worker.ping(), empty store", SYFT, empty_ping),
+            Measurement(7, f"worker.ping(), {count} objects stored", SYFT, full_ping,
+                        note="the answer carries the stored bytes, a running total")]
 
 
 POOL_CASES: dict[int, Callable[..., None]] = {

@@ -8,8 +8,11 @@ two forks can arrive out of order: both are *deferred* until the forks that expl
 This is torch RRef's G2 guarantee (a reference handed on keeps the target alive until the holder
 knows of the new reference), reached without any blocking round trip.
 
-The store also keeps the tag index (:mod:`syftzmq.worker.tags`): every way an object leaves
-passes through :meth:`ObjectStore._forget`, which drops it from the index too.
+The store also keeps the tag index (:mod:`syftzmq.worker.tags`) and the bytes its tensors
+hold (:attr:`ObjectStore.tensor_bytes`, in every PING answer): every way an object leaves passes
+through :meth:`ObjectStore._forget`, which drops it from both. The bytes are a running total, not
+a sum over the store per PING: a PING is how clients and the benchmark wait for a worker, and a
+sum made it cost 65 ms on a worker holding 100,000 objects.
 """
 
 from __future__ import annotations
@@ -17,8 +20,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterator
 
+import torch
+
 from ..errors import IdCollisionError, ObjectNotFoundError
 from .tags import TagIndex
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of ``obj``'s elements if it is a tensor (a pointer or other value counts nothing;
+    two stored views of one tensor count twice)."""
+    if isinstance(obj, torch.Tensor) and not obj.is_meta:
+        return obj.nelement() * obj.element_size()
+    return 0
 
 
 class ObjectStore:
@@ -30,6 +43,10 @@ class ObjectStore:
         self._deferred_deletes: defaultdict[int, set[str]] = defaultdict(set)
         self._deferred_forks: defaultdict[int, list[tuple[str, str]]] = defaultdict(list)
         self.tags = TagIndex()
+        self._sizes: dict[int, int] = {}  # tensor_bytes of each object when it was stored
+        # Their sum. A size is taken when an object is stored: an in-place resize of a stored
+        # tensor (resize_, set_) is counted by the size it was stored with, until it leaves.
+        self.tensor_bytes = 0
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -56,6 +73,10 @@ class ObjectStore:
             raise IdCollisionError(f"an object already lives under id {object_id}; not overwritten")
         self._objects[object_id] = obj
         self._owners[object_id] = owner
+        size = tensor_bytes(obj)
+        if size:
+            self._sizes[object_id] = size
+            self.tensor_bytes += size
 
     def get(self, object_id: int) -> Any:
         try:
@@ -115,6 +136,7 @@ class ObjectStore:
         return []
 
     def _forget(self, object_id: int) -> None:
+        self.tensor_bytes -= self._sizes.pop(object_id, 0)
         self._objects.pop(object_id, None)
         self._owners.pop(object_id, None)
         self._deferred_deletes.pop(object_id, None)

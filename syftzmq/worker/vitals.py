@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable
-
-import torch
 
 from ..wire import shm_map
 
@@ -23,17 +20,12 @@ class Vitals:
         self.started_at = time.time()  # wall clock: comparable across hosts, roughly
         self._started = time.monotonic()
 
-    def snapshot(self, objects: Iterable[Any]) -> dict:
+    def snapshot(self, bytes_stored: int) -> dict:
+        """``bytes_stored``: the store's running total (:attr:`ObjectStore.tensor_bytes`)."""
         return {"pid": os.getpid(), "started_at": self.started_at,
                 "uptime": time.monotonic() - self._started,
-                "bytes_stored": stored_bytes(objects), "rss_bytes": rss_bytes(),
+                "bytes_stored": bytes_stored, "rss_bytes": rss_bytes(),
                 **shm_map.counts()}
-
-
-def stored_bytes(objects: Iterable[Any]) -> int:
-    """Bytes of the tensors among ``objects`` (pointers and other values count nothing)."""
-    return sum(obj.nelement() * obj.element_size() for obj in objects
-               if isinstance(obj, torch.Tensor) and not obj.is_meta)
 
 
 def rss_bytes() -> int | None:

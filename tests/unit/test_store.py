@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 
 from syftzmq.errors import IdCollisionError, ObjectNotFoundError
 from syftzmq.worker.store import ObjectStore
@@ -179,3 +180,34 @@ def test_a_waiting_delete_is_forgotten_when_the_owner_deletes():
     store.put(1, "new", "a")
     assert store.fork(1, "a", "b") == []
     assert store.get(1) == "new"
+
+
+def _summed(store: ObjectStore) -> int:
+    """What the running total must equal: the bytes of every tensor in the store now."""
+    return sum(v.nelement() * v.element_size() for v in store.values()
+               if isinstance(v, torch.Tensor) and not v.is_meta)
+
+
+def test_the_stored_bytes_follow_every_way_in_and_out():
+    """The PING's ``bytes_stored`` is a running total: it must match a full sum after puts,
+    takes, owner deletes, deferred deletes applied by a late fork, and refused puts."""
+    store = ObjectStore()
+    store.put(1, torch.ones(1000), "a#1")                        # 4000 bytes
+    store.put(2, torch.ones(10, dtype=torch.float64), "a#1")     # 80
+    store.put(3, "not a tensor", "a#1")
+    store.put(4, torch.empty(5, device="meta"), "a#1")           # no memory: counts nothing
+    store.put(5, torch.ones(3, dtype=torch.int8), "b#2")          # 3
+    assert store.tensor_bytes == 4083 == _summed(store)
+    with pytest.raises(IdCollisionError):
+        store.put(1, torch.ones(7), "a#1")                       # refused: no change
+    assert store.tensor_bytes == 4083
+    store.take(2)
+    assert store.tensor_bytes == 4003
+    assert store.delete(5, "a#1") == [] and store.tensor_bytes == 4003   # not the owner: waits
+    store.fork(5, "b#2", "a#1")                                  # the fork applies that delete
+    assert 5 not in store and store.tensor_bytes == 4000
+    store.delete(1, "a#1")
+    store.delete(1, "a#1")                                       # idempotent, not subtracted twice
+    assert store.tensor_bytes == 0 == _summed(store)
+    store.put(1, torch.ones(2), "a#1")                           # an id used again counts anew
+    assert store.tensor_bytes == 8 == _summed(store)
