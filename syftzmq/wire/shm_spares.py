@@ -39,16 +39,18 @@ unmaps a fetched copy only after the confirmation reaches it), so :data:`KEEP` (
 per part: the one before is free. Measured interleaved against spares only (``scripts/bench.py
 --cases 3``, loaded 2-core machine): send 256 MiB 27 ms against 95-310 ms. Only the sizes of the
 last large export are kept; older ones are dropped (their receivers hold their own descriptors),
-and every kept segment is closed after :data:`IDLE` seconds unused, at exit, in a forked child,
-and when its export turns out not to be taken (unsent, expired, its destination gone) before its
-receiver claimed it. A written-again segment has no name, so nothing of it can be left in
+and every kept segment is closed at exit, in a forked child, after :data:`IDLE` to twice that
+unused once its receiver claimed it (one still in flight is not: its receiver may yet open
+it), and when its export turns out not to be taken (unsent, expired, its destination gone)
+before its receiver claimed it. A written-again segment has no name, so nothing of it can be left in
 ``/dev/shm``; spares are made only when an export could not reuse a kept segment.
 
 Lifetime: spares are named by this pid like segments (``syftzmq-<pid>-spare-<random>``, renamed
 to a segment's name when used, see :mod:`syftzmq.wire.shm`), so they are swept like segments
 if this process is killed; only the sizes of the last large export are kept (others are
 dropped when an export of other sizes asks for spares); they are unlinked when nobody used them
-for :data:`IDLE` seconds, and at exit.
+for :data:`IDLE` seconds (the thread looks every :data:`IDLE`, so within twice that), and at
+exit.
 """
 
 from __future__ import annotations
