@@ -25,7 +25,7 @@ from ..core.allowlist import check_reference_attribute
 from ..errors import ProtocolError, WorkerMismatchError
 from . import heap
 from .store import ObjectStore
-from .validate import short
+from .validate import check_metas, short
 
 
 class DependencyFailed(Exception):
@@ -205,7 +205,7 @@ def _forward(store: ObjectStore, msg: dict, args: Any, kwargs: Any, stored: list
             raise WorkerMismatchError(f"operation mixes pointers to {location.id!r} and "
                                       f"{pointer.location.id!r}")
     results: list[int] = msg["results"]
-    metas = msg.get("metas") or [None] * len(results)
+    metas = check_metas(msg.get("metas"), len(results)) or [None] * len(results)
     next_ids = [new_id() for _ in results]
     for result_id, next_id, meta in zip(results, next_ids, metas):
         store.put(result_id, ChainRef(location, next_id, new_id(), meta, owning=True), sender)

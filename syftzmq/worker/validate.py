@@ -16,6 +16,9 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
+import torch
+
+from ..core.meta import TensorMeta
 from ..core.refs import ChainRef, WorkerRef
 from ..errors import ProtocolError
 from ..wire.dealer import check_address
@@ -69,14 +72,59 @@ def check_worker_ref(value: Any, what: str) -> WorkerRef:
 
 
 def check_received(obj: Any) -> Any:
-    """``obj`` (about to be stored), if it is not a chain hop that could not be followed."""
+    """``obj`` (about to be stored), if it is not a chain hop that could not be followed, nor
+    one whose description (``meta``, answered to an ``INFO``; ``owner``, handed to the client
+    that fetches the hop) would reach a client as something it cannot read."""
     if isinstance(obj, ChainRef):
         check_worker_ref(obj.location, "the location of a stored pointer")
         if type(obj.id_at_location) is not int or type(obj.id) is not int:
             raise ProtocolError("a stored pointer needs integer ids")
         if obj.attr is not None and type(obj.attr) is not str:
             raise ProtocolError("a stored pointer's attribute must be a string")
+        if type(obj.owning) is not bool:
+            raise ProtocolError(f"a stored pointer's 'owning' must be True or False, got "
+                                f"{short(obj.owning)}")
+        if obj.owner is not None and (type(obj.owner) is not WorkerRef
+                                      or type(obj.owner.id) is not str
+                                      or type(obj.owner.incarnation) is not str):
+            raise ProtocolError(f"a stored pointer's owner must be a worker reference with a "
+                                f"string id and incarnation, got {short(obj.owner)}")
+        check_meta(obj.meta, "a stored pointer's meta")
     return obj
+
+
+def check_meta(value: Any, what: str, depth: int = 0) -> TensorMeta | None:
+    """A tensor's description as a client reads it: ``None``, or a :class:`TensorMeta` with a
+    shape of non-negative ints, a dtype, a bool ``requires_grad`` and a described (or absent)
+    ``grad``, whose own ``grad`` is absent."""
+    if value is None:
+        return None
+    if type(value) is not TensorMeta:
+        raise ProtocolError(f"{what} must be a TensorMeta or None, got {type(value).__name__}")
+    shape = value.shape
+    if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
+        raise ProtocolError(f"{what} has a shape that is not a tuple of sizes: {short(shape)}")
+    if not isinstance(value.dtype, torch.dtype) or type(value.requires_grad) is not bool:
+        raise ProtocolError(f"{what} needs a torch dtype and a bool requires_grad, got "
+                            f"{short(value.dtype)} and {short(value.requires_grad)}")
+    if value.grad is not None:
+        if depth:
+            raise ProtocolError(f"{what}: a gradient has no gradient of its own")
+        check_meta(value.grad, f"{what} (its grad)", depth + 1)
+    return value
+
+
+def check_metas(value: Any, results: int) -> list | None:
+    """A command's ``metas`` (its results' descriptions, stored in the chain hops a holder
+    makes for them): absent, or one :func:`check_meta` per result."""
+    if value is None:
+        return None
+    if type(value) is not list or len(value) != results:
+        raise ProtocolError(f"'metas' must be a list of {results} descriptions (one per result), "
+                            f"got {short(value)}")
+    for meta in value:
+        check_meta(meta, "an entry of 'metas'")
+    return value
 
 
 def check_owner(value: Any) -> str | None:

@@ -26,8 +26,9 @@ import torch
 from support.hostile import RawPeer
 from support.workers import started_workers
 from syftzmq.core.ids import new_id
-from syftzmq.core.messages import CLEAR, FLUSH, GET, MOVE, MOVE_IN, STORE, message
-from syftzmq.core.refs import ChainRef, WorkerRef
+from syftzmq.core.messages import CLEAR, FLUSH, GET, INFO, MOVE, MOVE_IN, STORE, message
+from syftzmq.core.meta import TensorMeta, describe
+from syftzmq.core.refs import ChainRef, Ref, WorkerRef
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -213,6 +214,28 @@ BAD_HOPS = {
     "id None": (lambda: hop(id=None), "a stored pointer needs integer ids"),
     "attr an int": (lambda: hop(attr=3), "attribute must be a string"),
     "location liveness an int": (lambda: hop(location={"liveness": 5}), "bad liveness address"),
+    # a hop's description reaches clients (an INFO answers its meta; a get of the hop hands
+    # its owner to the client's new pointer): what no client can read is never stored
+    "owning a str": (lambda: hop(owning="yes"), "a stored pointer's 'owning' must be True or False"),
+    "owner a str": (lambda: hop(owner="me#1"), "a stored pointer's owner must be a worker reference"),
+    "owner with an int incarnation": (lambda: hop(owner=replace(GHOST, incarnation=1)),
+                                      "a stored pointer's owner must be a worker reference"),
+    "meta a str": (lambda: hop(meta="4 floats"),
+                   "a stored pointer's meta must be a TensorMeta or None, got str"),
+    "meta shape of strs": (lambda: hop(meta=TensorMeta(("4",), torch.float32)),
+                           "a stored pointer's meta has a shape that is not a tuple of sizes"),
+    "meta shape negative": (lambda: hop(meta=TensorMeta(torch.Size([2]) + (-1,), torch.float32)),
+                            "a stored pointer's meta has a shape that is not a tuple of sizes"),
+    "meta dtype a str": (lambda: hop(meta=TensorMeta(torch.Size([4]), "float32")),
+                         "a stored pointer's meta needs a torch dtype"),
+    "meta requires_grad an int": (lambda: hop(meta=TensorMeta(torch.Size([4]), torch.float32, 1)),
+                                  "a stored pointer's meta needs a torch dtype and a bool"),
+    "meta grad a str": (lambda: hop(meta=TensorMeta(torch.Size([4]), torch.float32, True, "g")),
+                        "a stored pointer's meta (its grad) must be a TensorMeta"),
+    "meta grad with a grad": (lambda: hop(meta=TensorMeta(
+        torch.Size([4]), torch.float32, True,
+        TensorMeta(torch.Size([4]), torch.float32, False, TensorMeta(torch.Size([4]), torch.float32)))),
+        "a gradient has no gradient of its own"),
 }
 
 
@@ -222,11 +245,24 @@ def test_a_malformed_chain_hop_is_never_stored(peers, kept, make, needle):
     the message that brought it: refused on receipt, naming what is wrong, so no later tick
     trips on it."""
     to_src, to_dst = peers
-    if needle.startswith("a stored pointer") or "attribute" in needle:
+    if needle.startswith("a stored pointer") or "attribute" in needle or "gradient" in needle:
         refused(to_src, [to_dst], valid_store(make()), needle)
     else:
         refused(to_src, [to_dst], valid_store(make()), "the location of a stored pointer", needle)
     intact_and_serving(to_src, kept)
+
+
+def test_a_well_described_chain_hop_is_stored_and_its_meta_answered(peers):
+    """The valid hop those cases spoil: stored, and an INFO answers its meta as sent."""
+    to_src, _ = peers
+    meta = describe(torch.ones(2, 3, requires_grad=True))
+    store = valid_store(hop(meta=meta, owner=GHOST, owning=False))
+    answer = to_src.ask(store)
+    assert answer["error"] is None and answer["value"] is True
+    info = to_src.ask(message(INFO, req=new_id(), origin=ORIGIN, ref=Ref(store["id"])))
+    assert info["error"] is None and info["value"] == meta
+    assert to_src.ask(message(CLEAR, req=new_id(), origin=ORIGIN))["error"] is None
+    assert to_src.stats()["objects"] == 0
 
 
 BAD_STORES = {

@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from syftzmq.core import argtree
 from syftzmq.core.failures import Failure
+from syftzmq.core.meta import describe
 from syftzmq.core.messages import probe_destination
 from syftzmq.core.refs import WorkerRef
 from syftzmq.errors import ProtocolError
@@ -18,6 +20,7 @@ from syftzmq.wire.envelope import PROTOCOL, PROTOCOL_SHM, unpack
 from syftzmq.worker.addressing import ELSEWHERE, MINE, STALE, WRONG_ID, Addressing
 from syftzmq.worker.downstream import Downstream, Waiters
 from syftzmq.worker.failures import FailureRecord
+from syftzmq.worker.validate import check_metas
 
 KEY = b"k" * 32
 
@@ -115,3 +118,14 @@ def test_a_worker_keeps_at_most_1024_origins_of_failures_and_of_pending_flushes(
         downstream.pending(f"origin-{n}")
     assert len(downstream._pending) == 1024
     assert not downstream.has_pending("origin-0") and downstream.has_pending("origin-1499")
+
+
+def test_a_commands_metas_are_one_readable_description_per_result():
+    """A chain holder stores each forwarded result's meta in the hop it makes (answered to
+    INFO later): a ``metas`` field that is not one description per result is refused, named."""
+    good = [describe(torch.ones(3)), None]
+    assert check_metas(good, 2) is good and check_metas(None, 2) is None
+    for bad in (5, "metas", [describe(torch.ones(3))], good + [None], [object(), None],
+                (describe(torch.ones(3)), None)):
+        with pytest.raises(ProtocolError, match="metas"):
+            check_metas(bad, 2)
