@@ -415,7 +415,7 @@ def _store_big(worker: Any, config: Config) -> list[Measurement]:
 
 def _store_small(worker: Any, config: Config) -> list[Measurement]:
     """The per-object memory, and what a PING (how clients wait for a worker) costs with that
-    many objects stored: its answer's ``bytes_stored`` must not be a walk over the store."""
+    many objects stored: plain, and with ``vitals`` (the bytes stored: a walk over the store)."""
     pid, count = worker.process.pid, config.memory_small_tensors
     idle = rss_bytes(pid)
     empty_ping = timings(worker.ping, config.reps_small // 10)
@@ -423,13 +423,16 @@ def _store_small(worker: Any, config: Config) -> list[Measurement]:
     worker.ping()
     per_object = (rss_bytes(pid) - idle) / count - 16  # minus the four floats themselves
     full_ping = timings(worker.ping, config.reps_small // 10)
+    vitals_ping = timings(lambda: worker.ping(vitals=True), 5)
     del pointers
     worker.object_count()
     return [Measurement(7, overhead_name(count), SYFT, [per_object],
                         unit="B", note="RSS growth / count - 16 payload bytes"),
             Measurement(7, "worker.ping(), empty store", SYFT, empty_ping),
-            Measurement(7, f"worker.ping(), {count} objects stored", SYFT, full_ping,
-                        note="the answer carries the stored bytes, a running total")]
+            Measurement(7, f"worker.ping(), {count} objects stored", SYFT, full_ping),
+            Measurement(7, f"worker.ping(vitals=True), {count} objects stored", SYFT,
+                        vitals_ping, note="adds bytes_stored, a walk over the store "
+                                          "(syftzmq cluster status asks for it)")]
 
 
 POOL_CASES: dict[int, Callable[..., None]] = {

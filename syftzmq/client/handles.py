@@ -179,8 +179,12 @@ class Worker:
             known = self.__dict__["_known_workers_by_id"] = {}
         return known
 
-    def ping(self, timeout: float | None = None) -> dict:
-        return self._session.ping(self._ref, timeout)
+    def ping(self, timeout: float | None = None, vitals: bool = False) -> dict:
+        """Who the worker is and what it has seen (counters, pid, uptime, memory). It waits
+        for nothing the worker was sent before, so it is cheap whatever the worker holds;
+        ``vitals=True`` adds ``bytes_stored``, the bytes of its tensors, which costs the
+        worker a walk over its store (65 ms with 100,000 objects)."""
+        return self._session.ping(self._ref, timeout, vitals)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Ask the worker to stop; a process this client started is also reaped."""

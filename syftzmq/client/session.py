@@ -892,10 +892,11 @@ class ClientSession:
                                doubt.dest.incarnation, [doubt.dest_id])
             self._connections.get(doubt.dest)
 
-    def ping(self, location: WorkerRef, timeout: float | None = None) -> dict:
+    def ping(self, location: WorkerRef, timeout: float | None = None, vitals: bool = False) -> dict:
         with self._lock:
             self._settler.before_observation(timeout or self.timeout)
-            return self._round_trip({location.incarnation: message(PING)},
+            msg = message(PING, vitals=True) if vitals else message(PING)
+            return self._round_trip({location.incarnation: msg},
                                     {location.incarnation: location},
                                     timeout or self.timeout)[location.incarnation]
 

@@ -47,7 +47,7 @@ def gather(deployment: Deployment, timeout: float = 3.0) -> list[dict]:
                                "last_heard": known.get("last_heard"), "error": None}
         try:
             handle = _handle(deployment, worker.id, address, timeout)
-            info = handle.ping(timeout)
+            info = handle.ping(timeout, vitals=True)
             _forget(handle)
         except Exception as exc:  # not running, unreachable, wrong keys: the row says which
             row["error"] = f"{type(exc).__name__}: {exc}"

@@ -45,6 +45,7 @@ from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
 from .store import ObjectStore
 from .tags import check_description, check_tags, check_terms
+from .vitals import stored_bytes
 from .validate import check_owner, check_received, check_worker_ref, object_ids, short
 
 log = logging.getLogger("syftzmq.worker")
@@ -497,9 +498,12 @@ class Handlers:
 
     # ------------------------------------------------------------------ the worker itself
     def on_ping(self, sender: str, identity: bytes, msg: dict) -> None:
-        """Who this worker is and what it has seen; ``tagged``: objects in the tag index."""
-        self.send_reply(identity, reply(msg["req"], value={**self.stats(),
-                                                           "tagged": len(self.store.tags)}))
+        """Who this worker is and what it has seen; ``tagged``: objects in the tag index;
+        with ``vitals``, also the bytes its tensors hold (a walk over the store)."""
+        answer = {**self.stats(), "tagged": len(self.store.tags)}
+        if msg.get("vitals") is True:
+            answer["bytes_stored"] = stored_bytes(self.store.values())
+        self.send_reply(identity, reply(msg["req"], value=answer))
 
     def on_shutdown(self, sender: str, identity: bytes, msg: dict) -> None:
         self.send_reply(identity, reply(msg["req"], value=True))

@@ -18,7 +18,6 @@ from typing import Any, Iterable
 
 from ..core.ids import new_id
 from ..core.messages import RENEW, message
-from ..core.refs import ChainRef
 from .downstream import DEFAULT_PEER_TIMEOUT, Downstream
 from .failures import FailureRecord
 from .store import ObjectStore
@@ -151,8 +150,7 @@ class LeaseTicks:
     def renew_at_peers(self, now: float) -> None:
         """Keep alive what our stored pointers own on other workers. A peer that cannot be
         reached is logged and skipped; the others are renewed all the same."""
-        targets = {obj.location.incarnation: obj.location for obj in self.store.values()
-                   if isinstance(obj, ChainRef) and obj.owning}
+        targets = {obj.location.incarnation: obj.location for obj in self.store.owning_hops()}
         peers, waiters = self.downstream.peers, self.downstream.waiters
         for incarnation in self.renewals.due(targets, now):
             req = new_id()

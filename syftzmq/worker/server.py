@@ -285,7 +285,7 @@ class WorkerServer:
                 "held_for_confirmation": len(self.handlers.unconfirmed),
                 "rejected": self.rejections.total, "rejected_by_reason": dict(self.rejections.by_reason),
                 "peers_open": len(self.peers.sockets()), "peers_evicted": self.peers.evicted,
-                **self.counters, **self.vitals.snapshot(self.store.tensor_bytes)}
+                **self.counters, **self.vitals.snapshot()}
 
     # ------------------------------------------------------------------ receiving
     def _drain(self, sock: zmq.Socket, handle: Callable[[list], None]) -> None:

@@ -8,11 +8,13 @@ two forks can arrive out of order: both are *deferred* until the forks that expl
 This is torch RRef's G2 guarantee (a reference handed on keeps the target alive until the holder
 knows of the new reference), reached without any blocking round trip.
 
-The store also keeps the tag index (:mod:`syftzmq.worker.tags`) and the bytes its tensors
-hold (:attr:`ObjectStore.tensor_bytes`, in every PING answer): every way an object leaves passes
-through :meth:`ObjectStore._forget`, which drops it from both. The bytes are a running total, not
-a sum over the store per PING: a PING is how clients and the benchmark wait for a worker, and a
-sum made it cost 65 ms on a worker holding 100,000 objects.
+The store also keeps the tag index (:mod:`syftzmq.worker.tags`), the owners (by how many
+objects each owns) and the owning chain hops: every way an object leaves passes through
+:meth:`ObjectStore._forget`, which drops it from all three. The lease tick asks for the owners
+and the hops every few seconds, and walking 100,000 objects for them held the loop for 15-30 ms
+each time. Nothing is kept per plain object beyond its entry and its owner's (each owner's ids,
+or each tensor's size, would cost every object memory; only a lease's expiry or a
+``clear_objects`` asks for an owner's ids, and only ``syftzmq cluster status`` for the bytes).
 """
 
 from __future__ import annotations
@@ -20,18 +22,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterator
 
-import torch
-
+from ..core.refs import ChainRef
 from ..errors import IdCollisionError, ObjectNotFoundError
 from .tags import TagIndex
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of ``obj``'s elements if it is a tensor (a pointer or other value counts nothing;
-    two stored views of one tensor count twice)."""
-    if isinstance(obj, torch.Tensor) and not obj.is_meta:
-        return obj.nelement() * obj.element_size()
-    return 0
 
 
 class ObjectStore:
@@ -40,13 +33,11 @@ class ObjectStore:
     def __init__(self) -> None:
         self._objects: dict[int, Any] = {}
         self._owners: dict[int, str] = {}
+        self._owned_counts: dict[str, int] = {}  # how many objects each owner owns here
+        self._owning_hops: dict[int, None] = {}  # ids of the owning chain hops stored here
         self._deferred_deletes: defaultdict[int, set[str]] = defaultdict(set)
         self._deferred_forks: defaultdict[int, list[tuple[str, str]]] = defaultdict(list)
         self.tags = TagIndex()
-        self._sizes: dict[int, int] = {}  # tensor_bytes of each object when it was stored
-        # Their sum. A size is taken when an object is stored: an in-place resize of a stored
-        # tensor (resize_, set_) is counted by the size it was stored with, until it leaves.
-        self.tensor_bytes = 0
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -59,11 +50,17 @@ class ObjectStore:
 
     def owners(self) -> set[str]:
         """Every process that owns something here (lease bookkeeping)."""
-        return set(self._owners.values())
+        return set(self._owned_counts)
 
     def owned_by(self, owner: str) -> list[int]:
         """Ids of the objects ``owner`` owns here."""
+        if owner not in self._owned_counts:
+            return []
         return [object_id for object_id, incarnation in self._owners.items() if incarnation == owner]
+
+    def owning_hops(self) -> list[ChainRef]:
+        """The stored chain hops that keep their targets alive (renewed at their peers)."""
+        return [self._objects[object_id] for object_id in self._owning_hops]
 
     def values(self) -> list[Any]:
         return list(self._objects.values())
@@ -72,11 +69,9 @@ class ObjectStore:
         if object_id in self._objects:
             raise IdCollisionError(f"an object already lives under id {object_id}; not overwritten")
         self._objects[object_id] = obj
-        self._owners[object_id] = owner
-        size = tensor_bytes(obj)
-        if size:
-            self._sizes[object_id] = size
-            self.tensor_bytes += size
+        self._set_owner(object_id, owner)
+        if isinstance(obj, ChainRef) and obj.owning:
+            self._owning_hops[object_id] = None
 
     def get(self, object_id: int) -> Any:
         try:
@@ -116,7 +111,7 @@ class ObjectStore:
         if self._owners[object_id] != old_owner:
             self._deferred_forks[object_id].append((old_owner, new_owner))
             return []
-        self._owners[object_id] = new_owner
+        self._set_owner(object_id, new_owner)
         return self._settle(object_id)
 
     def _settle(self, object_id: int) -> list[Any]:
@@ -132,13 +127,27 @@ class ObjectStore:
             if ready is None:
                 return []
             forks.remove(ready)
-            self._owners[object_id] = ready[1]
+            self._set_owner(object_id, ready[1])
         return []
 
+    def _set_owner(self, object_id: int, owner: str) -> None:
+        self._unown(object_id)
+        self._owners[object_id] = owner
+        self._owned_counts[owner] = self._owned_counts.get(owner, 0) + 1
+
+    def _unown(self, object_id: int) -> None:
+        old = self._owners.pop(object_id, None)
+        if old is not None:
+            left = self._owned_counts[old] - 1
+            if left:
+                self._owned_counts[old] = left
+            else:
+                del self._owned_counts[old]
+
     def _forget(self, object_id: int) -> None:
-        self.tensor_bytes -= self._sizes.pop(object_id, 0)
+        self._owning_hops.pop(object_id, None)
         self._objects.pop(object_id, None)
-        self._owners.pop(object_id, None)
+        self._unown(object_id)
         self._deferred_deletes.pop(object_id, None)
         self._deferred_forks.pop(object_id, None)
         self.tags.drop(object_id)

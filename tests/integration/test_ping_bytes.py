@@ -1,7 +1,7 @@
-"""A worker's ``bytes_stored`` (its PING answer; ``syftzmq cluster status`` shows it) is a
-running total kept by the store, not a sum over the store per PING. These tests hold it to the
-bytes actually stored after every way a tensor arrives and leaves, on real worker processes:
-a running total that missed one way out would drift for as long as the worker runs."""
+"""A worker's ``bytes_stored``: a PING answers it only when asked (``ping(vitals=True)``, as
+``syftzmq cluster status`` asks), since it is a walk over the store and a plain PING is how
+clients wait for a worker. Held here to the bytes actually stored after every way a tensor
+arrives and leaves, on real worker processes."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def _stored(worker) -> tuple[int, int]:
     """(objects, bytes_stored) once everything this client sent has been applied (an
     observation flushes the deletes and commands still queued; a PING alone does not)."""
     count = worker.object_count()
-    return count, worker.ping()["bytes_stored"]
+    assert "bytes_stored" not in worker.ping(), "a plain PING walked the store"
+    return count, worker.ping(vitals=True)["bytes_stored"]
 
 
 def test_bytes_stored_follow_send_results_get_move_and_delete(pair):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import torch
 
+from syftzmq.core.refs import ChainRef, WorkerRef
 from syftzmq.errors import IdCollisionError, ObjectNotFoundError
 from syftzmq.worker.store import ObjectStore
 
@@ -182,32 +182,39 @@ def test_a_waiting_delete_is_forgotten_when_the_owner_deletes():
     assert store.get(1) == "new"
 
 
-def _summed(store: ObjectStore) -> int:
-    """What the running total must equal: the bytes of every tensor in the store now."""
-    return sum(v.nelement() * v.element_size() for v in store.values()
-               if isinstance(v, torch.Tensor) and not v.is_meta)
-
-
-def test_the_stored_bytes_follow_every_way_in_and_out():
-    """The PING's ``bytes_stored`` is a running total: it must match a full sum after puts,
-    takes, owner deletes, deferred deletes applied by a late fork, and refused puts."""
+def test_the_owner_index_follows_puts_forks_deferred_hand_offs_and_removals():
+    """``owners``/``owned_by`` (the lease tick, clear_objects) and ``owning_hops`` (renewals)
+    are indexes kept as objects come and go: after every change they must say what a walk
+    over the store would."""
     store = ObjectStore()
-    store.put(1, torch.ones(1000), "a#1")                        # 4000 bytes
-    store.put(2, torch.ones(10, dtype=torch.float64), "a#1")     # 80
-    store.put(3, "not a tensor", "a#1")
-    store.put(4, torch.empty(5, device="meta"), "a#1")           # no memory: counts nothing
-    store.put(5, torch.ones(3, dtype=torch.int8), "b#2")          # 3
-    assert store.tensor_bytes == 4083 == _summed(store)
-    with pytest.raises(IdCollisionError):
-        store.put(1, torch.ones(7), "a#1")                       # refused: no change
-    assert store.tensor_bytes == 4083
+    peer = WorkerRef("p", "tcp://127.0.0.1:1", "p#1")
+
+    def walked() -> tuple[dict, list]:
+        by_owner: dict = {}
+        for object_id, _ in store.items():
+            by_owner.setdefault(store.owner(object_id), []).append(object_id)
+        hops = [obj for _, obj in store.items() if isinstance(obj, ChainRef) and obj.owning]
+        return by_owner, hops
+
+    def agrees() -> bool:
+        by_owner, hops = walked()
+        return (store.owners() == set(by_owner)
+                and all(sorted(store.owned_by(o)) == ids for o, ids in by_owner.items())
+                and store.owning_hops() == hops)
+
+    store.put(1, "x", "a#1")
+    store.put(2, ChainRef(peer, 10, 11), "a#1")                  # owning: renewed
+    store.put(3, ChainRef(peer, 12, 13, owning=False), "b#2")    # a view: not renewed
+    store.put(4, "y", "b#2")
+    assert agrees() and store.owned_by("a#1") == [1, 2] and len(store.owning_hops()) == 1
+    store.fork(1, "a#1", "b#2")                                  # in order
+    assert agrees() and sorted(store.owned_by("b#2")) == [1, 3, 4]
+    store.fork(4, "c#3", "d#4")                                  # waits for c#3 to own it
+    store.delete(4, "d#4")                                       # waits too
+    store.fork(4, "b#2", "c#3")                                  # applies both: 4 is gone
+    assert 4 not in store and agrees()
     store.take(2)
-    assert store.tensor_bytes == 4003
-    assert store.delete(5, "a#1") == [] and store.tensor_bytes == 4003   # not the owner: waits
-    store.fork(5, "b#2", "a#1")                                  # the fork applies that delete
-    assert 5 not in store and store.tensor_bytes == 4000
-    store.delete(1, "a#1")
-    store.delete(1, "a#1")                                       # idempotent, not subtracted twice
-    assert store.tensor_bytes == 0 == _summed(store)
-    store.put(1, torch.ones(2), "a#1")                           # an id used again counts anew
-    assert store.tensor_bytes == 8 == _summed(store)
+    assert agrees() and store.owning_hops() == [] and store.owners() == {"b#2"}
+    for object_id in (1, 3):
+        store.delete(object_id, "b#2")
+    assert agrees() and store.owners() == set() and store.owned_by("b#2") == []
