@@ -180,10 +180,11 @@ class Worker:
         return known
 
     def ping(self, timeout: float | None = None, vitals: bool = False) -> dict:
-        """Who the worker is and what it has seen (counters, pid, uptime, memory). It waits
-        for nothing the worker was sent before, so it is cheap whatever the worker holds;
-        ``vitals=True`` adds ``bytes_stored``, the bytes of its tensors, which costs the
-        worker a walk over its store (65 ms with 100,000 objects)."""
+        """Who the worker is and what it has seen (counters, pid, uptime, memory). The worker
+        answers once it has applied what this client sent it before (one connection keeps
+        order) without waiting for what it forwarded down a chain, and cheaply whatever it
+        holds; ``vitals=True`` adds ``bytes_stored``, the bytes of its tensors, which costs the
+        worker a walk over its store (about 65 ms with 100,000 objects)."""
         return self._session.ping(self._ref, timeout, vitals)
 
     def shutdown(self, timeout: float = 5.0) -> None:

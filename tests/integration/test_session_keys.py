@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import syftzmq as sy
 from support.processes import read_lines_until
 from support.workers import ROOT
 from syftzmq.core.processes import pid_namespace
@@ -34,9 +33,11 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def _client() -> tuple[subprocess.Popen, Path]:
+def _client(tmpdir: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """A client process; with ``tmpdir``, its session keeps its key there (``TMPDIR``)."""
+    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
     process = subprocess.Popen([sys.executable, "-c", CLIENT.format(root=str(ROOT))],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     line = read_lines_until(process, "KEY ", timeout=60)[-1]
     return process, Path(line.split(" ", 1)[1].strip())
 
@@ -54,17 +55,18 @@ def test_a_session_that_closes_removes_its_key():
     assert not key.exists() and not key.parent.exists()
 
 
-def test_the_key_a_killed_session_left_is_removed_by_the_next_session_only():
-    killed, left = _client()
+def test_the_key_a_killed_session_left_is_removed_by_the_next_session_only(tmp_path):
+    """In a temporary directory of its own: any session starting on this host sweeps, and
+    the suite's other test processes start sessions at any moment."""
+    killed, left = _client(tmp_path)
     killed.kill()
     assert killed.wait(10) == -9                   # reaped: it exited, its pid is free
     assert left.is_file()                          # nobody could remove it yet
-    live, kept = _client()                         # a session alive all along
+    live, kept = _client(tmp_path)                 # a session alive all along
     try:
-        later, own = _client()                     # the next session: it sweeps
+        later, own = _client(tmp_path)             # the next session: it sweeps
         assert not left.exists() and not left.parent.exists()
         assert kept.is_file() and own.is_file()    # live sessions' keys stay
-        assert Path(sy.default_session().cluster_key_file()).is_file()  # this one's too
         _exit(later)
     finally:
         _exit(live)
