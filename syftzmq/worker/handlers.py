@@ -45,8 +45,8 @@ from .failures import FailureRecord, raise_if_failed
 from .leases import Leases
 from .store import ObjectStore
 from .tags import check_description, check_tags, check_terms
-from .vitals import stored_bytes
 from .validate import check_owner, check_received, check_worker_ref, object_ids, short
+from .vitals import stored_bytes
 
 log = logging.getLogger("syftzmq.worker")
 

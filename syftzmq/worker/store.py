@@ -69,7 +69,7 @@ class ObjectStore:
         if object_id in self._objects:
             raise IdCollisionError(f"an object already lives under id {object_id}; not overwritten")
         self._objects[object_id] = obj
-        self._set_owner(object_id, owner)
+        self._own(object_id, owner)  # (a new id: nobody owned it before)
         if isinstance(obj, ChainRef) and obj.owning:
             self._owning_hops[object_id] = None
 
@@ -132,6 +132,9 @@ class ObjectStore:
 
     def _set_owner(self, object_id: int, owner: str) -> None:
         self._unown(object_id)
+        self._own(object_id, owner)
+
+    def _own(self, object_id: int, owner: str) -> None:
         self._owners[object_id] = owner
         self._owned_counts[owner] = self._owned_counts.get(owner, 0) + 1
 

@@ -50,11 +50,16 @@ def object_ids(value: Any) -> list[int]:
 _ID_LIMIT = 1 << 64
 
 
+def _named(ref: WorkerRef) -> bool:
+    """Whether ``ref`` carries a string id and a non-empty string incarnation."""
+    return type(ref.id) is str and type(ref.incarnation) is str and bool(ref.incarnation)
+
+
 def check_worker_ref(value: Any, what: str) -> WorkerRef:
     """``value`` if it is a :class:`WorkerRef` this worker could connect to."""
     if not isinstance(value, WorkerRef):
         raise ProtocolError(f"{what} must be a WorkerRef, got {type(value).__name__}")
-    if type(value.id) is not str or type(value.incarnation) is not str or not value.incarnation:
+    if not _named(value):
         raise ProtocolError(f"{what} needs a string id and incarnation, got {short(value.id)} "
                             f"and {short(value.incarnation)}")
     if value.shm is not None and type(value.shm) is not str:
@@ -84,21 +89,30 @@ def check_received(obj: Any) -> Any:
         if type(obj.owning) is not bool:
             raise ProtocolError(f"a stored pointer's 'owning' must be True or False, got "
                                 f"{short(obj.owning)}")
-        if obj.owner is not None and (type(obj.owner) is not WorkerRef
-                                      or type(obj.owner.id) is not str
-                                      or type(obj.owner.incarnation) is not str):
+        if obj.owner is not None and (type(obj.owner) is not WorkerRef or not _named(obj.owner)):
             raise ProtocolError(f"a stored pointer's owner must be a worker reference with a "
                                 f"string id and incarnation, got {short(obj.owner)}")
         check_meta(obj.meta, "a stored pointer's meta")
     return obj
 
 
-def check_meta(value: Any, what: str, depth: int = 0) -> TensorMeta | None:
-    """A tensor's description as a client reads it: ``None``, or a :class:`TensorMeta` with a
-    shape of non-negative ints, a dtype, a bool ``requires_grad`` and a described (or absent)
-    ``grad``, whose own ``grad`` is absent."""
+def check_meta(value: Any, what: str) -> TensorMeta | None:
+    """A tensor's description as a client reads it: ``None``, or a :class:`TensorMeta` (see
+    :func:`_check_description`) whose ``grad`` is absent or one too, without a ``grad`` of
+    its own."""
     if value is None:
         return None
+    _check_description(value, what)
+    if value.grad is not None:
+        _check_description(value.grad, f"{what} (its grad)")
+        if value.grad.grad is not None:
+            raise ProtocolError(f"{what} (its grad): a gradient has no gradient of its own")
+    return value
+
+
+def _check_description(value: Any, what: str) -> None:
+    """A :class:`TensorMeta` with a shape of non-negative ints, a dtype and a bool
+    ``requires_grad`` (its ``grad`` is the caller's)."""
     if type(value) is not TensorMeta:
         raise ProtocolError(f"{what} must be a TensorMeta or None, got {type(value).__name__}")
     shape = value.shape
@@ -107,11 +121,6 @@ def check_meta(value: Any, what: str, depth: int = 0) -> TensorMeta | None:
     if not isinstance(value.dtype, torch.dtype) or type(value.requires_grad) is not bool:
         raise ProtocolError(f"{what} needs a torch dtype and a bool requires_grad, got "
                             f"{short(value.dtype)} and {short(value.requires_grad)}")
-    if value.grad is not None:
-        if depth:
-            raise ProtocolError(f"{what}: a gradient has no gradient of its own")
-        check_meta(value.grad, f"{what} (its grad)", depth + 1)
-    return value
 
 
 def check_metas(value: Any, results: int) -> list | None:
