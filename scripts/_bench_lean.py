@@ -145,6 +145,7 @@ class LeanClient:
     """One DEALER to the server; every receive has a deadline."""
 
     def __init__(self, port: int, key: bytes) -> None:
+        self.server_pid: int | None = None
         self.signer = Signer(key)
         self.numbers = itertools.count(1)
         self.ids = itertools.count(1)
@@ -212,6 +213,7 @@ def serving(watchdog: Watchdog) -> Iterator[LeanClient]:
         if label != READY:
             raise RuntimeError(f"lean server said {label!r}")
         client = LeanClient(int(port), key)
+        client.server_pid = popen.pid  # read by scripts/measure_cpu.py
         try:
             yield client
         finally:
