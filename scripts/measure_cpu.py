@@ -56,6 +56,8 @@ def main() -> None:
     watchdog = Watchdog(600)
     try:
         pointer = torch.ones(4).send(worker)
+        if not torch.equal((pointer + pointer).get(), torch.full((4,), 2.0)):
+            raise SystemExit("measure_cpu: syftzmq's p + p came back wrong")
         worker_pid = worker.ping()["pid"]
         with lean.serving(watchdog) as client:
             systems = {"syftzmq": (lambda: (pointer + pointer).get(), worker_pid),
