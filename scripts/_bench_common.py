@@ -286,6 +286,14 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def proc_stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name, which may hold spaces and
+    parentheses (so the line is split after its last ``)``): index 0 is the state, 1 the
+    parent's pid, 11 and 12 user and system CPU in clock ticks."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` (VmRSS in /proc/<pid>/status)."""
     with open(f"/proc/{pid}/status") as status:

@@ -25,7 +25,8 @@ import torch
 
 import syftzmq as sy
 from _bench_common import (IDLE_USED, GiB, MiB, SYFT, WORKER_START, Config, Measurement, Results,
-                           idle_pss_name, mem_available, process_tree, smaps_rollup)
+                           idle_pss_name, mem_available, proc_stat_fields, process_tree,
+                           smaps_rollup)
 
 MEMORY_RESERVE = 3 * GiB      # leave this much available to everyone else on the host
 PER_WORKER_GUESS = 400 * MiB  # before starting one more worker, at least this must be free
@@ -92,8 +93,7 @@ def _fleet_memory(workers: list[Any]) -> tuple[int, list[int]]:
 
 def _parent(pid: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
+        return int(proc_stat_fields(pid)[1])
     except (OSError, ValueError, IndexError):
         return None
 

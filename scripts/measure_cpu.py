@@ -25,15 +25,14 @@ import syftzmq as sy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_lean as lean  # noqa: E402
-from _bench_common import Watchdog  # noqa: E402
+from _bench_common import Watchdog, proc_stat_fields  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu(pid: int) -> float:
     """Seconds of CPU the process ``pid`` used so far, every thread (user + system)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
+    fields = proc_stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
